@@ -1,0 +1,321 @@
+"""The DP training loop of the conditional GAN.
+
+Accounting holds because:
+- real rows are drawn by Poisson sampling with a fixed rate q (each row independently), never by
+  category; a real row's conditional vector is taken from the row itself;
+- the generator's conditional vectors are drawn from DP frequencies (the domain histograms);
+- only the discriminator step reads real rows, once per step, through the fused DP step;
+- the generator step sees only the discriminator and the DP frequencies (post-processing);
+- training runs exactly the calibrated number of steps: no early stopping or model selection on
+  real data. A cancelled run stops early; its ledger records the steps it ran.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from synthgen.models.dpsgd import private_discriminator_step
+from synthgen.models.networks import Discriminator, Generator
+from synthgen.transform import Span, TableEncoder
+
+
+@dataclass
+class TrainingConfig:
+    epochs: float = 20.0
+    batch_size: int | None = None  # expected real rows per step; default from the table size
+    max_grad_norm: float = 1.0
+    lr_d: float = 1e-3
+    lr_g: float = 1e-3
+    generator_steps: int = 1
+    noise_dim: int = 64
+    d_hidden: tuple[int, ...] = (128, 128)
+    g_hidden: tuple[int, ...] = (256, 256)
+    d_dropout: float = 0.0
+    marginal_weight: float = 1.0
+
+    def expected_batch_size(self, rows: int) -> int:
+        if self.batch_size is not None:
+            return max(1, min(self.batch_size, rows))
+        return int(np.clip(rows // 8, min(64, rows), 16384))
+
+    def steps(self, rows: int) -> int:
+        q = self.expected_batch_size(rows) / rows
+        return max(1, int(round(self.epochs / q)))
+
+
+@dataclass
+class TrainingProgress:
+    step: int
+    total_steps: int
+    epoch: float
+    epsilon: float
+    d_loss: float
+    g_loss: float
+    elapsed_s: float
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint holds (no training rows: weights, optimiser moments, counters)."""
+
+    step: int
+    generator: dict[str, Any]
+    discriminator: dict[str, Any]
+    opt_g: dict[str, Any]
+    opt_d: dict[str, Any]
+    torch_rng: torch.Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ConditionSampler:
+    """Conditional vectors over the categorical/boolean one-hot spans.
+
+    For real rows the vector is read from the row; for generated rows it is drawn from the DP
+    frequencies of one uniformly chosen column.
+    """
+
+    def __init__(self, spans: list[Span], frequencies: list[list[float]], device: torch.device):
+        self.spans = spans
+        self.width = sum(s.width for s in spans)
+        self.device = device
+        widths = [s.width for s in spans]
+        max_w = max(widths) if widths else 1
+        probs = torch.zeros(len(spans), max_w)
+        for i, f in enumerate(frequencies):
+            probs[i, : len(f)] = torch.tensor(f, dtype=torch.float32) + 1e-8
+        self.probs = probs.to(device)
+        self.offsets = torch.tensor(
+            np.cumsum([0, *widths[:-1]]) if widths else [0], device=device
+        )
+        self.source_cols = torch.tensor(
+            [i for s in spans for i in range(s.start, s.stop)], dtype=torch.long, device=device
+        )
+        self.owner = torch.tensor(
+            [k for k, s in enumerate(spans) for _ in range(s.width)], device=device
+        )
+
+    def from_rows(self, rows: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        if not self.spans:
+            return rows.new_zeros(rows.shape[0], 0)
+        chosen = torch.randint(len(self.spans), (rows.shape[0],), generator=gen,
+                               device=self.device)
+        full = rows[:, self.source_cols]
+        return full * (self.owner.unsqueeze(0) == chosen.unsqueeze(1))
+
+    def draw(self, n: int, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n generated conditions, and which span each conditions on."""
+        if not self.spans:
+            return torch.zeros(n, 0, device=self.device), torch.zeros(n, dtype=torch.long)
+        chosen = torch.randint(len(self.spans), (n,), generator=gen, device=self.device)
+        slot = torch.multinomial(self.probs[chosen], 1, generator=gen).squeeze(1)
+        cond = torch.zeros(n, self.width, device=self.device)
+        cond[torch.arange(n, device=self.device), self.offsets[chosen] + slot] = 1.0
+        return cond, chosen
+
+
+class GANTrainer:
+    def __init__(
+        self,
+        encoder: TableEncoder,
+        frequencies: dict[str, list[float]],
+        config: TrainingConfig,
+        device: torch.device,
+        seed: int | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.config = config
+        self.device = device
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(seed if seed is not None else int.from_bytes(np.random.bytes(4), "little"))
+        if seed is not None:
+            torch.manual_seed(seed)
+        cond_spans = [
+            s for s in encoder.discrete_spans
+            if self._kind_is_discrete(encoder, s.column)
+        ]
+        self.cond = ConditionSampler(cond_spans, [frequencies[s.column] for s in cond_spans], device)
+        self.marginal_spans = encoder.discrete_spans
+        self.marginal_targets = [
+            torch.tensor(frequencies[s.column], dtype=torch.float32, device=device)
+            for s in self.marginal_spans
+        ]
+        self.generator = Generator(config.noise_dim, self.cond.width, encoder.spans,
+                                   config.g_hidden).to(device)
+        self.discriminator = Discriminator(encoder.width + self.cond.width, config.d_hidden,
+                                           config.d_dropout).to(device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g,
+                                      betas=(0.5, 0.9), weight_decay=1e-6)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d,
+                                      betas=(0.5, 0.9))
+        self.step = 0
+
+    @staticmethod
+    def _kind_is_discrete(encoder: TableEncoder, column: str) -> bool:
+        for d in encoder.learned:
+            if d.name == column:
+                return d.kind.value in ("categorical", "boolean")
+        return False
+
+    # ------------------------------------------------------------------------- steps
+
+    def _fake(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        cond, chosen = self.cond.draw(n, self.gen)
+        z = torch.randn(n, self.config.noise_dim, generator=self.gen, device=self.device)
+        raw = self.generator(z, cond)
+        return self.generator.activate(raw), raw, cond, chosen
+
+    def _generator_loss(self, batch: int) -> torch.Tensor:
+        fake, raw, cond, chosen = self._fake(batch)
+        logits = self.discriminator(torch.cat([fake, cond], dim=1))
+        loss = F.softplus(-logits).mean()
+        loss = loss + self._condition_loss(raw, cond, chosen)
+        if self.config.marginal_weight:
+            loss = loss + self.config.marginal_weight * self._marginal_loss(fake)
+        return loss
+
+    def _condition_loss(
+        self, raw: torch.Tensor, cond: torch.Tensor, chosen: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-entropy of the generator's logits on the conditioned column (as in CTGAN)."""
+        if not self.cond.spans:
+            return raw.new_zeros(())
+        losses = raw.new_zeros(raw.shape[0])
+        offset = 0
+        for k, span in enumerate(self.cond.spans):
+            target = cond[:, offset : offset + span.width].argmax(1)
+            ce = F.cross_entropy(raw[:, span.start : span.stop], target, reduction="none")
+            losses = losses + ce * (chosen == k)
+            offset += span.width
+        return losses.mean()
+
+    def _marginal_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        """KL from the DP marginals to the batch's marginals: post-processing of DP counts."""
+        total = fake.new_zeros(())
+        for span, target in zip(self.marginal_spans, self.marginal_targets, strict=True):
+            q = fake[:, span.start : span.stop].mean(0).clamp_min(1e-6)
+            total = total + (target * (target.clamp_min(1e-6).log() - q.log())).sum()
+        return total / max(len(self.marginal_spans), 1)
+
+    def train(
+        self,
+        data: torch.Tensor,
+        *,
+        noise_multiplier: float,
+        total_steps: int,
+        epsilon_at: Callable[[int], float],
+        on_progress: Callable[[TrainingProgress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        checkpoint: Callable[[TrainingState], None] | None = None,
+        checkpoint_every_s: float = 60.0,
+        progress_every: int = 10,
+    ) -> int:
+        """Run DP steps until ``total_steps``; returns the number of steps run in total."""
+        n = data.shape[0]
+        batch = self.config.expected_batch_size(n)
+        q = batch / n
+        start = time.monotonic()
+        last_ckpt = start
+        d_loss = g_loss = float("nan")
+        self.generator.train()
+        self.discriminator.train()
+        while self.step < total_steps:
+            if should_stop is not None and should_stop():
+                break
+            # -- discriminator: the only read of real rows (Poisson sample, fused DP step)
+            mask = torch.rand(n, generator=self.gen, device=self.device) < q
+            real = data[mask]
+            real_cond = self.cond.from_rows(real, self.gen)
+            with torch.no_grad():
+                fake, _, fake_cond, _ = self._fake(batch)
+            rows = torch.cat([torch.cat([real, real_cond], 1), torch.cat([fake, fake_cond], 1)])
+            d_loss = private_discriminator_step(
+                self.discriminator, self.opt_d, rows, real.shape[0],
+                noise_multiplier=noise_multiplier,
+                max_grad_norm=self.config.max_grad_norm,
+                expected_batch_size=batch,
+                generator=self.gen,
+            )
+            self.step += 1
+            # -- generator: post-processing of the private discriminator
+            self.discriminator.requires_grad_(False)
+            for _ in range(self.config.generator_steps):
+                loss = self._generator_loss(batch)
+                self.opt_g.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt_g.step()
+                g_loss = float(loss.detach())
+            self.discriminator.requires_grad_(True)
+
+            now = time.monotonic()
+            if on_progress is not None and (
+                self.step % progress_every == 0 or self.step == total_steps
+            ):
+                on_progress(TrainingProgress(
+                    step=self.step, total_steps=total_steps, epoch=self.step * q,
+                    epsilon=epsilon_at(self.step), d_loss=d_loss, g_loss=g_loss,
+                    elapsed_s=now - start,
+                ))
+            if checkpoint is not None and now - last_ckpt >= checkpoint_every_s:
+                checkpoint(self.state())
+                last_ckpt = now
+        return self.step
+
+    # ------------------------------------------------------------------------- state
+
+    def state(self) -> TrainingState:
+        return TrainingState(
+            step=self.step,
+            generator=self.generator.state_dict(),
+            discriminator=self.discriminator.state_dict(),
+            opt_g=self.opt_g.state_dict(),
+            opt_d=self.opt_d.state_dict(),
+            torch_rng=self.gen.get_state(),
+        )
+
+    def load_state(self, state: TrainingState) -> None:
+        self.step = state.step
+        self.generator.load_state_dict(state.generator)
+        self.discriminator.load_state_dict(state.discriminator)
+        self.opt_g.load_state_dict(state.opt_g)
+        self.opt_d.load_state_dict(state.opt_d)
+        self.gen.set_state(state.torch_rng)
+
+
+
+@torch.no_grad()
+def generate_encoded(
+    generator: Generator,
+    cond: ConditionSampler,
+    n: int,
+    *,
+    chunk: int = 65536,
+    gen: torch.Generator | None = None,
+) -> Iterator[np.ndarray]:
+    """Encoded synthetic rows in chunks (hard one-hot spans, tanh scalars); no real row is read."""
+    generator.eval()
+    done = 0
+    while done < n:
+        m = min(chunk, n - done)
+        c, _ = cond.draw(m, gen)
+        z = torch.randn(m, generator.noise_dim, generator=gen, device=cond.device)
+        raw = generator(z, c)
+        yield generator.activate(raw, hard=True).cpu().numpy()
+        done += m
+
+
+def save_state(state: TrainingState, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state.__dict__, tmp)
+    tmp.replace(path)
+
+
+def load_state(path: Path) -> TrainingState:
+    return TrainingState(**torch.load(path, weights_only=True))

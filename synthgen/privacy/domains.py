@@ -1,0 +1,333 @@
+"""DP estimation of each column's domain: the only place the raw table is read before training.
+
+For every learned column one histogram is measured (see :mod:`synthgen.privacy.mechanisms`):
+- categorical without a public list: counts of the observed values; keys clear a noisy threshold
+  or are folded into "other"; the null key is public;
+- boolean, or categorical with a public list: counts over the public keys;
+- numeric (integer, continuous, datetime): counts over a *public* grid (octaves of |x| with an
+  exact-zero key, calendar years for datetimes, or 32 equal bins between public bounds).
+Everything after the noise is post-processing: which grid bins are significant, how they are split
+into encoding bins, and the frequencies the generator's conditional vectors are drawn from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthgen.privacy.accountant import gaussian_epsilon, gaussian_noise_multiplier
+from synthgen.privacy.budget import BudgetPlan
+from synthgen.privacy.ledger import LedgerEntry
+from synthgen.privacy.mechanisms import noisy_counts, partition_threshold
+from synthgen.schema import ColumnKind, ColumnSpec, TableSchema
+
+OTHER_LABEL = "Other"
+# Post-processing: a numeric grid bin is kept when its noisy count clears this many sigmas.
+SIGNIFICANCE_Z = 3.0
+# A categorical column whose released keys hold less than this share of its values is an
+# identifier or free text: it is dropped (decided from DP outputs only).
+MIN_KEPT_SHARE = 0.5
+MAX_NUMERIC_BINS = 48
+
+_OCTAVES = 2.0 ** np.arange(-10, 64)
+OCTAVE_EDGES = np.concatenate([-_OCTAVES[::-1], _OCTAVES])  # public, data-independent
+_YEARS = np.arange(1678, 2263)
+YEAR_EDGES = (
+    pd.to_datetime([f"{y}-01-01" for y in _YEARS]).to_numpy("datetime64[s]").astype(np.float64)
+)
+
+
+@dataclass
+class ColumnDomain:
+    """What the encoder knows about one column; every data-dependent field is a DP output."""
+
+    name: str
+    kind: ColumnKind
+    dtype: str
+    source: str  # "public", "dp" or "dropped"
+    categories: list[Any] = field(default_factory=list)  # discrete kinds: released labels
+    has_other: bool = False
+    bins: list[tuple[float, float]] = field(default_factory=list)  # numeric: (lo, hi) in value space
+    log_scale: bool = False  # numeric: interpolate within a bin in sign-log space
+    frequencies: list[float] = field(default_factory=list)  # over the encoding slots, sums to 1
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["kind"] = self.kind.value
+        out["categories"] = [_jsonable(v) for v in self.categories]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnDomain:
+        data = dict(data)
+        data["kind"] = ColumnKind(data["kind"])
+        data["bins"] = [tuple(b) for b in data.get("bins", [])]
+        return cls(**data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ----------------------------------------------------------------------------- numeric values
+
+
+def numeric_values(values: pd.Series, kind: ColumnKind) -> np.ndarray:
+    """Float values of a numeric column (datetimes as seconds since the epoch), NaN for null."""
+    if kind is ColumnKind.DATETIME:
+        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert(None)
+        out = parsed.to_numpy("datetime64[s]").astype(np.float64)
+        out[parsed.isna().to_numpy()] = np.nan
+        return out
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    edges: np.ndarray  # bins are [edges[i], edges[i+1])
+    zero_key: bool  # exact zero gets its own key
+    log_scale: bool
+
+    @property
+    def value_keys(self) -> int:
+        return len(self.edges) - 1 + int(self.zero_key)
+
+    def codes(self, x: np.ndarray) -> np.ndarray:
+        """Key per value: 0 = null, 1 = exact zero (if any), then the grid bins."""
+        inner = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, len(self.edges) - 2)
+        offset = 1 + int(self.zero_key)
+        codes = inner + offset
+        if self.zero_key:
+            codes = np.where(x == 0, 1, codes)
+        return np.where(np.isnan(x), 0, codes)
+
+
+def _grid_for(spec: ColumnSpec) -> _Grid:
+    if spec.lower is not None and spec.upper is not None:
+        lo, hi = spec.lower, spec.upper
+        if spec.kind is ColumnKind.DATETIME:
+            lo, hi = float(lo), float(hi)
+        return _Grid(np.linspace(lo, hi, 33), zero_key=False, log_scale=False)
+    if spec.kind is ColumnKind.DATETIME:
+        return _Grid(YEAR_EDGES, zero_key=False, log_scale=False)
+    return _Grid(OCTAVE_EDGES, zero_key=True, log_scale=True)
+
+
+def _split_bin(lo: float, hi: float, parts: int, log_scale: bool) -> list[tuple[float, float]]:
+    if parts <= 1 or lo == hi:
+        return [(lo, hi)]
+    if log_scale and lo * hi > 0:
+        sign = 1.0 if lo > 0 else -1.0
+        points = sign * np.geomspace(abs(lo), abs(hi), parts + 1)
+        points.sort()
+    else:
+        points = np.linspace(lo, hi, parts + 1)
+    return [(float(a), float(b)) for a, b in zip(points[:-1], points[1:], strict=True)]
+
+
+def _numeric_domain(
+    spec: ColumnSpec, grid: _Grid, noisy: np.ndarray, sigma: float, rows: int
+) -> ColumnDomain:
+    null_count = max(noisy[0], 0.0)
+    value_noisy = noisy[1:]
+    public_bounds = spec.lower is not None
+    keep = np.ones_like(value_noisy, bool) if public_bounds else (
+        value_noisy > SIGNIFICANCE_Z * sigma
+    )
+    if not keep.any():
+        keep[int(np.argmax(value_noisy))] = True
+    bins: list[tuple[float, float]] = []
+    weights: list[float] = []
+    for key in np.flatnonzero(keep):
+        weight = max(float(value_noisy[key]), 0.0)
+        if grid.zero_key and key == 0:
+            bins.append((0.0, 0.0))
+            weights.append(weight)
+            continue
+        i = key - int(grid.zero_key)
+        lo, hi = float(grid.edges[i]), float(grid.edges[i + 1])
+        parts = 4 if grid.log_scale else 1
+        if spec.kind is ColumnKind.INTEGER:
+            parts = max(1, min(parts, int(hi - lo)))
+        pieces = _split_bin(lo, hi, parts, grid.log_scale)
+        bins.extend(pieces)
+        weights.extend([weight / len(pieces)] * len(pieces))
+    while len(bins) > MAX_NUMERIC_BINS:  # merge neighbours; keep point masses apart
+        j = min(
+            (k for k in range(len(bins) - 1) if bins[k][0] != bins[k][1]
+             and bins[k + 1][0] != bins[k + 1][1]),
+            key=lambda k: weights[k] + weights[k + 1],
+            default=None,
+        )
+        if j is None:
+            break
+        bins[j : j + 2] = [(bins[j][0], bins[j + 1][1])]
+        weights[j : j + 2] = [weights[j] + weights[j + 1]]
+    freqs = np.array([*weights, null_count], dtype=np.float64)
+    return ColumnDomain(
+        name=spec.name,
+        kind=spec.kind,
+        dtype=spec.dtype or "float64",
+        source="public" if public_bounds else "dp",
+        bins=bins,
+        log_scale=grid.log_scale,
+        frequencies=_normalise(freqs, rows),
+    )
+
+
+def _normalise(freqs: np.ndarray, rows: int) -> list[float]:
+    freqs = np.clip(freqs, 0.0, None)
+    total = freqs.sum()
+    if total <= 0:
+        freqs = np.ones_like(freqs)
+        total = freqs.sum()
+    return (freqs / total).tolist()
+
+
+def _category_labels(values: pd.Series) -> pd.Series:
+    """Category labels as the output will hold them: strings, except for non-text dtypes."""
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        return values.map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
+    return values
+
+
+# ----------------------------------------------------------------------------- the estimate
+
+
+@dataclass
+class DomainEstimate:
+    domains: list[ColumnDomain]
+    entry: LedgerEntry | None
+    warnings: list[str]
+
+
+def estimate_domains(
+    df: pd.DataFrame, schema: TableSchema, plan: BudgetPlan, rng: np.random.Generator
+) -> DomainEstimate:
+    """Measure every learned column's histogram with one Gaussian mechanism; derive domains."""
+    rows = len(df)
+    learned = schema.learned
+    k = len(learned)
+    warnings: list[str] = []
+    if k == 0:
+        return DomainEstimate(_dropped_all(schema), None, ["no column can be learned"])
+    multiplier = gaussian_noise_multiplier(plan.preprocessing_epsilon, plan.accountant_delta)
+    sigma = multiplier * math.sqrt(k)  # the joint histogram vector has L2 sensitivity sqrt(k)
+    discovered = [
+        c for c in learned if c.kind is ColumnKind.CATEGORICAL and c.categories is None
+    ]
+    threshold = partition_threshold(sigma, plan.threshold_delta, len(discovered))
+
+    domains: list[ColumnDomain] = []
+    for spec in schema.columns:
+        if spec.kind is ColumnKind.DROP:
+            domains.append(_dropped(spec, "declared or named as an identifier"))
+            continue
+        values = df[spec.name]
+        if spec.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+            domain = _discrete_domain(spec, values, sigma, threshold, rng, rows)
+        else:
+            grid = _grid_for(spec)
+            x = numeric_values(values, spec.kind)
+            counts = np.bincount(grid.codes(x), minlength=1 + grid.value_keys)
+            domain = _numeric_domain(spec, grid, noisy_counts(counts, sigma, rng), sigma, rows)
+        if domain.source == "dropped":
+            warnings.append(f"column {spec.name!r} dropped: {domain.note}")
+        domains.append(domain)
+
+    entry = LedgerEntry(
+        mechanism="gaussian_histograms",
+        reads=(
+            f"one histogram per learned column ({k}): category sets and frequencies, null rates, "
+            "value ranges on a public grid"
+        ),
+        noise_multiplier=multiplier,
+        sampling_rate=1.0,
+        steps=1,
+        epsilon=gaussian_epsilon(multiplier, plan.accountant_delta),
+        extra_delta=plan.threshold_delta if discovered else 0.0,
+        params={
+            "sigma": sigma,
+            "l2_sensitivity": math.sqrt(k),
+            "columns": k,
+            "discovered_category_columns": len(discovered),
+            "threshold": threshold,
+            "significance_z": SIGNIFICANCE_Z,
+        },
+    )
+    return DomainEstimate(domains, entry, warnings)
+
+
+def _discrete_domain(
+    spec: ColumnSpec,
+    values: pd.Series,
+    sigma: float,
+    threshold: float,
+    rng: np.random.Generator,
+    rows: int,
+) -> ColumnDomain:
+    null_mask = values.isna().to_numpy()
+    if spec.kind is ColumnKind.BOOLEAN:
+        public: list[Any] | None = [False, True]
+        labels = values.map(
+            lambda v: v if pd.isna(v) else str(v).strip().lower() in {"true", "1", "yes", "t", "y"}
+        )
+    else:
+        public = spec.categories
+        labels = _category_labels(values)
+
+    if public is not None:
+        codes = pd.Categorical(labels[~null_mask], categories=public).codes
+        counts = np.bincount(np.where(codes < 0, len(public), codes), minlength=len(public) + 1)
+        noisy = noisy_counts(counts, sigma, rng)
+        null_noisy = noisy_counts(np.array([null_mask.sum()]), sigma, rng)[0]
+        has_other = spec.kind is ColumnKind.CATEGORICAL
+        freqs = np.concatenate([noisy[: len(public)], noisy[len(public):] if has_other else [],
+                                [null_noisy]])
+        return ColumnDomain(
+            name=spec.name, kind=spec.kind, dtype=spec.dtype or "object", source="public",
+            categories=list(public), has_other=has_other, frequencies=_normalise(freqs, rows),
+        )
+
+    observed = labels[~null_mask]
+    keys, codes = np.unique(observed.astype(object).to_numpy(), return_inverse=True) if len(
+        observed) else (np.array([], dtype=object), np.array([], dtype=np.int64))
+    counts = np.bincount(codes, minlength=len(keys))
+    noisy = noisy_counts(counts, sigma, rng)
+    null_noisy = float(noisy_counts(np.array([null_mask.sum()]), sigma, rng)[0])
+    released = np.flatnonzero(noisy > threshold)
+    released = released[np.argsort(-noisy[released], kind="stable")]
+    kept = float(np.clip(noisy[released], 0, None).sum())
+    non_null = max(rows - max(null_noisy, 0.0), 1.0)
+    if kept < MIN_KEPT_SHARE * non_null and non_null > MIN_KEPT_SHARE * rows:
+        return _dropped(
+            spec,
+            f"its frequent values hold only {kept / non_null:.0%} of its rows (an identifier or "
+            "free text); declare it categorical with a public category list to keep it",
+        )
+    other = max(non_null - kept, 0.0)
+    categories = [keys[i] for i in released]
+    freqs = np.array([*np.clip(noisy[released], 0, None), other, null_noisy])
+    return ColumnDomain(
+        name=spec.name, kind=spec.kind, dtype=spec.dtype or "object", source="dp",
+        categories=[_jsonable(c) for c in categories], has_other=True,
+        frequencies=_normalise(freqs, rows),
+    )
+
+
+def _dropped(spec: ColumnSpec, why: str) -> ColumnDomain:
+    return ColumnDomain(name=spec.name, kind=ColumnKind.DROP, dtype="object", source="dropped",
+                        note=why)
+
+
+def _dropped_all(schema: TableSchema) -> list[ColumnDomain]:
+    return [_dropped(c, "declared or named as an identifier") for c in schema.columns]

@@ -1,0 +1,246 @@
+"""Column kinds and public domains.
+
+A :class:`TableSchema` says, for every column, what kind of values it holds and which facts
+about its domain are *public* (declared by the user, so they cost no privacy budget). Facts that
+are not declared are estimated later by DP mechanisms (see :mod:`synthgen.privacy.mechanisms`).
+
+Kind inference looks at the dtype the reader produced and at the column's *format* (whether every
+value parses as an ISO date, whether a float column only holds whole numbers), the same kind of
+check a CSV reader makes to pick a dtype. The format of a column is treated as public structure,
+like its name; pass a schema file to declare kinds instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthgen.errors import SchemaError
+
+
+class ColumnKind(StrEnum):
+    CATEGORICAL = "categorical"
+    CONTINUOUS = "continuous"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    DATETIME = "datetime"
+    DROP = "drop"  # identifiers and free text: never learned, left out of the output
+
+
+NUMERIC_KINDS = frozenset({ColumnKind.CONTINUOUS, ColumnKind.INTEGER, ColumnKind.DATETIME})
+DISCRETE_KINDS = frozenset({ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN})
+
+# Names that say "identifier": such columns are dropped unless a schema says otherwise.
+_ID_NAME = re.compile(r"(^|[_\-\s])(id|uuid|guid|key)$|^(id|uuid|guid)([_\-\s]|$)", re.IGNORECASE)
+
+
+class ColumnSpec(BaseModel):
+    """One column: its kind and any public facts about its domain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: ColumnKind
+    categories: list[str] | None = Field(
+        default=None, description="Public category list (categorical): costs no budget."
+    )
+    lower: float | None = Field(default=None, description="Public lower bound (numeric kinds).")
+    upper: float | None = Field(default=None, description="Public upper bound (numeric kinds).")
+    dtype: str | None = Field(default=None, description="pandas dtype of the output column.")
+    datetime_format: str | None = None
+
+    @model_validator(mode="after")
+    def _check_domain(self) -> ColumnSpec:
+        if self.categories is not None:
+            if self.kind is not ColumnKind.CATEGORICAL:
+                raise ValueError(f"column {self.name!r}: categories only apply to categorical")
+            if not self.categories:
+                raise ValueError(f"column {self.name!r}: the category list is empty")
+        if (self.lower is None) != (self.upper is None):
+            raise ValueError(f"column {self.name!r}: give both lower and upper, or neither")
+        if self.lower is not None and self.upper is not None:
+            if self.kind not in NUMERIC_KINDS:
+                raise ValueError(f"column {self.name!r}: bounds only apply to numeric kinds")
+            if not self.lower < self.upper:
+                raise ValueError(f"column {self.name!r}: lower must be below upper")
+        return self
+
+    @property
+    def has_public_domain(self) -> bool:
+        if self.kind is ColumnKind.CATEGORICAL:
+            return self.categories is not None
+        if self.kind is ColumnKind.BOOLEAN:
+            return True
+        if self.kind in NUMERIC_KINDS:
+            return self.lower is not None
+        return True
+
+
+class TableSchema(BaseModel):
+    """The columns of a table, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[ColumnSpec]
+
+    def __getitem__(self, name: str) -> ColumnSpec:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def learned(self) -> list[ColumnSpec]:
+        return [c for c in self.columns if c.kind is not ColumnKind.DROP]
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def _looks_like_identifier(name: str) -> bool:
+    return bool(_ID_NAME.search(name.strip()))
+
+
+def _all_parse_as_datetime(values: pd.Series) -> bool:
+    sample = values.dropna()
+    if sample.empty:
+        return False
+    if not sample.map(lambda v: isinstance(v, str)).all():
+        return False
+    # A date needs a separator; plain numbers-as-strings are not dates.
+    if not sample.str.contains(r"^\d{4}-\d{2}-\d{2}", regex=True).all():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="ISO8601")
+    return bool(parsed.notna().all())
+
+
+def infer_kind(name: str, values: pd.Series) -> ColumnKind:
+    """The kind of a column, from its dtype and format (see the module docstring)."""
+    if _looks_like_identifier(name):
+        return ColumnKind.DROP
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return ColumnKind.BOOLEAN
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return ColumnKind.DATETIME
+    if pd.api.types.is_integer_dtype(dtype):
+        return ColumnKind.INTEGER
+    if pd.api.types.is_float_dtype(dtype):
+        finite = values.to_numpy(dtype="float64", na_value=np.nan)
+        finite = finite[np.isfinite(finite)]
+        if finite.size and np.all(finite == np.round(finite)):
+            return ColumnKind.INTEGER
+        return ColumnKind.CONTINUOUS
+    if _all_parse_as_datetime(values):
+        return ColumnKind.DATETIME
+    return ColumnKind.CATEGORICAL
+
+
+def output_dtype(kind: ColumnKind, values: pd.Series) -> str:
+    """The dtype the synthetic column gets, so output and input have the same dtypes."""
+    if kind is ColumnKind.INTEGER:
+        if pd.api.types.is_integer_dtype(values.dtype):
+            return str(values.dtype)
+        return "Int64"  # whole numbers with missing values
+    if kind is ColumnKind.CONTINUOUS:
+        return "float64"
+    if kind is ColumnKind.BOOLEAN:
+        return "bool" if pd.api.types.is_bool_dtype(values.dtype) else "boolean"
+    if kind is ColumnKind.DATETIME:
+        return "datetime64[ns]"
+    return "object"
+
+
+def infer_schema(df: pd.DataFrame, declared: TableSchema | None = None) -> TableSchema:
+    """Complete a (possibly partial) declared schema with inferred kinds for the other columns."""
+    declared_by_name = {c.name: c for c in declared.columns} if declared else {}
+    unknown = set(declared_by_name) - set(map(str, df.columns))
+    if unknown:
+        raise SchemaError(
+            f"the schema names columns the table does not have: {sorted(unknown)}; "
+            "fix the schema or the table's header"
+        )
+    columns: list[ColumnSpec] = []
+    for raw_name in df.columns:
+        name = str(raw_name)
+        values = df[raw_name]
+        spec = declared_by_name.get(name)
+        if spec is None:
+            kind = infer_kind(name, values)
+            spec = ColumnSpec(name=name, kind=kind)
+        if spec.dtype is None:
+            spec = spec.model_copy(update={"dtype": output_dtype(spec.kind, values)})
+        columns.append(spec)
+    return TableSchema(columns=columns)
+
+
+# ----------------------------------------------------------------------------- schema files
+
+_SDV_KINDS = {
+    "categorical": ColumnKind.CATEGORICAL,
+    "boolean": ColumnKind.BOOLEAN,
+    "datetime": ColumnKind.DATETIME,
+    "id": ColumnKind.DROP,
+    "text": ColumnKind.DROP,
+    "pii": ColumnKind.DROP,
+    "unknown": ColumnKind.DROP,
+}
+
+
+def _from_sdv_columns(columns: dict[str, dict[str, Any]]) -> TableSchema:
+    specs = []
+    for name, meta in columns.items():
+        sdtype = str(meta.get("sdtype", "unknown"))
+        if sdtype == "numerical":
+            representation = str(meta.get("computer_representation", "Float"))
+            kind = ColumnKind.INTEGER if representation.startswith(("Int", "UInt")) else (
+                ColumnKind.CONTINUOUS
+            )
+        else:
+            # SDV's PII sdtypes (email, phone_number, ...) are identifiers for us: dropped.
+            kind = _SDV_KINDS.get(sdtype, ColumnKind.DROP)
+        specs.append(
+            ColumnSpec(name=name, kind=kind, datetime_format=meta.get("datetime_format"))
+        )
+    return TableSchema(columns=specs)
+
+
+def parse_schema(document: dict[str, Any]) -> TableSchema:
+    """A schema from its JSON document: synthgen's own format or SDV's metadata format."""
+    try:
+        columns = document.get("columns")
+        if isinstance(columns, list):
+            return TableSchema.model_validate(document)
+        if isinstance(columns, dict):  # SDV single-table metadata (SINGLE_TABLE_V1)
+            return _from_sdv_columns(columns)
+        tables = document.get("tables")
+        if isinstance(tables, dict) and len(tables) == 1:  # SDV multi-table metadata, one table
+            only = next(iter(tables.values()))
+            return _from_sdv_columns(only.get("columns", {}))
+    except ValidationError as exc:
+        raise SchemaError(f"the schema is invalid: {exc.errors()[0]['msg']}") from exc
+    raise SchemaError(
+        "the schema has no 'columns' list (synthgen format) or 'columns' mapping (SDV metadata); "
+        "see README, 'Schema files'"
+    )
+
+
+def load_schema(path: str | Path) -> TableSchema:
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"cannot read the schema file {str(path)!r}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SchemaError("the schema file must hold a JSON object")
+    return parse_schema(document)

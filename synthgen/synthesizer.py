@@ -1,0 +1,342 @@
+"""The public entry point: ``Synthesizer(epsilon=1).fit(df).sample(n)``."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from synthgen import __version__
+from synthgen.errors import ArtifactError, BudgetError
+from synthgen.io import check_table
+from synthgen.models.trainer import (
+    ConditionSampler,
+    GANTrainer,
+    TrainingConfig,
+    TrainingProgress,
+    generate_encoded,
+    load_state,
+    save_state,
+)
+from synthgen.models.networks import Generator
+from synthgen.privacy import (
+    BudgetPlan,
+    LedgerEntry,
+    PrivacyLedger,
+    calibrate_sgd_noise,
+    default_delta,
+    epsilon_of,
+)
+from synthgen.privacy.domains import ColumnDomain, estimate_domains
+from synthgen.schema import TableSchema, infer_schema
+from synthgen.transform import TableEncoder
+
+ARTIFACT_FORMAT = 1
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+class Synthesizer:
+    """A differentially private conditional GAN for one table.
+
+    Every read of the table during :meth:`fit` is a mechanism in :attr:`ledger`; the reported
+    epsilon is composed from the ledger and never exceeds ``epsilon``. :meth:`sample` and
+    :meth:`save` never touch the training table.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        delta: float | None = None,
+        *,
+        schema: TableSchema | None = None,
+        epochs: float | None = None,
+        batch_size: int | None = None,
+        device: str = "auto",
+        seed: int | None = None,
+        accountant: str = "prv",
+        preprocessing_share: float = 0.1,
+        config: TrainingConfig | None = None,
+    ) -> None:
+        self.epsilon = float(epsilon)
+        self.delta = delta
+        self.schema = schema
+        self.device = device
+        self.seed = seed
+        self.accountant = accountant
+        self.preprocessing_share = preprocessing_share
+        config = config or TrainingConfig()
+        if epochs is not None:
+            config = replace(config, epochs=float(epochs))
+        if batch_size is not None:
+            config = replace(config, batch_size=int(batch_size))
+        self.config = config
+        self.ledger: PrivacyLedger | None = None
+        self.domains: list[ColumnDomain] = []
+        self.encoder: TableEncoder | None = None
+        self.generator: Generator | None = None
+        self.cond: ConditionSampler | None = None
+        self.info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------- fit
+
+    def fit(
+        self,
+        df: pd.DataFrame,
+        *,
+        on_progress: Callable[[TrainingProgress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        checkpoint_path: str | Path | None = None,
+        checkpoint_every_s: float = 60.0,
+    ) -> Synthesizer:
+        t0 = time.perf_counter()
+        df = check_table(df)
+        rows = len(df)
+        device = resolve_device(self.device)
+        ckpt = Path(checkpoint_path) if checkpoint_path else None
+        resume = load_state(ckpt) if ckpt is not None and ckpt.exists() else None
+
+        if resume is not None:  # the domains were paid for already: never measure them again
+            extra = resume.extra
+            self.ledger = PrivacyLedger.from_dict(extra["ledger"])
+            self.domains = [ColumnDomain.from_dict(d) for d in extra["domains"]]
+            self.info = dict(extra["info"])
+            schema = TableSchema.model_validate(extra["schema"])
+        else:
+            schema = infer_schema(df, self.schema)
+            delta = self.delta if self.delta is not None else default_delta(rows)
+            plan = BudgetPlan(self.epsilon, delta, self.preprocessing_share)
+            self.ledger = PrivacyLedger(self.epsilon, delta, self.accountant,
+                                        accountant_delta=plan.accountant_delta)
+            rng = np.random.default_rng(self.seed)
+            estimate = estimate_domains(df, schema, plan, rng)
+            if estimate.entry is not None:
+                self.ledger.record(estimate.entry)
+            self.domains = estimate.domains
+            self.info = {"warnings": estimate.warnings}
+        self.schema = schema
+        self.encoder = TableEncoder(self.domains)
+        if not self.encoder.learned:
+            raise BudgetError("no column of this table can be learned (all are identifiers)",
+                              code="nothing-to-learn")
+        data = torch.from_numpy(self.encoder.transform(df)).to(device)
+        t_pre = time.perf_counter()
+
+        ledger = self.ledger
+        batch = self.config.expected_batch_size(rows)
+        q = batch / rows
+        steps = self.config.steps(rows)
+        prior = list(ledger.history())
+        if resume is not None:
+            sigma = float(resume.extra["noise_multiplier"])
+            steps = int(resume.extra["total_steps"])
+            prior = prior[:-1]
+        else:
+            if epsilon_of(prior, ledger.accountant_delta, ledger.accountant) >= self.epsilon:
+                raise BudgetError("the preprocessing share leaves no budget for training; "
+                                  "lower --preprocessing-share or raise epsilon")
+            sigma = calibrate_sgd_noise(prior, q, steps, self.epsilon, ledger.accountant_delta,
+                                        ledger.accountant)
+            ledger.record(self._sgd_entry(sigma, q, 0, steps))
+        t_cal = time.perf_counter()
+
+        frequencies = {d.name: d.frequencies for d in self.encoder.learned}
+        trainer = GANTrainer(self.encoder, frequencies, self.config, device, self.seed)
+        if resume is not None:
+            trainer.load_state(resume)
+
+        def epsilon_at(step: int) -> float:  # RDP: fast, and an upper bound of PRV
+            return epsilon_of([*prior, (sigma, q, step)], ledger.accountant_delta, "rdp")
+
+        def checkpoint(state: Any) -> None:
+            if ckpt is None:
+                return
+            ledger.replace_last(self._sgd_entry(sigma, q, state.step, steps))
+            state.extra = {
+                "ledger": ledger.to_dict(),
+                "domains": [d.to_dict() for d in self.domains],
+                "info": self.info,
+                "schema": schema.model_dump(mode="json"),
+                "noise_multiplier": sigma,
+                "total_steps": steps,
+            }
+            save_state(state, ckpt)
+
+        ran = trainer.train(
+            data,
+            noise_multiplier=sigma,
+            total_steps=steps,
+            epsilon_at=epsilon_at,
+            on_progress=on_progress,
+            should_stop=should_stop,
+            checkpoint=checkpoint if ckpt is not None else None,
+            checkpoint_every_s=checkpoint_every_s,
+        )
+        ledger.replace_last(self._sgd_entry(sigma, q, ran, steps))
+        t_train = time.perf_counter()
+        spent = ledger.epsilon()
+        if spent > self.epsilon + 1e-9:  # calibration makes this impossible; refuse to release
+            raise BudgetError(f"internal error: spent epsilon {spent} exceeds the target")
+        self.generator = trainer.generator
+        self.cond = trainer.cond
+        self.info.update({
+            "rows": rows,
+            "columns": list(df.columns),
+            "device": str(device),
+            "completed": ran == steps,
+            "training": {
+                "steps": ran,
+                "planned_steps": steps,
+                "epochs": ran * q,
+                "expected_batch_size": batch,
+                "sampling_rate": q,
+                "noise_multiplier": sigma,
+                "max_grad_norm": self.config.max_grad_norm,
+                "config": asdict(self.config),
+            },
+            "epsilon": spent,
+            "timings": {
+                "preprocessing_s": (t_pre - t0),
+                "calibration_s": (t_cal - t_pre),
+                "training_s": (t_train - t_cal),
+                "accounting_s": (time.perf_counter() - t_train),
+            },
+        })
+        if ckpt is not None and ckpt.exists():
+            ckpt.unlink()
+        return self
+
+    def _sgd_entry(self, sigma: float, q: float, steps: int, planned: int) -> LedgerEntry:
+        assert self.ledger is not None
+        return LedgerEntry(
+            mechanism="dp_sgd",
+            reads="Poisson-sampled rows of the encoded table, through the discriminator",
+            noise_multiplier=sigma,
+            sampling_rate=q,
+            steps=steps,
+            epsilon=epsilon_of([(sigma, q, steps)], self.ledger.accountant_delta,
+                               self.ledger.accountant),
+            params={
+                "max_grad_norm": self.config.max_grad_norm,
+                "planned_steps": planned,
+                "sampling": "poisson",
+                "clipping": "per-sample (fused ghost norms), real rows only",
+            },
+        )
+
+    # ------------------------------------------------------------------------- sample
+
+    def _require_fitted(self) -> tuple[TableEncoder, Generator, ConditionSampler]:
+        if self.encoder is None or self.generator is None or self.cond is None:
+            raise RuntimeError("call fit() or load() first")
+        return self.encoder, self.generator, self.cond
+
+    def sample_chunks(
+        self, n: int | None = None, *, chunk: int = 65536, seed: int | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """Synthetic rows in chunks of at most ``chunk`` rows (for streaming large outputs)."""
+        encoder, generator, cond = self._require_fitted()
+        n = int(self.info.get("rows", 0)) if n is None else int(n)
+        gen = torch.Generator(device=cond.device)
+        gen.manual_seed(seed if seed is not None else (
+            self.seed if self.seed is not None else int.from_bytes(np.random.bytes(4), "little")))
+        for block in generate_encoded(generator, cond, n, chunk=chunk, gen=gen):
+            yield encoder.inverse_transform(block)
+
+    def sample(self, n: int | None = None, *, seed: int | None = None) -> pd.DataFrame:
+        t0 = time.perf_counter()
+        parts = list(self.sample_chunks(n, seed=seed))
+        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        self.info.setdefault("timings", {})["sampling_s"] = time.perf_counter() - t0
+        return out
+
+    # ------------------------------------------------------------------------- report
+
+    @property
+    def spent_epsilon(self) -> float:
+        return float(self.info.get("epsilon", 0.0))
+
+    def report(self) -> dict[str, Any]:
+        from synthgen.report import build_report
+
+        return build_report(self)
+
+    # ------------------------------------------------------------------------- artifact
+
+    def save(self, path: str | Path) -> None:
+        """Write the generator, schema, encoder parameters and ledger; never a training row."""
+        encoder, generator, cond = self._require_fitted()
+        assert self.ledger is not None and self.schema is not None
+        weights = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in generator.state_dict().items()}, weights)
+        meta = {
+            "format": ARTIFACT_FORMAT,
+            "synthgen_version": __version__,
+            "epsilon_target": self.epsilon,
+            "schema": self.schema.model_dump(mode="json"),
+            "domains": [d.to_dict() for d in self.domains],
+            "ledger": self.ledger.to_dict(),
+            "info": self.info,
+            "generator": {
+                "noise_dim": generator.noise_dim,
+                "cond_dim": cond.width,
+                "hidden": list(self.config.g_hidden),
+            },
+            "config": asdict(self.config),
+            "accountant": self.accountant,
+        }
+        import json
+
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("meta.json", json.dumps(meta, default=str))
+            zf.writestr("generator.pt", weights.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Synthesizer:
+        import json
+
+        try:
+            with zipfile.ZipFile(path) as zf:
+                meta = json.loads(zf.read("meta.json"))
+                weights = torch.load(io.BytesIO(zf.read("generator.pt")), weights_only=True,
+                                     map_location="cpu")
+        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{path} is not a synthgen model: {exc}") from exc
+        if meta.get("format") != ARTIFACT_FORMAT:
+            raise ArtifactError(f"{path} has model format {meta.get('format')}, "
+                                f"this synthgen reads {ARTIFACT_FORMAT}")
+        config_data = dict(meta["config"])
+        for key in ("d_hidden", "g_hidden"):
+            config_data[key] = tuple(config_data[key])
+        self = cls(meta["epsilon_target"], meta["ledger"]["target_delta"], device=device,
+                   accountant=meta["accountant"], config=TrainingConfig(**config_data))
+        self.schema = TableSchema.model_validate(meta["schema"])
+        self.domains = [ColumnDomain.from_dict(d) for d in meta["domains"]]
+        self.ledger = PrivacyLedger.from_dict(meta["ledger"])
+        self.info = meta["info"]
+        self.encoder = TableEncoder(self.domains)
+        dev = resolve_device(device)
+        g = meta["generator"]
+        generator = Generator(g["noise_dim"], g["cond_dim"], self.encoder.spans,
+                              tuple(g["hidden"]))
+        generator.load_state_dict(weights)
+        self.generator = generator.to(dev)
+        frequencies = {d.name: d.frequencies for d in self.encoder.learned}
+        cond_spans = [s for s in self.encoder.discrete_spans
+                      if GANTrainer._kind_is_discrete(self.encoder, s.column)]
+        self.cond = ConditionSampler(cond_spans, [frequencies[s.column] for s in cond_spans], dev)
+        return self
