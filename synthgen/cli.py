@@ -1,0 +1,153 @@
+"""The ``synthgen`` command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from synthgen.errors import SynthgenError
+
+app = typer.Typer(
+    name="synthgen",
+    help="Differentially private synthetic tables: train a DP GAN on a table, sample from it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def fail(exc: SynthgenError | ValueError) -> typer.Exit:
+    code = getattr(exc, "code", "invalid-argument")
+    err.print(f"[bold red]error[/] ({code}): {exc}")
+    return typer.Exit(2)
+
+
+@app.command()
+def run(
+    input: Annotated[Path, typer.Argument(help="Table to learn from: .csv (UTF-8, header row, "
+                                          "empty cells for missing values) or .parquet.")],
+    epsilon: Annotated[float, typer.Option(help="Privacy budget (total epsilon).")] = 1.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic CSV to write.")] = Path(
+        "synthetic.csv"),
+    report: Annotated[Path | None, typer.Option(help="Write the privacy-budget report (JSON) "
+                                                "here.")] = None,
+    rows: Annotated[int | None, typer.Option(help="Rows to generate (default: as many as the "
+                                             "input).", min=1)] = None,
+    delta: Annotated[float | None, typer.Option(help="Delta (default min(1e-6, 1/(10 n))).")] = None,
+    schema: Annotated[Path | None, typer.Option(help="Public schema JSON (synthgen format or SDV "
+                                                "metadata): declared facts cost no budget.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible runs (the noise is then "
+                                             "only as secret as the seed).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs (default 20).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Expected real rows per step (default "
+                                                   "n/8, at most 16,384).")] = None,
+    accountant: Annotated[str, typer.Option(help="prv (tight, default) or rdp.")] = "prv",
+    preprocessing_share: Annotated[float, typer.Option(help="Share of epsilon for the schema "
+                                                       "histograms.")] = 0.1,
+    save_model: Annotated[Path | None, typer.Option(help="Also save the model here (.zip).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a DP GAN on INPUT and write a synthetic CSV (and a privacy report)."""
+    from synthgen.io import read_table, write_csv
+    from synthgen.schema import load_schema
+    from synthgen.synthesizer import Synthesizer
+
+    started = time.perf_counter()
+    try:
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError("--device must be auto, cpu or cuda")
+        table = read_table(input)
+        declared = load_schema(schema) if schema else None
+        synth = Synthesizer(
+            epsilon, delta, schema=declared, epochs=epochs, batch_size=batch_size,
+            device=device, seed=seed, accountant=accountant,
+            preprocessing_share=preprocessing_share,
+        )
+        with _progress(quiet) as progress:
+            task = progress.add_task("training", total=None, eps="-", losses="")
+
+            def on_progress(p: Any) -> None:
+                progress.update(task, total=p.total_steps, completed=p.step,
+                                description=f"epoch {p.epoch:.1f}",
+                                eps=f"ε {p.epsilon:.3f}/{epsilon:g}",
+                                losses=f"D {p.d_loss:.3f} G {p.g_loss:.3f}")
+
+            synth.fit(table, on_progress=on_progress)
+        t0 = time.perf_counter()
+        written = write_csv(synth.sample_chunks(rows if rows is not None else len(table)), out)
+        synth.info["timings"]["sampling_s"] = time.perf_counter() - t0
+        if save_model:
+            synth.save(save_model)
+        doc = synth.report()
+        doc["output_rows"] = written
+        doc["timings"]["total_s"] = time.perf_counter() - started
+        if report:
+            report.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    except (SynthgenError, ValueError) as exc:
+        raise fail(exc) from exc
+    if not quiet:
+        err.print(
+            f"wrote {written:,} rows to {out}; spent ε = {doc['epsilon']:.4f} of {epsilon:g} "
+            f"(δ = {doc['delta']:.2g}) in {doc['timings']['total_s']:.1f} s"
+        )
+        for warning in doc["warnings"]:
+            err.print(f"[yellow]warning[/]: {warning}")
+
+
+@app.command()
+def sample(
+    model: Annotated[Path, typer.Argument(help="A model saved by `run --save-model`.")],
+    rows: Annotated[int, typer.Option(help="Rows to generate.", min=1)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
+        "synthetic.csv"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+) -> None:
+    """Generate rows from a saved model (reads no training data, spends no budget)."""
+    from synthgen.io import write_csv
+    from synthgen.synthesizer import Synthesizer
+
+    try:
+        synth = Synthesizer.load(model, device=device)
+        written = write_csv(synth.sample_chunks(rows, seed=seed), out)
+    except (SynthgenError, ValueError) as exc:
+        raise fail(exc) from exc
+    err.print(f"wrote {written:,} rows to {out}")
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[eps]}"),
+        TextColumn("{task.fields[losses]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
