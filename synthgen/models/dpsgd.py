@@ -40,6 +40,7 @@ def clipped_gradients(
     logits, inputs, outputs = disc.forward_with_taps(rows)
     loss = discriminator_loss_terms(logits, n_real)
     backprops = torch.autograd.grad(loss.sum(), outputs)
+    inputs = [a.detach() for a in inputs]  # the clipping arithmetic below must build no graph
     sq_norms = torch.zeros(rows.shape[0], dtype=rows.dtype, device=rows.device)
     for a, b in zip(inputs, backprops, strict=True):
         b_sq = b.pow(2).sum(1)
@@ -67,7 +68,7 @@ def noised_update(
     out = []
     for g in grads:
         noise = torch.normal(
-            mean=0.0, std=std, size=g.shape, device=g.device, generator=generator
+            mean=0.0, std=std, size=g.shape, device=g.device, dtype=g.dtype, generator=generator
         )
         out.append((g + noise) / expected_batch_size)
     return out
