@@ -47,9 +47,11 @@ def run(
                                                 "here.")] = None,
     rows: Annotated[int | None, typer.Option(help="Rows to generate (default: as many as the "
                                              "input).", min=1)] = None,
-    delta: Annotated[float | None, typer.Option(help="Delta (default min(1e-6, 1/(10 n))).")] = None,
-    schema: Annotated[Path | None, typer.Option(help="Public schema JSON (synthgen format or SDV "
-                                                "metadata): declared facts cost no budget.")] = None,
+    delta: Annotated[float | None,
+                     typer.Option(help="Delta (default min(1e-6, 1/(10 n))).")] = None,
+    schema: Annotated[Path | None, typer.Option(
+        help="Public schema JSON (synthgen format or SDV metadata): declared facts cost no budget."
+    )] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible runs (the noise is then "
                                              "only as secret as the seed).")] = None,
@@ -59,7 +61,8 @@ def run(
     accountant: Annotated[str, typer.Option(help="prv (tight, default) or rdp.")] = "prv",
     preprocessing_share: Annotated[float, typer.Option(help="Share of epsilon for the schema "
                                                        "histograms.")] = 0.1,
-    save_model: Annotated[Path | None, typer.Option(help="Also save the model here (.zip).")] = None,
+    save_model: Annotated[Path | None,
+                          typer.Option(help="Also save the model here (.zip).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a DP GAN on INPUT and write a synthetic CSV (and a privacy report)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from synthgen.privacy.domains import OTHER_LABEL, ColumnDomain, numeric_values
+from synthgen.privacy.domains import OTHER_LABEL, ColumnDomain, category_labels, numeric_values
 from synthgen.schema import ColumnKind
 
 
@@ -97,14 +97,7 @@ class TableEncoder:
     @staticmethod
     def _discrete_slots(d: ColumnDomain, values: pd.Series) -> np.ndarray:
         null = values.isna().to_numpy()
-        if d.kind is ColumnKind.BOOLEAN:
-            labels = values.map(
-                lambda v: v if pd.isna(v) else str(v).strip().lower() in {"true", "1", "yes", "t"}
-            )
-        elif values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-            labels = values.map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
-        else:
-            labels = values
+        labels = category_labels(values, d.kind)
         codes = pd.Categorical(labels, categories=d.categories).codes.astype(np.int64)
         other = len(d.categories)
         codes = np.where(codes < 0, other, codes)  # unreleased values fold into "other"
@@ -122,7 +115,8 @@ class TableEncoder:
         tlo, thi = t(lo[idx]), t(hi[idx])
         width = thi - tlo
         with np.errstate(invalid="ignore", divide="ignore"):
-            u = np.where(width > 0, (t(np.nan_to_num(x)) - tlo) / np.where(width > 0, width, 1), 0.5)
+            inside = (t(np.nan_to_num(x)) - tlo) / np.where(width > 0, width, 1)
+            u = np.where(width > 0, inside, 0.5)
         offset = np.clip(u, 0.0, 1.0) * 2 - 1
         slot = np.where(null, len(d.bins), idx)
         return slot, np.where(null, 0.0, offset).astype(np.float32)

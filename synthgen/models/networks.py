@@ -20,7 +20,8 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         dims = [input_dim, *hidden, 1]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        pairs = zip(dims[:-1], dims[1:], strict=True)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.dropout = dropout
         self.negative_slope = 0.2
 

@@ -27,6 +27,11 @@ from synthgen.models.networks import Discriminator, Generator
 from synthgen.transform import Span, TableEncoder
 
 
+def fresh_seed() -> int:
+    """A seed from the OS's entropy, for runs without --seed."""
+    return int.from_bytes(np.random.bytes(4), "little")
+
+
 @dataclass
 class TrainingConfig:
     epochs: float = 20.0
@@ -134,14 +139,16 @@ class GANTrainer:
         self.config = config
         self.device = device
         self.gen = torch.Generator(device=device)
-        self.gen.manual_seed(seed if seed is not None else int.from_bytes(np.random.bytes(4), "little"))
+        self.gen.manual_seed(seed if seed is not None else fresh_seed())
         if seed is not None:
             torch.manual_seed(seed)
         cond_spans = [
             s for s in encoder.discrete_spans
             if self._kind_is_discrete(encoder, s.column)
         ]
-        self.cond = ConditionSampler(cond_spans, [frequencies[s.column] for s in cond_spans], device)
+        self.cond = ConditionSampler(
+            cond_spans, [frequencies[s.column] for s in cond_spans], device
+        )
         self.marginal_spans = encoder.discrete_spans
         self.marginal_targets = [
             torch.tensor(frequencies[s.column], dtype=torch.float32, device=device)
@@ -215,7 +222,7 @@ class GANTrainer:
         should_stop: Callable[[], bool] | None = None,
         checkpoint: Callable[[TrainingState], None] | None = None,
         checkpoint_every_s: float = 60.0,
-        progress_every: int = 10,
+        progress_every: int | None = None,
     ) -> int:
         """Run DP steps until ``total_steps``; returns the number of steps run in total."""
         n = data.shape[0]
@@ -224,6 +231,7 @@ class GANTrainer:
         start = time.monotonic()
         last_ckpt = start
         d_loss = g_loss = float("nan")
+        every = progress_every or max(1, total_steps // 100)
         self.generator.train()
         self.discriminator.train()
         while self.step < total_steps:
@@ -256,7 +264,7 @@ class GANTrainer:
 
             now = time.monotonic()
             if on_progress is not None and (
-                self.step % progress_every == 0 or self.step == total_steps
+                self.step % every == 0 or self.step == total_steps
             ):
                 on_progress(TrainingProgress(
                     step=self.step, total_steps=total_steps, epoch=self.step * q,

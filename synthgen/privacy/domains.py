@@ -37,7 +37,9 @@ _OCTAVES = 2.0 ** np.arange(-10, 64)
 OCTAVE_EDGES = np.concatenate([-_OCTAVES[::-1], _OCTAVES])  # public, data-independent
 _YEARS = np.arange(1678, 2263)
 YEAR_EDGES = (
-    pd.to_datetime([f"{y}-01-01" for y in _YEARS]).to_numpy("datetime64[s]").astype(np.float64)
+    pd.to_datetime([f"{y}-01-01" for y in _YEARS])
+    .to_numpy("datetime64[s]")
+    .astype(np.float64)
 )
 
 
@@ -51,7 +53,7 @@ class ColumnDomain:
     source: str  # "public", "dp" or "dropped"
     categories: list[Any] = field(default_factory=list)  # discrete kinds: released labels
     has_other: bool = False
-    bins: list[tuple[float, float]] = field(default_factory=list)  # numeric: (lo, hi) in value space
+    bins: list[tuple[float, float]] = field(default_factory=list)  # numeric: (lo, hi) values
     log_scale: bool = False  # numeric: interpolate within a bin in sign-log space
     frequencies: list[float] = field(default_factory=list)  # over the encoding slots, sums to 1
     note: str | None = None
@@ -193,9 +195,19 @@ def _normalise(freqs: np.ndarray, rows: int) -> list[float]:
     return (freqs / total).tolist()
 
 
-def _category_labels(values: pd.Series) -> pd.Series:
-    """Category labels as the output will hold them: strings, except for non-text dtypes."""
+_TRUE_WORDS = frozenset({"true", "1", "yes", "t", "y"})
+
+
+def category_labels(values: pd.Series, kind: ColumnKind) -> pd.Series:
+    """Labels as the output will hold them: booleans for boolean columns; for text columns,
+    strings (a column of mixed types is read as text, its numbers as their strings)."""
+    if kind is ColumnKind.BOOLEAN:
+        if pd.api.types.is_bool_dtype(values.dtype):
+            return values
+        return values.map(lambda v: v if pd.isna(v) else str(v).strip().lower() in _TRUE_WORDS)
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+            return values  # already text: no per-value work
         return values.map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
     return values
 
@@ -276,14 +288,9 @@ def _discrete_domain(
     rows: int,
 ) -> ColumnDomain:
     null_mask = values.isna().to_numpy()
-    if spec.kind is ColumnKind.BOOLEAN:
-        public: list[Any] | None = [False, True]
-        labels = values.map(
-            lambda v: v if pd.isna(v) else str(v).strip().lower() in {"true", "1", "yes", "t", "y"}
-        )
-    else:
-        public = spec.categories
-        labels = _category_labels(values)
+    public: list[Any] | None = [False, True] if spec.kind is ColumnKind.BOOLEAN else (
+        spec.categories)
+    labels = category_labels(values, spec.kind)
 
     if public is not None:
         codes = pd.Categorical(labels[~null_mask], categories=public).codes

@@ -1,0 +1,45 @@
+"""Shared fixtures: small tables of every column kind, made here (no network, no hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ADULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult" / "adult.data"
+
+
+def make_people(n: int = 500, seed: int = 0) -> pd.DataFrame:
+    """A mixed table with every kind, missing values in each, and a dependency between columns."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 90, n)
+    income = np.round(np.exp(rng.normal(10, 0.6, n)) + age * 50, 2)
+    city = rng.choice(["Lyon", "Paris", "Nice", "Lille"], n, p=[0.4, 0.3, 0.2, 0.1]).astype(object)
+    member = rng.random(n) < 0.3
+    joined = pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 3000, n), unit="D")
+    df = pd.DataFrame({
+        "age": age,
+        "income": income,
+        "city": city,
+        "member": member,
+        "joined": joined,
+        "children": rng.poisson(1.2, n).astype(float),
+    })
+    df.loc[rng.random(n) < 0.05, "income"] = np.nan
+    df.loc[rng.random(n) < 0.05, "city"] = None
+    df.loc[rng.random(n) < 0.05, "children"] = np.nan
+    return df
+
+
+@pytest.fixture
+def people() -> pd.DataFrame:
+    return make_people()
+
+
+@pytest.fixture(scope="session")
+def adult() -> pd.DataFrame:
+    if not ADULT.exists():
+        pytest.skip(f"UCI Adult not found at {ADULT}")
+    return pd.read_csv(ADULT, skipinitialspace=True, na_values=["?"])
