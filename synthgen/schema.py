@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from synthgen.errors import SchemaError
 
@@ -55,6 +62,20 @@ class ColumnSpec(BaseModel):
     upper: float | None = Field(default=None, description="Public upper bound (numeric kinds).")
     dtype: str | None = Field(default=None, description="pandas dtype of the output column.")
     datetime_format: str | None = None
+
+    @field_validator("lower", "upper", mode="before")
+    @classmethod
+    def _dates_as_seconds(cls, value: Any) -> Any:
+        """Datetime bounds may be written as ISO dates; they are kept as epoch seconds."""
+        if isinstance(value, str):
+            try:
+                stamp = pd.Timestamp(value)
+            except ValueError as exc:
+                raise ValueError(f"bound {value!r} is neither a number nor an ISO date") from exc
+            if stamp.tzinfo is not None:
+                stamp = stamp.tz_convert(None)
+            return float(stamp.value) / 1e9
+        return value
 
     @model_validator(mode="after")
     def _check_domain(self) -> ColumnSpec:
