@@ -1,0 +1,1 @@
+"""The synthgen HTTP API (FastAPI): ``api.main:create_app``."""

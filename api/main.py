@@ -1,0 +1,92 @@
+"""The FastAPI application: ``uvicorn --factory api.main:create_app`` or ``synthgen serve``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api import problems
+from api.routes import datasets, health, jobs
+from synthgen import __version__
+from synthgen.service.db import Database
+from synthgen.service.settings import Settings
+from synthgen.service.storage import Storage
+
+JSON_BODY_LIMIT = 1024 * 1024
+MULTIPART_OVERHEAD = 1024 * 1024  # the schema field and part headers beside the file
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from workers import make_dispatcher
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.db_url)
+        db.create_all()
+        storage = Storage(settings.objects_url)
+        dispatcher = make_dispatcher(settings, db, storage)
+        app.state.settings, app.state.db, app.state.storage = settings, db, storage
+        app.state.dispatcher = dispatcher
+        dispatcher.start()
+        logging.getLogger("synthgen.service").info("synthgen API ready (%s engine)",
+                                                   dispatcher.engine)
+        try:
+            yield
+        finally:
+            dispatcher.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="synthgen",
+        version=__version__,
+        summary="Differentially private synthetic tables as a service.",
+        description="Upload a table, submit a job with a privacy budget, poll it, download the "
+        "synthetic CSV and its privacy report. Errors are RFC 9457 problem details.",
+        lifespan=lifespan,
+        max_body_size=JSON_BODY_LIMIT,
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(datasets.router,
+                       max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.include_router(jobs.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with every error response documented as problem+json."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                         description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = problems.ProblemDetail.model_json_schema()
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            responses = op.setdefault("responses", {})
+            errors = {"422": "Invalid request (problem details)."}
+            if path.startswith("/v1/"):
+                errors["401"] = "Missing or unknown API key."
+            if "{" in path:
+                errors["404"] = "No such object for this tenant."
+            if path == "/v1/datasets" and method == "post":
+                errors["413"] = "The upload is over the size limit."
+            for status, text in errors.items():
+                responses.setdefault(status, {"description": text})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")) and status != "503":
+                    response["content"] = problem
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,217 @@
+"""Jobs: submit (reserving budget), status, listing, cancel, outputs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import html
+import json
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import (
+    CurrentTenant,
+    DatabaseDep,
+    DispatcherDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    dataset_of,
+    job_of,
+)
+from api.problems import Problem
+from api.schemas import JobCreate, JobOut, JobPage
+from synthgen.service.budget import BudgetExceeded, check_admission
+from synthgen.service.db import Database, Job, new_id, now
+from synthgen.service.jobs import known_spend, settle
+from synthgen.service.settings import Settings
+from synthgen.service.storage import Storage
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+RETRY_AFTER = "5"
+
+
+def _replay(db: Database, tenant: str, key: str, request_hash: str) -> Job | None:
+    with db.read() as s:
+        job = s.scalar(select(Job).where(Job.tenant_id == tenant, Job.idempotency_key == key))
+    if job is not None and job.request_hash != request_hash:
+        raise Problem(422, "idempotency-key-reused", "this Idempotency-Key was used with a "
+                      "different request body; use a new key for a new job")
+    return job
+
+
+def _admit(db: Database, settings: Settings, tenant: str, body: JobCreate,
+           key: str | None, request_hash: str) -> Job:
+    with db.write() as s:
+        dataset = dataset_of(s, tenant, body.dataset_id)
+        if dataset.purged_at is not None:
+            raise Problem(410, "dataset-purged", "this dataset's upload was deleted by the "
+                          "retention policy; upload the table again")
+        try:
+            check_admission(s, dataset, body.epsilon)
+        except BudgetExceeded as exc:
+            raise Problem(409, "budget-exceeded", str(exc), cap_epsilon=exc.cap,
+                          used_epsilon=exc.used, requested_epsilon=exc.asked) from exc
+        job = Job(id=new_id("job"), tenant_id=tenant, dataset_id=dataset.id,
+                  epsilon=body.epsilon, delta=body.delta, rows=body.rows,
+                  options=body.options(), idempotency_key=key, request_hash=request_hash,
+                  max_attempts=settings.max_attempts, dispatched_at=now())
+        s.add(job)
+    return job
+
+
+@router.post("", status_code=202, response_model=JobOut)
+def create_job(
+    tenant: CurrentTenant,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    body: JobCreate,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    """Submit a job. Its epsilon is reserved against the dataset's cap in the same transaction
+    that accepts it (409 when the cap would be exceeded). With an ``Idempotency-Key``, a retry
+    returns the first job instead of creating (and charging) another."""
+    if body.epsilon > settings.max_job_epsilon:
+        raise Problem(422, "epsilon-too-large", f"epsilon {body.epsilon:g} is over this "
+                      f"server's limit of {settings.max_job_epsilon:g} per job")
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    job = _replay(db, tenant, idempotency_key, request_hash) if idempotency_key else None
+    if job is None:
+        try:
+            job = _admit(db, settings, tenant, body, idempotency_key, request_hash)
+        except IntegrityError:  # a concurrent request with the same key won
+            job = _replay(db, tenant, idempotency_key or "", request_hash)
+            if job is None:
+                raise
+        else:
+            dispatcher.submit(job.id)
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    response.headers["Retry-After"] = RETRY_AFTER
+    return JobOut.of(job)
+
+
+def _cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
+
+
+def _seq(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise Problem(422, "invalid-cursor", "the cursor is not one this API returned") from exc
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    tenant: CurrentTenant,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+) -> JobPage:
+    """The tenant's jobs, newest first, ``limit`` at a time."""
+    query = select(Job).where(Job.tenant_id == tenant)
+    if status is not None:
+        query = query.where(Job.state == status)
+    if cursor is not None:
+        query = query.where(Job.seq < _seq(cursor))
+    jobs = session.scalars(query.order_by(Job.seq.desc()).limit(limit + 1)).all()
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return JobPage(items=[JobOut.of(j) for j in jobs],
+                   next_cursor=_cursor(jobs[-1].seq) if more else None)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(tenant: CurrentTenant, session: SessionDep, job_id: str,
+            response: Response) -> JobOut:
+    """A job's status, progress (steps, epsilon spent so far), timestamps and error."""
+    job = job_of(session, tenant, job_id)
+    if job.state in ("queued", "running"):
+        response.headers["Retry-After"] = RETRY_AFTER
+    return JobOut.of(job)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
+def cancel_job(tenant: CurrentTenant, db: DatabaseDep, storage: StorageDep,
+               job_id: str) -> JobOut:
+    """Cancel cooperatively: a queued job ends at once; a running one stops at its next step.
+    Budget actually spent (steps run, in this or an earlier attempt) stays charged."""
+    with db.read() as s:
+        job = job_of(s, tenant, job_id)
+    if job.state in ("succeeded", "failed", "cancelled"):
+        raise Problem(409, "job-finished", f"job {job_id} already ended ({job.state})")
+    ledger, charged = known_spend(job, storage) if job.attempt else (None, 0.0)
+    if not settle(db, job_id, "cancelled", owner=None, ledger=ledger, charged=charged):
+        with db.write() as s:  # it was claimed meanwhile: ask the worker to stop
+            s.execute(update(Job).where(Job.id == job_id, Job.state == "running")
+                      .values(cancel_requested=True))
+    with db.read() as s:
+        return JobOut.of(job_of(s, tenant, job_id))
+
+
+def _finished_output(session: SessionDep, tenant: str, job_id: str, allowed: tuple[str, ...]
+                     ) -> Job:
+    job = job_of(session, tenant, job_id)
+    if job.state not in allowed:
+        raise Problem(409, "output-not-ready", f"job {job_id} is {job.state}; this output "
+                      f"exists once it is {' or '.join(allowed)}")
+    return job
+
+
+@router.get("/{job_id}/synthetic.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "The synthetic table (formula cells escaped)."}})
+def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: StorageDep,
+                      job_id: str) -> StreamingResponse:
+    """Stream the synthetic table of a succeeded job."""
+    job = _finished_output(session, tenant, job_id, ("succeeded",))
+    handle = storage.open(Storage.job_key(tenant, job.id, "synthetic.csv"), "rb")
+
+    def chunks() -> Iterator[bytes]:
+        with handle:
+            while block := handle.read(256 * 1024):
+                yield block
+
+    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{job.id}.csv"'})
+
+
+@router.get("/{job_id}/report", responses={
+    200: {"content": {"application/json": {"schema": {"type": "object"}},
+                      "text/html": {"schema": {"type": "string"}}},
+          "description": "The privacy-budget report."}})
+def get_report(tenant: CurrentTenant, session: SessionDep, storage: StorageDep, job_id: str,
+               format: Literal["json", "html"] = "json") -> Response:
+    """The privacy-budget report (ledger, accountant figures) of a succeeded or cancelled job."""
+    job = _finished_output(session, tenant, job_id, ("succeeded", "cancelled"))
+    key = Storage.job_key(tenant, job.id, "report.json")
+    if not storage.exists(key):
+        raise Problem(409, "output-not-ready", f"job {job_id} ended before writing a report")
+    report = json.loads(storage.read_bytes(key))
+    if format == "html":
+        return HTMLResponse(_render_html(report))
+    return JSONResponse(report)
+
+
+def _render_html(report: dict[str, object]) -> str:
+    try:
+        from synthgen.report import render_html  # type: ignore[attr-defined]
+    except ImportError:
+        # TODO: drop this fallback once synthgen.report.render_html lands everywhere.
+        body = html.escape(json.dumps(report, indent=2, default=str))
+        return ("<!doctype html><html><head><meta charset='utf-8'><title>synthgen privacy "
+                f"report</title></head><body><h1>Privacy report</h1><pre>{body}</pre>"
+                "</body></html>")
+    return str(render_html(report))

@@ -1,0 +1,151 @@
+"""Request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthgen.service.db import Dataset, Job
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def iso(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+class ColumnOut(BaseModel):
+    name: str
+    kind: str
+
+
+class DatasetOut(BaseModel):
+    id: str
+    name: str
+    format: Literal["csv", "parquet"]
+    size_bytes: int
+    sha256: str
+    rows: int
+    column_count: int
+    columns: list[ColumnOut]
+    budget_epsilon: float
+    upload_retained: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, d: Dataset) -> DatasetOut:
+        return cls(id=d.id, name=d.name, format=d.format, size_bytes=d.size_bytes,  # type: ignore[arg-type]
+                   sha256=d.sha256, rows=d.rows, column_count=len(d.columns),
+                   columns=[ColumnOut(**c) for c in d.columns], budget_epsilon=d.budget_epsilon,
+                   upload_retained=d.purged_at is None, created_at=iso(d.created_at))  # type: ignore[arg-type]
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(max_length=64)
+    epsilon: float = Field(gt=0, le=100, description="Privacy budget of this job (reserved "
+                           "against the dataset's cap when the job is accepted).")
+    delta: float | None = Field(None, gt=0, le=1e-3, description="Default min(1e-6, 1/(10 n)).")
+    rows: int | None = Field(None, ge=1, le=50_000_000, description="Synthetic rows (default: "
+                             "as many as the table).")
+    epochs: float | None = Field(None, gt=0, le=10_000)
+    batch_size: int | None = Field(None, ge=1, le=1_000_000)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    accountant: Literal["prv", "rdp"] = "prv"
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(include={"epochs", "batch_size", "seed", "accountant"},
+                               exclude_none=True)
+
+
+class Progress(BaseModel):
+    step: int
+    total_steps: int | None
+    epoch: float
+    epsilon_spent: float = Field(description="Upper bound of the epsilon spent so far.")
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    synthetic_csv: str
+    report: str
+    dataset_budget: str
+
+
+class JobOut(BaseModel):
+    id: str
+    dataset_id: str
+    status: JobStatus
+    epsilon: float
+    delta: float | None
+    rows: int | None
+    options: dict[str, Any]
+    progress: Progress
+    attempt: int
+    cancel_requested: bool
+    epsilon_charged: float | None
+    output_rows: int | None
+    error: JobError | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: JobLinks
+
+    @classmethod
+    def of(cls, j: Job) -> JobOut:
+        base = f"/v1/jobs/{j.id}"
+        return cls(
+            id=j.id, dataset_id=j.dataset_id, status=j.state,  # type: ignore[arg-type]
+            epsilon=j.epsilon, delta=j.delta, rows=j.rows, options=j.options or {},
+            progress=Progress(step=j.progress_step, total_steps=j.progress_total,
+                              epoch=j.progress_epoch, epsilon_spent=j.progress_epsilon),
+            attempt=j.attempt, cancel_requested=j.cancel_requested,
+            epsilon_charged=j.charged_epsilon if j.settled else None,
+            output_rows=j.output_rows,
+            error=JobError(code=j.error_code, message=j.error_message or "")
+            if j.error_code else None,
+            created_at=iso(j.created_at),  # type: ignore[arg-type]
+            started_at=iso(j.started_at), finished_at=iso(j.finished_at),
+            links=JobLinks(self=base, synthetic_csv=f"{base}/synthetic.csv",
+                           report=f"{base}/report",
+                           dataset_budget=f"/v1/datasets/{j.dataset_id}/budget"),
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at "
+                                    "the end.")
+
+
+class BudgetJob(BaseModel):
+    job_id: str
+    state: JobStatus
+    reserved_epsilon: float
+    charged_epsilon: float | None
+    mechanisms: int
+
+
+class BudgetOut(BaseModel):
+    dataset_id: str
+    cap_epsilon: float
+    spent_epsilon: float
+    reserved_epsilon: float
+    remaining_epsilon: float
+    spent_delta: float
+    composition: str
+    sum_of_charges: float
+    jobs: list[BudgetJob]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, bool] = {}

@@ -1,0 +1,149 @@
+"""A dataset's privacy budget: reservations at admission, charges at settlement, composition.
+
+Accounting rules (see docs/service.md, "Budget"):
+
+* Accepting a job reserves its epsilon in the same transaction that checks the cap.
+* Settling a job replaces the reservation by what it spent: the composed epsilon of the
+  mechanisms its ledger holds (steps actually run; a cancelled job keeps what it ran).
+* A dataset's spent epsilon composes every charged job's mechanisms with the PRV accountant at
+  the sum of their deltas, and never reports more than the sum of the jobs' epsilons.
+* Admission is conservative: composed spent + charges not yet composed + open reservations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from synthgen.privacy.accountant import epsilon_of
+from synthgen.service.db import Database, Dataset, Job
+
+EPS_TOLERANCE = 1e-9
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, cap: float, used: float, asked: float) -> None:
+        super().__init__(
+            f"this job asks for epsilon {asked:g} but the dataset has {max(cap - used, 0):.4g} "
+            f"of its cap {cap:g} left (spent or reserved: {used:.4g}); ask for less, or upload "
+            "the table again with a larger budget")
+        self.cap, self.used, self.asked = cap, used, asked
+
+
+def ledger_summary(ledger: Any) -> dict[str, Any]:
+    """What the service keeps of a :class:`~synthgen.privacy.PrivacyLedger` to compose it."""
+    return {
+        "accountant": ledger.accountant,
+        "accountant_delta": ledger.accountant_delta,
+        "extra_delta": sum(e.extra_delta for e in ledger.entries),
+        "history": [list(h) for h in ledger.history()],
+    }
+
+
+def ledger_epsilon(summary: dict[str, Any]) -> float:
+    return epsilon_of([tuple(h) for h in summary["history"]], summary["accountant_delta"],
+                      summary["accountant"])
+
+
+def sgd_steps(summary: dict[str, Any] | None) -> int:
+    return int(summary["history"][-1][2]) if summary and summary["history"] else -1
+
+
+def checkpoint_ledger(path: Path) -> dict[str, Any] | None:
+    """The ledger inside a training checkpoint (None if the file cannot be read)."""
+    import torch
+
+    from synthgen.privacy import PrivacyLedger
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        return ledger_summary(PrivacyLedger.from_dict(state["extra"]["ledger"]))
+    except Exception:  # a torn or foreign file: the caller falls back to other evidence
+        return None
+
+
+def used_epsilon(session: Session, dataset: Dataset) -> float:
+    """Spent (composed) + charged but not yet composed + reserved by unsettled jobs."""
+    loose = session.scalar(
+        select(func.coalesce(func.sum(Job.charged_epsilon), 0.0)).where(
+            Job.dataset_id == dataset.id, Job.settled.is_(True), Job.composed.is_(False)))
+    reserved = session.scalar(
+        select(func.coalesce(func.sum(Job.epsilon), 0.0)).where(
+            Job.dataset_id == dataset.id, Job.settled.is_(False)))
+    return float(dataset.spent_epsilon) + float(loose or 0.0) + float(reserved or 0.0)
+
+
+def check_admission(session: Session, dataset: Dataset, epsilon: float) -> None:
+    """Raise :class:`BudgetExceeded` unless ``epsilon`` fits; call inside the write
+    transaction that inserts the job (that is what makes the reservation atomic)."""
+    used = used_epsilon(session, dataset)
+    if used + epsilon > dataset.budget_epsilon + EPS_TOLERANCE:
+        raise BudgetExceeded(dataset.budget_epsilon, used, epsilon)
+
+
+def compose_dataset(db: Database, dataset_id: str) -> None:
+    """Recompute a dataset's composed spend from its settled jobs and store it.
+
+    Settled sets only grow, so a computation over more jobs always wins the conditional write;
+    two workers settling at once converge on the larger set.
+    """
+    with db.read() as session:
+        jobs = session.scalars(select(Job).where(Job.dataset_id == dataset_id,
+                                                 Job.settled.is_(True)).order_by(Job.seq)).all()
+    history: list[tuple[float, float, int]] = []
+    delta = 0.0  # the accountant's delta of the composition
+    extra = 0.0  # failure probability outside the Gaussian analysis, added
+    opaque = 0.0
+    total = 0.0
+    for job in jobs:
+        charged = float(job.charged_epsilon or 0.0)
+        total += charged
+        if job.ledger and job.ledger["history"]:
+            history += [tuple(h) for h in job.ledger["history"]]  # type: ignore[misc]
+            delta += job.ledger["accountant_delta"]
+            extra += job.ledger.get("extra_delta", 0.0)
+        elif charged > 0:
+            opaque += charged  # charged in full without a known ledger: added, not composed
+            extra += job.delta or 0.0
+    composed = epsilon_of(history, delta, "prv") if history else 0.0
+    spent = min(composed + opaque, total)
+    with db.write() as session:
+        done = session.execute(
+            update(Dataset)
+            .where(Dataset.id == dataset_id, Dataset.composed_jobs < len(jobs))
+            .values(spent_epsilon=spent, spent_delta=delta + extra, composed_jobs=len(jobs)))
+        if done.rowcount:  # type: ignore[attr-defined]
+            session.execute(update(Job).where(Job.id.in_([j.id for j in jobs]))
+                            .values(composed=True))
+
+
+def budget_view(session: Session, dataset: Dataset) -> dict[str, Any]:
+    jobs = session.scalars(select(Job).where(Job.dataset_id == dataset.id)
+                           .order_by(Job.seq)).all()
+    loose = sum(float(j.charged_epsilon or 0) for j in jobs if j.settled and not j.composed)
+    reserved = sum(j.epsilon for j in jobs if not j.settled)
+    spent = float(dataset.spent_epsilon) + loose
+    return {
+        "dataset_id": dataset.id,
+        "cap_epsilon": dataset.budget_epsilon,
+        "spent_epsilon": spent,
+        "reserved_epsilon": reserved,
+        "remaining_epsilon": max(dataset.budget_epsilon - spent - reserved, 0.0),
+        "spent_delta": float(dataset.spent_delta),
+        "composition": "prv accountant over the mechanisms of every charged job (at the sum "
+                       "of their deltas), capped by the sum of the jobs' epsilons",
+        "sum_of_charges": sum(float(j.charged_epsilon or 0) for j in jobs if j.settled),
+        "jobs": [
+            {
+                "job_id": j.id,
+                "state": j.state,
+                "reserved_epsilon": 0.0 if j.settled else j.epsilon,
+                "charged_epsilon": j.charged_epsilon if j.settled else None,
+                "mechanisms": len(j.ledger["history"]) if j.ledger else 0,
+            }
+            for j in jobs if not j.settled or (j.charged_epsilon or 0.0) > 0
+        ],
+    }

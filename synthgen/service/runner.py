@@ -1,0 +1,230 @@
+"""The body of a training job, shared by the Celery task and the embedded supervisor's child.
+
+It claims the job, heartbeats the lease from a thread (which also watches for a cancel and
+copies each new training checkpoint to storage), trains with the library's checkpoints so that a
+later attempt resumes instead of restarting, writes the outputs and settles the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from synthgen.errors import SynthgenError
+from synthgen.service.budget import ledger_epsilon, ledger_summary, sgd_steps
+from synthgen.service.db import Database, Dataset, Job
+from synthgen.service.jobs import (
+    Claim,
+    apply_retention,
+    claim_job,
+    heartbeat,
+    record_progress,
+    settle,
+)
+from synthgen.service.settings import Settings
+from synthgen.service.storage import Storage
+
+log = logging.getLogger("synthgen.service")
+
+
+def checkpoint_key(job: Job) -> str:
+    return Storage.job_key(job.tenant_id, job.id, "checkpoint.pt")
+
+
+def fetch_checkpoint(storage: Storage, job: Job) -> Path | None:
+    """A local copy of the job's last stored checkpoint, or None."""
+    fd, name = tempfile.mkstemp(suffix=".pt", prefix=f"{job.id}-")
+    os.close(fd)
+    path = Path(name)
+    if storage.get_file(checkpoint_key(job), path):
+        return path
+    path.unlink(missing_ok=True)
+    return None
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, db: Database, storage: Storage, claim: Claim, settings: Settings,
+                 checkpoint: Path, checkpoint_key: str) -> None:
+        super().__init__(name=f"heartbeat-{claim.job_id}", daemon=True)
+        self.db, self.storage, self.claim, self.settings = db, storage, claim, settings
+        self.checkpoint, self.checkpoint_key = checkpoint, checkpoint_key
+        self.stop_training = threading.Event()
+        self.lost = threading.Event()
+        self.cancelled = threading.Event()
+        self._done = threading.Event()
+        self._synced = 0.0
+
+    def run(self) -> None:
+        while not self._done.wait(self.settings.heartbeat_s):
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            ours, cancel = heartbeat(self.db, self.claim, self.settings.lease_s)
+        except Exception:  # a database hiccup: the lease covers a few missed beats
+            log.exception("heartbeat of job %s failed", self.claim.job_id)
+            return
+        if not ours:
+            self.lost.set()
+            self.stop_training.set()
+            return
+        if cancel:
+            self.cancelled.set()
+            self.stop_training.set()
+        self.sync_checkpoint()
+
+    def sync_checkpoint(self) -> None:
+        try:
+            mtime = self.checkpoint.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime > self._synced:
+            try:
+                self.storage.put_file(self.checkpoint, self.checkpoint_key)
+                self._synced = mtime
+            except FileNotFoundError:  # replaced or removed while copying: next beat
+                pass
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join(timeout=30)
+
+
+def _load_table(storage: Storage, dataset: Dataset) -> Any:
+    from synthgen.io import check_table, read_csv_bytes, read_parquet_bytes
+
+    raw = storage.read_bytes(dataset.storage_key)
+    reader = read_parquet_bytes if dataset.format == "parquet" else read_csv_bytes
+    return check_table(reader(raw, dataset.name), dataset.name)
+
+
+def _current_ledger(synth: Any, step: int | None = None) -> dict[str, Any] | None:
+    """The synthesizer's ledger so far, with the DP-SGD entry at ``step`` steps."""
+    if synth is None or synth.ledger is None:
+        return None
+    summary = ledger_summary(synth.ledger)
+    entries = synth.ledger.entries
+    if step is not None and entries and entries[-1].mechanism == "dp_sgd":
+        summary["history"][-1][2] = max(int(summary["history"][-1][2]), step)
+    return summary
+
+
+def execute_job(job_id: str, owner: str, settings: Settings) -> str:
+    """Claim and run one job. Returns what happened (for logs): a terminal state, 'lost'
+    (another worker holds the job now) or 'not-claimed' (a duplicate delivery)."""
+    db = Database(settings.db_url)
+    storage = Storage(settings.objects_url)
+    try:
+        claim = claim_job(db, job_id, owner, settings.lease_s)
+        if claim is None:
+            log.info("job %s: nothing to claim (duplicate delivery or finished)", job_id)
+            return "not-claimed"
+        return _run(db, storage, settings, claim)
+    finally:
+        db.dispose()
+
+
+def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> str:
+    with db.read() as s:
+        job = s.scalars(select(Job).where(Job.id == claim.job_id)).one()
+        dataset = s.scalars(select(Dataset).where(Dataset.id == job.dataset_id)).one()
+    scratch = settings.scratch_dir / f"{job.id}-{claim.attempt}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    ckpt = scratch / "checkpoint.pt"
+    ckpt_key = checkpoint_key(job)
+    storage.get_file(ckpt_key, ckpt)  # resume where the last attempt's checkpoint left off
+    beat = _Heartbeat(db, storage, claim, settings, ckpt, ckpt_key)
+    beat.start()
+    synth: Any = None
+    progress: dict[str, Any] = {"step": 0}
+    outcome = "lost"
+    try:
+        from synthgen.schema import parse_schema
+        from synthgen.synthesizer import Synthesizer
+
+        table = _load_table(storage, dataset)
+        options = job.options or {}
+        synth = Synthesizer(
+            job.epsilon, job.delta,
+            schema=parse_schema(dataset.public_schema) if dataset.public_schema else None,
+            epochs=options.get("epochs"), batch_size=options.get("batch_size"),
+            device=settings.device, seed=options.get("seed"),
+            accountant=options.get("accountant", "prv"))
+
+        def on_progress(p: Any) -> None:
+            progress["step"] = p.step
+            # The per-step figure is an RDP upper bound of the PRV epsilon, which calibration
+            # keeps under the target: the smaller of the two is still an upper bound.
+            record_progress(db, claim, step=p.step, total=p.total_steps, epoch=p.epoch,
+                            epsilon=min(p.epsilon, job.epsilon),
+                            ledger=_current_ledger(synth, p.step))
+
+        synth.fit(table, on_progress=on_progress, should_stop=beat.stop_training.is_set,
+                  checkpoint_path=ckpt, checkpoint_every_s=settings.checkpoint_every_s)
+        if beat.lost.is_set():
+            return outcome
+        report = synth.report()
+        ledger = ledger_summary(synth.ledger)
+        if beat.cancelled.is_set() and not report["completed"]:
+            _write_json(storage, job, "report.json", report)
+            outcome = "cancelled"
+            settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
+                   charged=float(report["epsilon"]))
+            return outcome
+        written = _write_outputs(storage, job, dataset, synth, report, scratch)
+        outcome = "succeeded"
+        if not settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
+                      charged=float(report["epsilon"]), output_rows=written):
+            outcome = "lost"
+        return outcome
+    except Exception as exc:
+        if beat.lost.is_set():
+            return outcome
+        code = exc.code if isinstance(exc, SynthgenError) else "training-failed"
+        message = str(exc) if isinstance(exc, SynthgenError | ValueError) else (
+            f"training failed: {type(exc).__name__}: {exc}")
+        log.exception("job %s failed", job.id)
+        ledger = _current_ledger(synth, progress["step"])
+        if job.ledger and sgd_steps(job.ledger) > sgd_steps(ledger):
+            ledger = job.ledger
+        charged = min(ledger_epsilon(ledger), job.epsilon) if ledger and ledger["history"] else 0.0
+        outcome = "failed"
+        settle(db, job.id, outcome, owner=claim.owner, ledger=ledger, charged=charged,
+               error=(code, message))
+        return outcome
+    finally:
+        beat.finish()
+        shutil.rmtree(scratch, ignore_errors=True)
+        if outcome in ("succeeded", "failed", "cancelled"):
+            storage.delete(ckpt_key)
+            apply_retention(db, storage, dataset.id, settings.retain_uploads)
+
+
+def _write_json(storage: Storage, job: Job, name: str, doc: dict[str, Any]) -> None:
+    with storage.open(Storage.job_key(job.tenant_id, job.id, name), "w",
+                      encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2, default=str)
+
+
+def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
+                   report: dict[str, Any], scratch: Path) -> int:
+    from synthgen.io import write_csv
+
+    rows = job.rows or dataset.rows
+    key = Storage.job_key(job.tenant_id, job.id, "synthetic.csv")
+    with storage.open(key, "w", encoding="utf-8", newline="") as fh:
+        written = write_csv(synth.sample_chunks(rows), fh)
+    model = scratch / "model.zip"
+    synth.save(model)
+    storage.put_file(model, Storage.job_key(job.tenant_id, job.id, "model.zip"))
+    report["output_rows"] = written
+    _write_json(storage, job, "report.json", report)
+    return written

@@ -1,0 +1,92 @@
+"""Service settings: one pydantic-settings class read from ``SYNTHGEN_*`` environment variables.
+
+The API, the embedded supervisor, Celery workers and the ``synthgen`` commands all build their
+configuration from :class:`Settings`, so one set of variables configures a whole deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SYNTHGEN_", extra="ignore")
+
+    data_dir: Path = Field(Path("synthgen-data"), description="Folder for the SQLite database, "
+                           "stored objects and training scratch space (embedded defaults).")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in "
+                                     "data_dir. Postgres: postgresql+psycopg://user@host/db.")
+    storage_url: str | None = Field(None, description="fsspec URL of the object store; default "
+                                    "a folder in data_dir. S3: s3://bucket/prefix.")
+    broker_url: str | None = Field(None, description="redis://... selects the cluster engine "
+                                   "(Celery); unset runs training in subprocesses of the API.")
+    retain_uploads: bool = Field(True, description="Keep raw uploads after their jobs. False "
+                                 "deletes a dataset's upload when its last running job ends.")
+    max_upload_bytes: int = Field(256 * MIB, ge=1)
+    default_budget_epsilon: float = Field(10.0, gt=0, description="Epsilon cap of a dataset "
+                                          "unless its upload names one.")
+    max_job_epsilon: float = Field(100.0, gt=0)
+
+    # Job execution
+    device: str = "auto"
+    local_workers: int = Field(1, ge=0, description="Concurrent training subprocesses of the "
+                               "embedded engine (one per device); 0 runs none (API only).")
+    train_threads: int | None = Field(None, ge=1, description="torch threads per training "
+                                      "process; default: all cores but one (embedded engine).")
+    max_attempts: int = Field(3, ge=1, description="Claims of one job before it fails.")
+    lease_s: float = Field(60.0, gt=0, description="How long a claim holds without heartbeat.")
+    checkpoint_every_s: float = Field(30.0, gt=0)
+    reconcile_every_s: float = Field(5.0, gt=0)
+    reconciler: bool = Field(True, description="Run the lease reconciler in the API process.")
+    redispatch_after_s: float = Field(3600.0, gt=0, description="Cluster: send a queued job's "
+                                      "message again when none was sent for this long.")
+
+    # Celery (cluster engine)
+    task_soft_time_limit_s: int = 6 * 3600
+    task_time_limit_s: int = 6 * 3600 + 600
+    visibility_timeout_s: int | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.task_soft_time_limit_s >= self.task_time_limit_s:
+            raise ValueError("task_soft_time_limit_s must be below task_time_limit_s")
+        if self.visibility_timeout_s is not None and (
+            self.visibility_timeout_s <= self.task_time_limit_s
+        ):
+            raise ValueError("visibility_timeout_s must be above task_time_limit_s, or a "
+                             "running task is delivered a second time")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'synthgen.db').resolve()}"
+
+    @property
+    def objects_url(self) -> str:
+        return self.storage_url or (self.data_dir / "objects").resolve().as_uri()
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.data_dir / "scratch"
+
+    @property
+    def heartbeat_s(self) -> float:
+        return max(0.2, self.lease_s / 4)
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Redis visibility timeout: above the hard time limit (a running task is never
+        redelivered), with an hour's margin unless set."""
+        return self.visibility_timeout_s or self.task_time_limit_s + 3600
+
+    @property
+    def engine(self) -> str:
+        return "cluster" if self.broker_url else "embedded"

@@ -1,0 +1,38 @@
+"""Celery tasks: a message carries only a job id; the body is the shared job runner."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from workers.celery_app import RECONCILE_TASK, TRAIN_TASK, app
+
+
+@app.task(name=TRAIN_TASK, bind=True)
+def train(self: Any, job_id: str) -> str:
+    # Imported here: the worker's parent process forks children and must never touch CUDA.
+    from synthgen.service.runner import execute_job
+    from synthgen.service.settings import Settings
+
+    owner = f"celery:{socket.gethostname()}:{os.getpid()}:{self.request.id}"
+    return execute_job(job_id, owner, Settings())
+
+
+@app.task(name=RECONCILE_TASK)
+def reconcile() -> list[str]:
+    from synthgen.service.db import Database
+    from synthgen.service.jobs import reconcile as reconcile_jobs
+    from synthgen.service.settings import Settings
+    from synthgen.service.storage import Storage
+    from workers.dispatch import CeleryDispatcher
+
+    settings = Settings()
+    db = Database(settings.db_url)
+    try:
+        dispatcher = CeleryDispatcher(settings, db, app=app)
+        return reconcile_jobs(db, Storage(settings.objects_url), dispatch=dispatcher.submit,
+                              redispatch_after_s=settings.redispatch_after_s,
+                              retain_uploads=settings.retain_uploads)
+    finally:
+        db.dispose()
