@@ -154,3 +154,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+import synthgen.service.cli_commands  # noqa: E402,F401  (registers serve, worker, keys)
