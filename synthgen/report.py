@@ -1,17 +1,32 @@
-"""The privacy-budget report of one fit (JSON-ready dict)."""
+"""The privacy-budget report of one fit: a JSON-ready dict, and its HTML rendering.
+
+The JSON layout is versioned (``report_schema_version``) and described by
+``docs/report.schema.json`` (JSON Schema 2020-12) and ``docs/report.md``. A report has a public
+part, built from the ledger only (what was spent, on what, and how it composes), and optional
+owner-only sections (``quality``, ``utility``, ``audit``) computed on the real data by
+:func:`synthgen.evaluate.evaluate` and attached with :func:`attach_evaluation`.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import opacus
 
 from synthgen import __version__
+from synthgen.privacy.accountant import epsilon_of
 
 if TYPE_CHECKING:
+    from synthgen.privacy.ledger import PrivacyLedger
     from synthgen.synthesizer import Synthesizer
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
+# Points of the epsilon-vs-steps curve computed with the ledger's accountant (PRV costs about
+# 0.1-1.5 s a point, growing with the steps); RDP, cheap, is computed at the same points.
+CURVE_POINTS = 8
 
 GUARANTEE = (
     "The synthetic table and the model are ({epsilon:.3g}, {delta:.2g})-differentially private "
@@ -30,6 +45,79 @@ SECURE_MODE_NOTE = (
 )
 
 
+EXPLANATION_MEANS = (
+    "Whatever anyone can learn from the synthetic table or the model, they could have learned "
+    "almost as well if any one row had been left out of the training table. Precisely: for any "
+    "row, and any question asked of the output, the chance of each answer changes by at most a "
+    "factor of e^epsilon (here {factor:.3g}) when that row is added or removed, except with "
+    "probability delta ({delta:.2g}). That holds whatever else the asker knows."
+)
+
+EXPLANATION_DOES_NOT_MEAN = (
+    "It does not hide what was declared public: column names, their kinds and formats, any "
+    "category lists or bounds in the public schema, and the number of rows.",
+    "It does not hide patterns of the population, which is what the synthetic table is for: if "
+    "most nurses in the table are women, the synthetic table says so, and that can be used to "
+    "guess about a nurse who was never in the table.",
+    "It protects rows, not people: a person with k rows in the table is protected as k rows "
+    "(roughly k times epsilon).",
+    "It covers this job only. Every job on the same data spends more of the data's budget; "
+    "the totals across jobs add up and are tracked by the service, not by this report.",
+    "The quality, utility and audit sections below are computed on the real data without "
+    "noise. They are for the data owner only: do not publish them with the synthetic table.",
+    "The audit's figures are empirical checks of the implementation, not the guarantee: passing "
+    "them shows no gross leak, and the guarantee above rests on the ledger and the accountant.",
+)
+
+
+def explanation(epsilon: float, delta: float) -> dict[str, Any]:
+    return {
+        "means": EXPLANATION_MEANS.format(factor=float(np.exp(epsilon)), delta=delta),
+        "does_not_mean": list(EXPLANATION_DOES_NOT_MEAN),
+    }
+
+
+def composition(ledger: PrivacyLedger, spent: float) -> dict[str, Any]:
+    """How the ledger's entries make the spent epsilon (composed, never summed)."""
+    return {
+        "method": (
+            f"The entries form one history of (subsampled) Gaussian mechanisms, composed by "
+            f"Opacus's {ledger.accountant.upper()} accountant at delta = accountant_delta. "
+            "Each entry's own epsilon is for reading only: composing is tighter than adding "
+            "them. Extra delta (releasing category keys above a noisy threshold) adds to delta."
+        ),
+        "history": [list(h) for h in ledger.history()],
+        "sum_of_entry_epsilons": float(sum(e.epsilon for e in ledger.entries)),
+        "epsilon": spent,
+        "accountant_delta": ledger.accountant_delta,
+        "extra_delta": float(sum(e.extra_delta for e in ledger.entries)),
+        "delta": ledger.delta(),
+    }
+
+
+def epsilon_curve(ledger: PrivacyLedger, points: int = CURVE_POINTS) -> dict[str, Any]:
+    """Epsilon spent after each number of DP-SGD steps, everything before training included."""
+    sgd = [i for i, e in enumerate(ledger.entries) if e.mechanism == "dp_sgd"]
+    curve: dict[str, Any] = {"accountant": ledger.accountant, "delta": ledger.accountant_delta,
+                             "points": []}
+    if not sgd:
+        return curve
+    entry = ledger.entries[sgd[-1]]
+    history = ledger.history()
+    prior = [h for i, h in enumerate(history) if i != sgd[-1]]
+    sigma, q = entry.noise_multiplier, entry.sampling_rate
+    for step in sorted({int(s) for s in np.linspace(0, entry.steps, points + 1).round()}):
+        mechanisms = [*prior, (sigma, q, step)]
+        curve["points"].append({
+            "step": step,
+            "epoch": step * q,
+            "epsilon": epsilon_of(mechanisms, ledger.accountant_delta, ledger.accountant),
+            "epsilon_rdp": epsilon_of(mechanisms, ledger.accountant_delta, "rdp"),
+        })
+    curve["planned_steps"] = int(entry.params.get("planned_steps", entry.steps))
+    return curve
+
+
 def build_report(synth: Synthesizer) -> dict[str, Any]:
     ledger = synth.ledger
     if ledger is None:
@@ -39,6 +127,7 @@ def build_report(synth: Synthesizer) -> dict[str, Any]:
     delta = ledger.delta()
     return {
         "report_schema_version": REPORT_SCHEMA_VERSION,
+        "dp": True,
         "synthgen_version": __version__,
         "opacus_version": opacus.__version__,
         "target_epsilon": ledger.target_epsilon,
@@ -61,4 +150,56 @@ def build_report(synth: Synthesizer) -> dict[str, Any]:
         "device": info.get("device"),
         "timings": info.get("timings", {}),
         "warnings": info.get("warnings", []),
+        "explanation": explanation(spent, delta),
+        "composition": composition(ledger, spent),
+        "epsilon_curve": epsilon_curve(ledger),
     }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars made plain and NaN/infinity made ``null``: strict JSON, which
+    is what JSON Schema validators and browsers' ``JSON.parse`` accept."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def attach_evaluation(
+    report: dict[str, Any], evaluation: dict[str, Any], holdout: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Add :func:`synthgen.evaluate.evaluate`'s owner-only sections (and the holdout split it
+    used) to a report, in place; returns the report."""
+    report["holdout"] = jsonable(holdout)
+    report["evaluation"] = jsonable({k: evaluation[k] for k in ("notice", "skipped", "seconds")
+                                     if k in evaluation})
+    for section in ("quality", "utility", "audit"):
+        if section in evaluation:
+            report[section] = jsonable(evaluation[section])
+    return report
+
+
+def render_html(report: dict[str, Any], budget: dict[str, Any] | None = None) -> str:
+    """The report as one self-contained HTML page (inline CSS and SVG plots, no scripts, no
+    network fetches). ``budget``, from the service, describes the dataset's budget across jobs."""
+    from synthgen.report_html import render
+
+    return render(report, budget)
+
+
+def write_report(report: dict[str, Any], path: str | Path,
+                 budget: dict[str, Any] | None = None) -> Path:
+    """Write ``report`` as JSON at ``path`` and as HTML beside it (same name, ``.html``);
+    returns the HTML path."""
+    path = Path(path)
+    text = json.dumps(jsonable(report), indent=2, default=str, allow_nan=False)
+    path.write_text(text, encoding="utf-8")
+    html_path = path.with_suffix(".html") if path.suffix.lower() != ".html" else (
+        path.with_name(path.name + ".html"))
+    html_path.write_text(render_html(report, budget), encoding="utf-8")
+    return html_path

@@ -1,0 +1,56 @@
+"""One call that computes a report's owner-only sections: quality, utility, audit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from synthgen.evaluate.audit import privacy_audit
+from synthgen.evaluate.columns import evaluation_kinds
+from synthgen.evaluate.quality import quality_report
+from synthgen.evaluate.utility import train_synthetic_test_real
+
+OWNER_ONLY = (
+    "Computed on the real data (the training rows and the holdout), without differential "
+    "privacy: for the data owner only. Do not publish this section with the synthetic table."
+)
+
+
+def evaluate(
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    *,
+    holdout: pd.DataFrame | None = None,
+    target: str | None = None,
+    audit: bool = True,
+    kinds: Mapping[str, str] | None = None,
+    seed: int | None = 0,
+) -> dict[str, Any]:
+    """The ``evaluation`` part of a report.
+
+    ``train`` is the table the synthesizer was fitted on and ``holdout`` real rows it never saw
+    (needed for the audit and for ``target``). ``kinds`` maps columns to synthgen kinds (the
+    report's ``columns``); dropped columns are left out. Each section that cannot run says why in
+    ``skipped`` instead of failing the whole report.
+    """
+    t0 = time.perf_counter()
+    sdtypes = evaluation_kinds(train, kinds)
+    out: dict[str, Any] = {"notice": OWNER_ONLY, "skipped": {}}
+    out["quality"] = quality_report(train, synthetic, sdtypes)
+    if target is not None:
+        if holdout is None:
+            out["skipped"]["utility"] = "a target needs a holdout to test on"
+        else:
+            out["utility"] = train_synthetic_test_real(train, synthetic, holdout, target, sdtypes)
+    if audit:
+        if holdout is None:
+            out["skipped"]["audit"] = "the audit needs a holdout"
+        else:
+            out["audit"] = privacy_audit(train, holdout, synthetic, sdtypes, seed=seed)
+    else:
+        out["skipped"]["audit"] = "turned off for this job (--no-audit)"
+    out["seconds"] = time.perf_counter() - t0
+    return out
