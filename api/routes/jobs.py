@@ -8,7 +8,7 @@ import hashlib
 import html
 import json
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -27,8 +27,8 @@ from api.deps import (
 )
 from api.problems import Problem
 from api.schemas import JobCreate, JobOut, JobPage
-from synthgen.service.budget import BudgetExceeded, check_admission
-from synthgen.service.db import Database, Job, new_id, now
+from synthgen.service.budget import BudgetExceeded, budget_view, check_admission
+from synthgen.service.db import Database, Dataset, Job, new_id, now
 from synthgen.service.jobs import known_spend, settle
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
@@ -201,17 +201,20 @@ def get_report(tenant: CurrentTenant, session: SessionDep, storage: StorageDep, 
         raise Problem(409, "output-not-ready", f"job {job_id} ended before writing a report")
     report = json.loads(storage.read_bytes(key))
     if format == "html":
-        return HTMLResponse(_render_html(report))
+        dataset = session.scalars(select(Dataset).where(Dataset.id == job.dataset_id)).one()
+        return HTMLResponse(_render_html(report, budget_view(session, dataset)))
     return JSONResponse(report)
 
 
-def _render_html(report: dict[str, object]) -> str:
+def _render_html(report: dict[str, Any], budget: dict[str, Any]) -> str:
     try:
-        from synthgen.report import render_html  # type: ignore[attr-defined]
+        from synthgen.report import render_html
+
+        return str(render_html(report, budget))
     except ImportError:
-        # TODO: drop this fallback once synthgen.report.render_html lands everywhere.
+        # TODO: drop this fallback once synthgen.report.render_html (and the module it
+        # imports) has landed everywhere; until then, an escaped page of the JSON.
         body = html.escape(json.dumps(report, indent=2, default=str))
         return ("<!doctype html><html><head><meta charset='utf-8'><title>synthgen privacy "
                 f"report</title></head><body><h1>Privacy report</h1><pre>{body}</pre>"
                 "</body></html>")
-    return str(render_html(report))

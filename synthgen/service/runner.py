@@ -201,11 +201,12 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
                error=(code, message))
         return outcome
     finally:
+        if outcome in ("succeeded", "failed", "cancelled"):
+            apply_retention(db, storage, dataset.id, settings.retain_uploads)
         beat.finish()
         shutil.rmtree(scratch, ignore_errors=True)
         if outcome in ("succeeded", "failed", "cancelled"):
             storage.delete(ckpt_key)
-            apply_retention(db, storage, dataset.id, settings.retain_uploads)
 
 
 def _write_json(storage: Storage, job: Job, name: str, doc: dict[str, Any]) -> None:

@@ -1,0 +1,38 @@
+"""Fixtures of the service tests: the embedded engine's server and tenants (see svc_helpers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from svc_helpers import FAST_JOB, Api, Service
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The embedded engine (SQLite, local folder, training subprocesses), uploads not retained."""
+    service = Service(tmp_path_factory.mktemp("embedded"), {"SYNTHGEN_RETAIN_UPLOADS": "false"})
+    service.start_api()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def tenant_a(embedded: Service) -> Api:
+    return Api(embedded.url, embedded.key("tenant-a"))
+
+
+@pytest.fixture(scope="session")
+def tenant_b(embedded: Service) -> Api:
+    return Api(embedded.url, embedded.key("tenant-b"))
+
+
+@pytest.fixture(scope="session")
+def finished_job(tenant_a: Api) -> dict[str, Any]:
+    """One job run to the end on the embedded engine (shared by several tests)."""
+    dataset = tenant_a.upload()
+    job = tenant_a.submit(dataset["id"], **FAST_JOB)
+    done = tenant_a.wait(job["id"])
+    assert done["status"] == "succeeded", done
+    return {"dataset": dataset, "job": done}

@@ -1,0 +1,242 @@
+"""Helpers for the service tests: real redis-server, API (uvicorn) and Celery worker processes.
+
+Each helper starts a process on a free loopback port, waits until it answers and stops it (and
+its children) afterwards. Nothing is mocked: HTTP goes over sockets, Celery over Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ADULT_SAMPLE = ROOT / "tests" / "data" / "adult_sample.csv"
+# Tiny training: 400 rows, 4 DP steps; long enough to be killed mid-run: LONG_JOB.
+FAST_JOB = {"epsilon": 1.0, "epochs": 1, "batch_size": 100, "seed": 7}
+LONG_JOB = {"epsilon": 1.0, "epochs": 10, "batch_size": 20, "seed": 7, "accountant": "rdp"}
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+BASE_ENV = {
+    "SYNTHGEN_DEVICE": "cpu",
+    "SYNTHGEN_TRAIN_THREADS": "1",
+    "SYNTHGEN_LEASE_S": "4",
+    "SYNTHGEN_CHECKPOINT_EVERY_S": "0.3",
+    "SYNTHGEN_RECONCILE_EVERY_S": "0.5",
+    "SYNTHGEN_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+    "SYNTHGEN_TASK_SOFT_TIME_LIMIT_S": "300",
+    "SYNTHGEN_TASK_TIME_LIMIT_S": "360",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of a process (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def kill_tree(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    kids = children_of(proc.pid)
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for kid in kids:  # orphaned grandchildren (training processes) of this test's process
+        try:
+            os.kill(kid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class RedisServer:
+    """redis-server with AOF on, as the cluster runs it."""
+
+    def __init__(self, workdir: Path) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed")
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
+             "--save", "", "--maxmemory-policy", "noeviction"],
+            stdout=open(self.dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class Service:
+    """``python -m synthgen serve`` (or ``worker``) as a subprocess with its own data folder."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = {**os.environ, **BASE_ENV, "SYNTHGEN_DATA_DIR": str(data_dir), **env}
+        self.port = free_port()
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "synthgen.db"
+
+    def spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "synthgen", *args], cwd=ROOT,
+                                env=self.env, stdout=open(self.data_dir / log, "ab"),
+                                stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def start_api(self) -> subprocess.Popen[bytes]:
+        proc = self.spawn("serve", "--port", str(self.port), "--log-level", "warning",
+                          log="api.log")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the API exited: {self.log('api.log')}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the API did not become ready: {self.log('api.log')}")
+
+    def start_worker(self, name: str = "gpu0") -> subprocess.Popen[bytes]:
+        proc = self.spawn("worker", "--hostname", f"{name}@%h", "--log-level", "INFO",
+                          log=f"worker-{name}.log")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # ready when its log says so
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited: {self.log(f'worker-{name}.log')}")
+            if " ready." in self.log(f"worker-{name}.log"):
+                return proc
+            time.sleep(0.2)
+        raise RuntimeError("the worker did not become ready")
+
+    def log(self, name: str) -> str:
+        path = self.data_dir / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def key(self, tenant: str) -> str:
+        from synthgen.service.db import Database
+        from synthgen.service.keys import create_key
+
+        db = Database(f"sqlite:///{self.db_path}")
+        try:
+            db.create_all()
+            return create_key(db, tenant)[1]
+        finally:
+            db.dispose()
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30) as conn:
+            return list(conn.execute(sql, params))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            kill_tree(proc)
+        self.procs.clear()
+
+
+class Api:
+    """An HTTP client for one tenant."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=60)
+
+    def upload(self, path: Path = ADULT_SAMPLE, **form: Any) -> dict[str, Any]:
+        with open(path, "rb") as fh:
+            r = self.http.post("/v1/datasets", files={"file": (path.name, fh, "text/csv")},
+                               data=form)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def submit(self, dataset_id: str, **body: Any) -> dict[str, Any]:
+        r = self.http.post("/v1/jobs", json={"dataset_id": dataset_id, **body})
+        assert r.status_code == 202, r.text
+        return dict(r.json())
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def wait(self, job_id: str, until: Any = None, timeout: float = 180) -> dict[str, Any]:
+        """Poll until ``until(job)`` (default: a terminal status)."""
+        until = until or (lambda j: j["status"] in TERMINAL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if until(job):
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}")
