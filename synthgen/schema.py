@@ -133,16 +133,17 @@ def _looks_like_identifier(name: str) -> bool:
     return bool(_ID_NAME.search(name.strip()))
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def _all_parse_as_datetime(values: pd.Series) -> bool:
-    sample = values.dropna()
-    if sample.empty:
+    present = values.dropna()
+    if present.empty or pd.api.types.infer_dtype(present, skipna=False) != "string":
         return False
-    if not sample.map(lambda v: isinstance(v, str)).all():
+    # Cheap refusal first: most text columns fail on their first values.
+    if not all(_ISO_DATE.match(v) for v in present.iloc[:64]):
         return False
-    # A date needs a separator; plain numbers-as-strings are not dates.
-    if not sample.str.contains(r"^\d{4}-\d{2}-\d{2}", regex=True).all():
-        return False
-    parsed = pd.to_datetime(sample, errors="coerce", format="ISO8601")
+    parsed = pd.to_datetime(present, errors="coerce", format="ISO8601")
     return bool(parsed.notna().all())
 
 

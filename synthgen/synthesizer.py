@@ -24,7 +24,7 @@ from synthgen.models.trainer import (
     TrainingConfig,
     TrainingProgress,
     fresh_seed,
-    generate_encoded,
+    generate_slots,
     load_state,
     save_state,
 )
@@ -265,8 +265,9 @@ class Synthesizer:
         if seed is None:
             seed = self.seed if self.seed is not None else fresh_seed()
         gen.manual_seed(seed)
-        for block in generate_encoded(generator, cond, n, chunk=chunk, gen=gen):
-            yield encoder.inverse_transform(block)
+        for slots, scalars in generate_slots(generator, cond, n, encoder.nullable, chunk=chunk,
+                                             gen=gen):
+            yield encoder.decode(slots, scalars)
 
     def sample(self, n: int | None = None, *, seed: int | None = None) -> pd.DataFrame:
         t0 = time.perf_counter()

@@ -81,7 +81,8 @@ class TableEncoder:
         """Encode a table: float32 array of shape (rows, width)."""
         n = len(df)
         out = np.zeros((n, self.width), dtype=np.float32)
-        rows = np.arange(n)
+        flat = out.reshape(-1)
+        row_starts = np.arange(n, dtype=np.int64) * self.width
         span_iter = iter(self.spans)
         for d in self.learned:
             onehot = next(span_iter)
@@ -91,7 +92,8 @@ class TableEncoder:
                 scalar = next(span_iter)
                 slot, offset = self._numeric_slots(d, df[d.name])
                 out[:, scalar.start] = offset
-            out[rows, onehot.start + slot] = 1.0
+            # flat indices: ~10x faster than out[rows, cols] for wide tables
+            flat[row_starts + onehot.start + slot] = 1.0
         return out
 
     @staticmethod
@@ -123,25 +125,38 @@ class TableEncoder:
 
     # ------------------------------------------------------------------------- decode
 
+    @property
+    def nullable(self) -> list[bool]:
+        """Per one-hot span: may its last (null) slot be emitted? Not when the input's dtype
+        had no room for nulls (int64, bool)."""
+        return [_nullable(d.dtype) for d in self.learned]
+
+    @property
+    def scalar_columns(self) -> list[int]:
+        return [s.start for s in self.spans if s.activation == "tanh"]
+
     def inverse_transform(self, encoded: np.ndarray) -> pd.DataFrame:
-        """Decode generator output (one-hot or probabilities, tanh scalars) to a table."""
+        """Decode an encoded array (one-hot or scores per span, tanh scalars) to a table."""
+        slots = np.empty((encoded.shape[0], len(self.discrete_spans)), dtype=np.int64)
+        for k, (span, nullable) in enumerate(zip(self.discrete_spans, self.nullable, strict=True)):
+            stop = span.stop if nullable else span.stop - 1
+            slots[:, k] = encoded[:, span.start : stop].argmax(axis=1)
+        return self.decode(slots, encoded[:, self.scalar_columns])
+
+    def decode(self, slots: np.ndarray, scalars: np.ndarray) -> pd.DataFrame:
+        """A table from each row's slot per one-hot span and its tanh scalars (in span order)."""
         columns: dict[str, pd.Series] = {}
         by_name = {d.name: d for d in self.learned}
-        span_iter = iter(self.spans)
         decoded: dict[str, pd.Series] = {}
-        n = encoded.shape[0]
-        for d in self.learned:
-            onehot = next(span_iter)
-            scores = encoded[:, onehot.start : onehot.stop]
-            if not _nullable(d.dtype):  # the input's dtype had no room for nulls: emit none
-                scores = scores.copy()
-                scores[:, -1] = -np.inf
-            slot = scores.argmax(axis=1)
+        n = slots.shape[0]
+        k_scalar = 0
+        for k, d in enumerate(self.learned):
+            slot = slots[:, k]
             if d.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
                 decoded[d.name] = self._decode_discrete(d, slot)
             else:
-                scalar = next(span_iter)
-                decoded[d.name] = self._decode_numeric(d, slot, encoded[:, scalar.start])
+                decoded[d.name] = self._decode_numeric(d, slot, scalars[:, k_scalar])
+                k_scalar += 1
         for d in self.domains:
             if d.name in by_name:
                 columns[d.name] = decoded[d.name]

@@ -299,23 +299,39 @@ class GANTrainer:
 
 
 @torch.no_grad()
-def generate_encoded(
+def generate_slots(
     generator: Generator,
     cond: ConditionSampler,
     n: int,
+    nullable: list[bool],
     *,
     chunk: int = 65536,
     gen: torch.Generator | None = None,
-) -> Iterator[np.ndarray]:
-    """Encoded synthetic rows in chunks (hard one-hot spans, tanh scalars); no real row is read."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Synthetic rows in chunks, as (slot per one-hot span, tanh scalars); no real row is read.
+
+    A slot is drawn from the span's softmax with the Gumbel-max trick (what CTGAN's hard
+    Gumbel-softmax does), on the model's device, so only small integer arrays cross to the CPU.
+    A span whose column cannot hold nulls never draws its null slot.
+    """
     generator.eval()
+    softmax = [s for s in generator.spans if s.activation == "softmax"]
+    scalar_cols = torch.tensor([s.start for s in generator.spans if s.activation == "tanh"],
+                               dtype=torch.long, device=cond.device)
     done = 0
     while done < n:
         m = min(chunk, n - done)
         c, _ = cond.draw(m, gen)
         z = torch.randn(m, generator.noise_dim, generator=gen, device=cond.device)
         raw = generator(z, c)
-        yield generator.activate(raw, hard=True).cpu().numpy()
+        slots = torch.empty(m, len(softmax), dtype=torch.long, device=cond.device)
+        for k, (span, can_be_null) in enumerate(zip(softmax, nullable, strict=True)):
+            stop = span.stop if can_be_null else span.stop - 1
+            logits = raw[:, span.start : stop]
+            gumbel = -torch.empty_like(logits).exponential_(generator=gen).log()
+            slots[:, k] = (logits + gumbel).argmax(1)
+        scalars = torch.tanh(raw[:, scalar_cols])
+        yield slots.cpu().numpy(), scalars.cpu().numpy()
         done += m
 
 

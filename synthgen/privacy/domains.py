@@ -305,11 +305,10 @@ def _discrete_domain(
             categories=list(public), has_other=has_other, frequencies=_normalise(freqs, rows),
         )
 
-    observed = labels[~null_mask]
-    keys, codes = np.unique(observed.astype(object).to_numpy(), return_inverse=True) if len(
-        observed) else (np.array([], dtype=object), np.array([], dtype=np.int64))
-    counts = np.bincount(codes, minlength=len(keys))
-    noisy = noisy_counts(counts, sigma, rng)
+    # hash-based counting: no sort of the values
+    observed = labels[~null_mask].value_counts(sort=False)
+    keys = observed.index.to_numpy(dtype=object)
+    noisy = noisy_counts(observed.to_numpy(), sigma, rng)
     null_noisy = float(noisy_counts(np.array([null_mask.sum()]), sigma, rng)[0])
     released = np.flatnonzero(noisy > threshold)
     released = released[np.argsort(-noisy[released], kind="stable")]
