@@ -1,0 +1,173 @@
+"""HTTP contract: tenant isolation on every route, bad input, problem+json, OpenAPI fuzzing."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from svc_helpers import ADULT_SAMPLE, Api, Service
+
+from api.main import create_app
+from synthgen.service.settings import Settings
+
+
+def _id_routes() -> list[tuple[str, str]]:
+    """Every (method, path) of the app that names an object by id: derived from the app's own
+    route table (its OpenAPI document), so a new route cannot be left out of the isolation test."""
+    app = create_app(Settings(data_dir=Path("unused")))
+    return [(method.upper(), path) for path, item in app.openapi()["paths"].items()
+            if "{" in path for method in sorted(item)]
+
+
+ID_ROUTES = _id_routes()
+
+
+def test_route_table_covers_the_id_routes() -> None:
+    paths = {p for _, p in ID_ROUTES}
+    assert {"/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/synthetic.csv",
+            "/v1/jobs/{job_id}/report", "/v1/datasets/{dataset_id}",
+            "/v1/datasets/{dataset_id}/budget"} <= paths
+
+
+@pytest.mark.parametrize(("method", "path"), ID_ROUTES, ids=[f"{m} {p}" for m, p in ID_ROUTES])
+def test_other_tenant_gets_404_for_every_route(
+    tenant_a: Api, tenant_b: Api, finished_job: dict[str, Any], method: str, path: str
+) -> None:
+    ids = {"job_id": finished_job["job"]["id"], "dataset_id": finished_job["dataset"]["id"]}
+    params = re.findall(r"{(\w+)}", path)
+    assert set(params) <= set(ids), f"no test object for {params} in {path}"
+    url = path.format(**ids)
+    before = tenant_a.http.request(method, url)
+    assert before.status_code < 400 or before.status_code == 409, before.text
+    r = tenant_b.http.request(method, url)
+    assert r.status_code == 404, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert finished_job["job"]["id"] not in r.text or "there is no" in r.json()["detail"]
+    assert tenant_a.http.request("GET", f"/v1/jobs/{ids['job_id']}").json()["status"] == (
+        "succeeded")
+
+
+def test_other_tenant_cannot_submit_against_a_dataset(
+    tenant_b: Api, finished_job: dict[str, Any]
+) -> None:
+    r = tenant_b.http.post("/v1/jobs", json={"dataset_id": finished_job["dataset"]["id"],
+                                             "epsilon": 0.1})
+    assert r.status_code == 404 and r.json()["code"] == "not-found"
+    listed = tenant_b.http.get("/v1/jobs", params={"limit": 100}).json()["items"]
+    assert finished_job["job"]["id"] not in {j["id"] for j in listed}
+
+
+def test_missing_or_unknown_key_is_401(embedded: Service) -> None:
+    import httpx
+
+    for headers in ({}, {"Authorization": "Bearer sgk_nope"}, {"Authorization": "Basic eA=="}):
+        r = httpx.get(f"{embedded.url}/v1/jobs", headers=headers)
+        assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+
+
+def _stored(embedded: Service) -> set[Path]:
+    return {p for p in (embedded.data_dir / "objects").rglob("*") if p.is_file()}
+
+
+def _csv(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False).encode()
+
+
+def _bad_inputs() -> dict[str, tuple[bytes, int, str]]:
+    good = pd.read_csv(ADULT_SAMPLE)
+    formula = good.copy()
+    formula.loc[3, "occupation"] = "=HYPERLINK(\"http://x\",\"y\")"
+    return {
+        "malformed": (b"a,b\n1,2\n3,4,5,6\n\"x,7\n" * 30, 422, "malformed-csv"),
+        "latin1": (("name,city\n" + "Zoë,Köln\n" * 40).encode("latin-1"), 422,
+                   "bad-encoding"),
+        "empty": (b"", 422, "empty-table"),
+        "header-only": (b"a,b,c\n", 422, "empty-table"),
+        "too-few-rows": (b"a,b\n1,2\n3,4\n", 422, "too-few-rows"),
+        "formula": (_csv(formula), 422, "formula-cells"),
+        "oversized": (b"a,b\n" + b"123456789,abcdefgh\n" * 150_000, 413, "too-large"),
+        "not-parquet": (b"PAR1 but not really", 422, "malformed-parquet"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs()))
+def test_bad_upload_is_a_clear_4xx_and_changes_nothing(
+    embedded: Service, tenant_b: Api, case: str
+) -> None:
+    raw, status, code = _bad_inputs()[case]
+    before_files = _stored(embedded)
+    before_rows = embedded.query("SELECT count(*) FROM datasets")
+    r = tenant_b.http.post("/v1/datasets", files={"file": (f"{case}.csv", io.BytesIO(raw))})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["code"] == code and problem["status"] == status
+    assert problem["type"].endswith(code) and len(problem["detail"]) > 20
+    assert _stored(embedded) == before_files
+    assert embedded.query("SELECT count(*) FROM datasets") == before_rows
+
+
+def test_bad_schema_is_422(tenant_b: Api) -> None:
+    with open(ADULT_SAMPLE, "rb") as fh:
+        r = tenant_b.http.post("/v1/datasets", files={"file": ("a.csv", fh)},
+                               data={"schema": json.dumps({"columns": [{"name": "nope",
+                                                                         "kind": "integer"}]})})
+    assert r.status_code == 422 and r.json()["code"] == "invalid-schema"
+
+
+def test_public_schema_and_parquet_upload(tenant_b: Api, tmp_path: Path) -> None:
+    parquet = tmp_path / "adult.parquet"
+    pd.read_csv(ADULT_SAMPLE).to_parquet(parquet)
+    schema = {"columns": [{"name": "sex", "kind": "categorical",
+                           "categories": ["Female", "Male"]}]}
+    dataset = tenant_b.upload(parquet, schema=json.dumps(schema))
+    assert dataset["format"] == "parquet" and dataset["rows"] == 400
+
+
+def test_framework_errors_are_problem_json(tenant_b: Api) -> None:
+    for method, url, status in (("GET", "/v1/nowhere", 404), ("DELETE", "/v1/jobs", 405),
+                                ("POST", "/v1/jobs", 422)):
+        r = tenant_b.http.request(method, url, content=b"{not json",
+                                  headers={"content-type": "application/json"})
+        assert r.status_code == status
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["status"] == status
+
+
+def test_no_route_returns_raw_upload_bytes(embedded: Service) -> None:
+    import httpx
+
+    spec = httpx.get(f"{embedded.url}/openapi.json").json()
+    assert httpx.get(f"{embedded.url}/docs").status_code == 200
+    for path, item in spec["paths"].items():
+        if not path.startswith("/v1/datasets"):
+            continue
+        for op in item.values():
+            for response in op["responses"].values():
+                types = set(response.get("content", {}))
+                assert not types & {"text/csv", "application/octet-stream",
+                                    "application/vnd.apache.parquet"}, (path, types)
+
+
+def test_schemathesis_finds_no_server_error_or_schema_violation(
+    embedded: Service, tenant_a: Api
+) -> None:
+    cli = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
+    if cli is None:
+        pytest.skip("schemathesis is not installed")
+    key = embedded.key("fuzzer")
+    result = subprocess.run(
+        [cli, "run", f"{embedded.url}/openapi.json", "--header", f"Authorization: Bearer {key}",
+         "--checks", "not_a_server_error,response_schema_conformance,"
+         "content_type_conformance", "--max-examples", "30", "--phases", "examples,coverage,fuzzing",
+         "--generation-deterministic", "--request-timeout", "30", "--no-color"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
