@@ -5,8 +5,9 @@ Accounting rules (see docs/service.md, "Budget"):
 * Accepting a job reserves its epsilon in the same transaction that checks the cap.
 * Settling a job replaces the reservation by what it spent: the composed epsilon of the
   mechanisms its ledger holds (steps actually run; a cancelled job keeps what it ran).
-* A dataset's spent epsilon composes every charged job's mechanisms with the PRV accountant at
-  the sum of their deltas, and never reports more than the sum of the jobs' epsilons.
+* A dataset's spent epsilon composes every charged job's mechanisms (with the jobs' accountant,
+  PRV when they differ) at the sum of their deltas, and is never more than the sum of the jobs'
+  epsilons.
 * Admission is conservative: composed spent + charges not yet composed + open reservations.
 """
 
@@ -108,7 +109,10 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
         elif charged > 0:
             opaque += charged  # charged in full without a known ledger: added, not composed
             extra += job.delta or 0.0
-    composed = epsilon_of(history, delta, "prv") if history else 0.0
+    # One accountant for all: the jobs' own (so one job's spend equals its report), else PRV.
+    accountants = {j.ledger["accountant"] for j in jobs if j.ledger and j.ledger["history"]}
+    accountant = accountants.pop() if len(accountants) == 1 else "prv"
+    composed = epsilon_of(history, delta, accountant) if history else 0.0
     spent = min(composed + opaque, total)
     with db.write() as session:
         done = session.execute(
@@ -133,8 +137,9 @@ def budget_view(session: Session, dataset: Dataset) -> dict[str, Any]:
         "reserved_epsilon": reserved,
         "remaining_epsilon": max(dataset.budget_epsilon - spent - reserved, 0.0),
         "spent_delta": float(dataset.spent_delta),
-        "composition": "prv accountant over the mechanisms of every charged job (at the sum "
-                       "of their deltas), capped by the sum of the jobs' epsilons",
+        "composition": "the jobs' accountant (prv when they differ) over the mechanisms of "
+                       "every charged job, at the sum of their deltas; never more than the sum "
+                       "of the jobs' epsilons",
         "sum_of_charges": sum(float(j.charged_epsilon or 0) for j in jobs if j.settled),
         "jobs": [
             {

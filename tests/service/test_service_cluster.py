@@ -1,0 +1,117 @@
+"""The cluster engine with a real Redis (AOF on) and real Celery worker processes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from svc_helpers import (
+    ADULT_SAMPLE,
+    FAST_JOB,
+    LONG_JOB,
+    Api,
+    RedisServer,
+    Service,
+    children_of,
+    kill_tree,
+)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, broker: RedisServer) -> Iterator[Service]:
+    service = Service(tmp_path_factory.mktemp("cluster"), {
+        "SYNTHGEN_BROKER_URL": broker.url,
+        # Long enough that no re-send by the reconciler can hide a lost message.
+        "SYNTHGEN_REDISPATCH_AFTER_S": "3600",
+    })
+    service.start_api()
+    service.start_worker("gpu0")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def client(cluster: Service) -> Api:
+    return Api(cluster.url, cluster.key("team"))
+
+
+def _worker(cluster: Service) -> int:
+    workers = [p for p in cluster.procs if p.poll() is None and p.args[3] == "worker"]
+    assert workers, "no worker is running"
+    return int(workers[-1].pid)
+
+
+def test_job_runs_end_to_end_on_celery(client: Api) -> None:
+    dataset = client.upload()
+    job = client.submit(dataset["id"], **FAST_JOB)
+    assert job["status"] == "queued"
+    done = client.wait(job["id"])
+    assert done["status"] == "succeeded", done
+    rows = list(csv.reader(io.StringIO(client.http.get(
+        f"/v1/jobs/{job['id']}/synthetic.csv").text)))
+    with open(ADULT_SAMPLE, encoding="utf-8") as fh:
+        assert rows[0] == next(csv.reader(fh))
+    assert len(rows) == 401
+    report = client.http.get(f"/v1/jobs/{job['id']}/report").json()
+    assert 0 < report["epsilon"] <= 1.0
+    budget = client.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
+    assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9
+
+
+def test_killed_worker_job_resumes_and_is_charged_once(cluster: Service, client: Api) -> None:
+    dataset = client.upload()
+    job = client.submit(dataset["id"], **LONG_JOB)
+    objects = cluster.data_dir / "objects"
+    pattern = f"tenants/*/jobs/{job['id']}/checkpoint.pt"
+    running = client.wait(job["id"], lambda j: any(objects.glob(pattern)))
+    assert running["status"] == "running" and running["attempt"] == 1
+    main = _worker(cluster)
+    for pid in [main, *children_of(main)]:  # the worker and its training child: kill -9
+        os.kill(pid, signal.SIGKILL)
+    cluster.start_worker("gpu1")
+
+    done = client.wait(job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["attempt"] == 2
+    report = client.http.get(f"/v1/jobs/{job['id']}/report").json()
+    assert report["training"]["steps"] == report["training"]["planned_steps"]
+    budget = client.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
+    assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9
+    assert budget["spent_epsilon"] <= job["epsilon"]
+    attempts = cluster.query("SELECT attempt, started_at, heartbeat_at, owner FROM "
+                             "job_attempts WHERE job_id = ? ORDER BY attempt", job["id"])
+    assert [a[0] for a in attempts] == [1, 2]
+    assert attempts[1][1] > attempts[0][2], "the second attempt overlapped the first"
+    assert attempts[0][3] != attempts[1][3]
+
+
+def test_queued_jobs_survive_a_redis_restart(
+    cluster: Service, broker: RedisServer, client: Api
+) -> None:
+    worker = next(p for p in cluster.procs if p.poll() is None and p.args[3] == "worker")
+    kill_tree(worker)  # no consumer: the messages wait in Redis
+    dataset = client.upload()
+    ids = [client.submit(dataset["id"], **{**FAST_JOB, "epsilon": 0.5})["id"] for _ in range(2)]
+    queue = redis.Redis.from_url(broker.url)
+    assert queue.llen("gpu") == 2
+    broker.kill()  # kill -9: only the append-only file keeps the queue
+    broker.start()
+    assert queue.llen("gpu") == 2
+    cluster.start_worker("gpu2")
+    for job_id in ids:
+        assert client.wait(job_id)["status"] == "succeeded"
+    assert Path(broker.dir / "appendonlydir").exists()
