@@ -240,3 +240,23 @@ class Api:
                 return job
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}")
+
+
+def assert_resumed_once(service: Service, api: Api, job: dict[str, Any],
+                        dataset: dict[str, Any]) -> None:
+    """After a kill: the job succeeded on a second attempt that resumed (never overlapping the
+    first), and the dataset is charged exactly what the report says, within the reservation."""
+    done = api.wait(job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["attempt"] == 2
+    report = api.http.get(f"/v1/jobs/{job['id']}/report").json()
+    assert report["training"]["steps"] == report["training"]["planned_steps"]
+    assert report["epsilon"] <= job["epsilon"]
+    budget = api.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
+    assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9
+    assert budget["spent_epsilon"] <= job["epsilon"]
+    attempts = service.query("SELECT attempt, started_at, heartbeat_at, owner FROM "
+                             "job_attempts WHERE job_id = ? ORDER BY attempt", job["id"])
+    assert [a[0] for a in attempts] == [1, 2]
+    assert attempts[1][1] > attempts[0][2], "the second attempt overlapped the first"
+    assert attempts[0][3] != attempts[1][3]

@@ -18,6 +18,7 @@ from svc_helpers import (
     Api,
     RedisServer,
     Service,
+    assert_resumed_once,
     children_of,
     kill_tree,
 )
@@ -84,19 +85,7 @@ def test_killed_worker_job_resumes_and_is_charged_once(cluster: Service, client:
         os.kill(pid, signal.SIGKILL)
     cluster.start_worker("gpu1")
 
-    done = client.wait(job["id"])
-    assert done["status"] == "succeeded", done
-    assert done["attempt"] == 2
-    report = client.http.get(f"/v1/jobs/{job['id']}/report").json()
-    assert report["training"]["steps"] == report["training"]["planned_steps"]
-    budget = client.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
-    assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9
-    assert budget["spent_epsilon"] <= job["epsilon"]
-    attempts = cluster.query("SELECT attempt, started_at, heartbeat_at, owner FROM "
-                             "job_attempts WHERE job_id = ? ORDER BY attempt", job["id"])
-    assert [a[0] for a in attempts] == [1, 2]
-    assert attempts[1][1] > attempts[0][2], "the second attempt overlapped the first"
-    assert attempts[0][3] != attempts[1][3]
+    assert_resumed_once(cluster, client, job, dataset)
 
 
 def test_queued_jobs_survive_a_redis_restart(

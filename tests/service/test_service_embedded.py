@@ -11,7 +11,15 @@ import time
 from typing import Any
 
 import httpx
-from svc_helpers import ADULT_SAMPLE, LONG_JOB, Api, Service, children_of, cmdline
+from svc_helpers import (
+    ADULT_SAMPLE,
+    LONG_JOB,
+    Api,
+    Service,
+    assert_resumed_once,
+    children_of,
+    cmdline,
+)
 
 
 def test_upload_submit_poll_download_report(tenant_a: Api, finished_job: dict[str, Any]) -> None:
@@ -135,19 +143,7 @@ def test_killed_training_process_resumes_from_checkpoint(embedded: Service, tena
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
 
-    done = tenant_a.wait(job["id"])
-    assert done["status"] == "succeeded", done
-    assert done["attempt"] == 2
-    report = tenant_a.http.get(f"/v1/jobs/{job['id']}/report").json()
-    assert report["training"]["steps"] == report["training"]["planned_steps"]
-    assert report["epsilon"] <= 1.0
-    budget = tenant_a.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
-    assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9
-    assert budget["spent_epsilon"] <= job["epsilon"]
-    attempts = embedded.query("SELECT attempt, started_at, heartbeat_at FROM job_attempts "
-                              "WHERE job_id = ? ORDER BY attempt", job["id"])
-    assert [a[0] for a in attempts] == [1, 2]
-    assert attempts[1][1] > attempts[0][2], "the second attempt overlapped the first"
+    assert_resumed_once(embedded, tenant_a, job, dataset)
 
 
 def test_api_stays_responsive_and_cancel_keeps_spent_budget(tenant_a: Api) -> None:
