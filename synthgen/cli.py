@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,7 +43,7 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic CSV to write.")] = Path(
         "synthetic.csv"),
     report: Annotated[Path | None, typer.Option(help="Write the privacy-budget report (JSON) "
-                                                "here.")] = None,
+                                                "here, and its HTML beside it.")] = None,
     rows: Annotated[int | None, typer.Option(help="Rows to generate (default: as many as the "
                                              "input).", min=1)] = None,
     delta: Annotated[float | None,
@@ -64,9 +63,22 @@ def run(
     save_model: Annotated[Path | None,
                           typer.Option(help="Also save the model here (.zip).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    target: Annotated[str | None, typer.Option(
+        help="Column to predict in the report's utility test (train on synthetic, test on the "
+             "real holdout).")] = None,
+    holdout_share: Annotated[float, typer.Option(
+        help="With --report: share of the rows held out of training for the audit and the "
+             "utility test (0: none).")] = 0.1,
+    no_audit: Annotated[bool, typer.Option(
+        "--no-audit", help="No empirical privacy audit in the report.")] = False,
 ) -> None:
     """Train a DP GAN on INPUT and write a synthetic CSV (and a privacy report)."""
+    import pandas as pd
+
+    from synthgen.evaluate import keep_head, plan_evaluation
+    from synthgen.evaluate.job import EVALUATION_ROWS, evaluate_job
     from synthgen.io import read_table, write_csv
+    from synthgen.report import write_report
     from synthgen.schema import load_schema
     from synthgen.synthesizer import Synthesizer
 
@@ -75,6 +87,11 @@ def run(
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError("--device must be auto, cpu or cuda")
         table = read_table(input)
+        # The report's audit and utility test need real rows the model never saw: split them
+        # off before fit() reads anything (the report declares the split).
+        plan = plan_evaluation(table, holdout_share=holdout_share if report else 0.0,
+                               audit=not no_audit, target=target, seed=seed)
+        train = plan.training_table(table)
         declared = load_schema(schema) if schema else None
         synth = Synthesizer(
             epsilon, delta, schema=declared, epochs=epochs, batch_size=batch_size,
@@ -90,9 +107,11 @@ def run(
                                 eps=f"ε {p.epsilon:.3f}/{epsilon:g}",
                                 losses=f"D {p.d_loss:.3f} G {p.g_loss:.3f}")
 
-            synth.fit(table, on_progress=on_progress)
+            synth.fit(train, on_progress=on_progress)
         t0 = time.perf_counter()
-        written = write_csv(synth.sample_chunks(rows if rows is not None else len(table)), out)
+        chunks, kept = keep_head(synth.sample_chunks(rows if rows is not None else len(table)),
+                                 EVALUATION_ROWS if report else 0)
+        written = write_csv(chunks, out)
         synth.info["timings"]["sampling_s"] = time.perf_counter() - t0
         if save_model:
             synth.save(save_model)
@@ -100,7 +119,10 @@ def run(
         doc["output_rows"] = written
         doc["timings"]["total_s"] = time.perf_counter() - started
         if report:
-            report.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+            synthetic = pd.concat(kept, ignore_index=True) if kept else table.iloc[:0]
+            evaluate_job(doc, plan, train, synthetic, seed=seed)
+            doc["timings"]["total_s"] = time.perf_counter() - started
+            write_report(doc, report)
     except (SynthgenError, ValueError) as exc:
         raise fail(exc) from exc
     if not quiet:

@@ -117,7 +117,7 @@ class _Plots:
         return matplotlib.rc_context({**self._PARAMS, **extra})
 
     def new(self, width: float, height: float) -> Any:
-        return self._figure(figsize=(width, height), layout="constrained")
+        return self._figure(figsize=(width, height), layout="tight")
 
     def svg(self, fig: Any, caption: str) -> str:
         self._count += 1

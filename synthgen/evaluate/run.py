@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -33,24 +33,31 @@ def evaluate(
 
     ``train`` is the table the synthesizer was fitted on and ``holdout`` real rows it never saw
     (needed for the audit and for ``target``). ``kinds`` maps columns to synthgen kinds (the
-    report's ``columns``); dropped columns are left out. Each section that cannot run says why in
-    ``skipped`` instead of failing the whole report.
+    report's ``columns``); dropped columns are left out. A section that cannot run, or fails,
+    says why in ``skipped`` instead of failing the whole report.
     """
     t0 = time.perf_counter()
     sdtypes = evaluation_kinds(train, kinds)
     out: dict[str, Any] = {"notice": OWNER_ONLY, "skipped": {}}
-    out["quality"] = quality_report(train, synthetic, sdtypes)
+    sections: dict[str, Callable[[], dict[str, Any]]] = {
+        "quality": lambda: quality_report(train, synthetic, sdtypes)}
     if target is not None:
         if holdout is None:
             out["skipped"]["utility"] = "a target needs a holdout to test on"
         else:
-            out["utility"] = train_synthetic_test_real(train, synthetic, holdout, target, sdtypes)
+            sections["utility"] = lambda: train_synthetic_test_real(
+                train, synthetic, holdout, target, sdtypes)
     if audit:
         if holdout is None:
             out["skipped"]["audit"] = "the audit needs a holdout"
         else:
-            out["audit"] = privacy_audit(train, holdout, synthetic, sdtypes, seed=seed)
-    else:
-        out["skipped"]["audit"] = "turned off for this job (--no-audit)"
+            sections["audit"] = lambda: privacy_audit(train, holdout, synthetic, sdtypes,
+                                                      seed=seed)
+    for name, compute in sections.items():
+        # The privacy part of the report is worth writing even if an evaluation fails.
+        try:
+            out[name] = compute()
+        except Exception as exc:  # reported in the document instead
+            out["skipped"][name] = f"failed: {type(exc).__name__}: {exc}"
     out["seconds"] = time.perf_counter() - t0
     return out

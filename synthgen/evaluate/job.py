@@ -1,0 +1,88 @@
+"""The evaluation steps of one job (``synthgen run``, a service worker): what to hold out
+before training, and the owner-only sections to add to the report after sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from synthgen.evaluate.holdout import MAX_SHARE, MIN_HOLDOUT_ROWS, Holdout, split_holdout
+from synthgen.evaluate.run import evaluate
+
+# Synthetic rows the evaluation looks at (the first ones written; generation order is random).
+EVALUATION_ROWS = 50_000
+
+
+@dataclass
+class EvaluationPlan:
+    """Decided before training, from the options and the table's size only."""
+
+    audit: bool
+    target: str | None
+    holdout: Holdout | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def training_table(self, table: pd.DataFrame) -> pd.DataFrame:
+        return self.holdout.train if self.holdout is not None else table
+
+
+def plan_evaluation(
+    table: pd.DataFrame,
+    *,
+    holdout_share: float,
+    audit: bool = True,
+    target: str | None = None,
+    seed: int | None = None,
+) -> EvaluationPlan:
+    """Split off the holdout if the audit or a utility target needs one.
+
+    A wrong ``target`` or share is an error (before any training); a table too small for a
+    useful holdout is not: the sections that need one are skipped, and the report says so.
+    """
+    if target is not None and target not in map(str, table.columns):
+        raise ValueError(f"--target {target!r} is not a column of the table; "
+                         f"the columns are {', '.join(map(str, table.columns))}")
+    if not 0 <= holdout_share <= MAX_SHARE:
+        raise ValueError(f"--holdout-share must be between 0 and {MAX_SHARE}; got {holdout_share}")
+    plan = EvaluationPlan(audit=audit, target=target)
+    purposes = (["audit"] if audit else []) + (["utility"] if target else [])
+    rows = int(round(len(table) * holdout_share))
+    if not purposes:
+        return plan
+    if rows < MIN_HOLDOUT_ROWS:
+        why = (f"a holdout share of {holdout_share:g} of {len(table)} rows is {rows} rows, "
+               f"fewer than the {MIN_HOLDOUT_ROWS} needed")
+        plan.skipped.update(dict.fromkeys(purposes, why))
+        return plan
+    plan.holdout = split_holdout(table, holdout_share, seed)
+    return plan
+
+
+def evaluate_job(
+    report: dict[str, Any],
+    plan: EvaluationPlan,
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate and attach the owner-only sections to ``report`` (in place); returns it."""
+    from synthgen.report import attach_evaluation
+
+    kinds = {c["name"]: c["kind"] for c in report.get("columns", [])}
+    holdout = plan.holdout
+    evaluation = evaluate(
+        train, synthetic,
+        holdout=holdout.holdout if holdout is not None else None,
+        target=plan.target if holdout is not None else None,
+        audit=plan.audit and holdout is not None,
+        kinds=kinds or None, seed=seed,
+    )
+    skipped = evaluation.setdefault("skipped", {})
+    skipped.update(plan.skipped)
+    if not plan.audit:
+        skipped["audit"] = "turned off for this job (--no-audit)"
+    purposes = [p for p in ("audit", "utility") if p in evaluation]
+    described = holdout.describe(purposes) if holdout is not None else None
+    return attach_evaluation(report, evaluation, described)
