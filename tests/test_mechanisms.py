@@ -64,3 +64,15 @@ def test_numeric_range_comes_from_significant_public_grid_bins() -> None:
     lo, hi = min(b[0] for b in bins), max(b[1] for b in bins)
     assert 8 <= lo <= 20 and 60 <= hi <= 128  # octaves around the data, not the data's min/max
     assert est.domains[0].source == "dp"
+
+
+def test_noise_alone_rarely_makes_a_numeric_bin() -> None:
+    # A positive column: a bin on the negative side could only come from noise.
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame({"w": rng.lognormal(12, 0.5, 5000).round()})
+    schema = infer_schema(df)
+    spurious = 0
+    for seed in range(40):
+        est = estimate_domains(df, schema, BudgetPlan(1.0, 1e-6), np.random.default_rng(seed))
+        spurious += min(b[0] for b in est.domains[0].bins) < 0
+    assert spurious <= 1

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from synthgen.privacy.accountant import gaussian_epsilon, gaussian_noise_multiplier
 from synthgen.privacy.budget import BudgetPlan
@@ -26,8 +27,10 @@ from synthgen.privacy.mechanisms import noisy_counts, partition_threshold
 from synthgen.schema import ColumnKind, ColumnSpec, TableSchema
 
 OTHER_LABEL = "Other"
-# Post-processing: a numeric grid bin is kept when its noisy count clears this many sigmas.
-SIGNIFICANCE_Z = 3.0
+# Post-processing: a numeric grid bin is kept when its noisy count clears a threshold set so that
+# a column gets a spurious (noise-only) bin with probability FALSE_BIN_RATE; a kept bin with no
+# kept neighbour must clear twice that (noise rarely lands next to real mass).
+FALSE_BIN_RATE = 0.01
 # A categorical column whose released keys hold less than this share of its values is an
 # identifier or free text: it is dropped (decided from DP outputs only).
 MIN_KEPT_SHARE = 0.5
@@ -124,6 +127,10 @@ def _grid_for(spec: ColumnSpec) -> _Grid:
     return _Grid(OCTAVE_EDGES, zero_key=True, log_scale=True)
 
 
+def significance_threshold(sigma: float, keys: int) -> float:
+    return sigma * float(norm.isf(FALSE_BIN_RATE / max(keys, 1)))
+
+
 def _split_bin(lo: float, hi: float, parts: int, log_scale: bool) -> list[tuple[float, float]]:
     if parts <= 1 or lo == hi:
         return [(lo, hi)]
@@ -142,9 +149,15 @@ def _numeric_domain(
     null_count = max(noisy[0], 0.0)
     value_noisy = noisy[1:]
     public_bounds = spec.lower is not None
-    keep = np.ones_like(value_noisy, bool) if public_bounds else (
-        value_noisy > SIGNIFICANCE_Z * sigma
-    )
+    if public_bounds:
+        keep = np.ones_like(value_noisy, bool)
+    else:
+        threshold = significance_threshold(sigma, len(value_noisy))
+        keep = value_noisy > threshold
+        neighbour = np.zeros_like(keep)
+        neighbour[1:] |= keep[:-1]
+        neighbour[:-1] |= keep[1:]
+        keep &= neighbour | (value_noisy > 2 * threshold)
     if not keep.any():
         keep[int(np.argmax(value_noisy))] = True
     bins: list[tuple[float, float]] = []
@@ -273,7 +286,7 @@ def estimate_domains(
             "columns": k,
             "discovered_category_columns": len(discovered),
             "threshold": threshold,
-            "significance_z": SIGNIFICANCE_Z,
+            "numeric_bin_threshold": significance_threshold(sigma, len(OCTAVE_EDGES)),
         },
     )
     return DomainEstimate(domains, entry, warnings)
