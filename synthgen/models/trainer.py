@@ -150,10 +150,19 @@ class GANTrainer:
             cond_spans, [frequencies[s.column] for s in cond_spans], device
         )
         self.marginal_spans = encoder.discrete_spans
-        self.marginal_targets = [
-            torch.tensor(frequencies[s.column], dtype=torch.float32, device=device)
-            for s in self.marginal_spans
-        ]
+        # Per span, a (slots x groups) 0/1 matrix: numeric bins split from one measured grid bin
+        # form one group, since only the group's total was measured.
+        self.marginal_groups: list[torch.Tensor] = []
+        self.marginal_targets: list[torch.Tensor] = []
+        for span, domain in zip(self.marginal_spans, encoder.learned, strict=True):
+            slot_groups = [*domain.bin_groups, -1] if domain.bin_groups else list(
+                range(span.width))
+            _, group_of = np.unique(slot_groups, return_inverse=True)
+            onehot = torch.zeros(span.width, int(group_of.max()) + 1)
+            onehot[torch.arange(span.width), torch.from_numpy(group_of)] = 1.0
+            freq = torch.tensor(frequencies[span.column], dtype=torch.float32)
+            self.marginal_groups.append(onehot.to(device))
+            self.marginal_targets.append((freq @ onehot).to(device))
         self.generator = Generator(config.noise_dim, self.cond.width, encoder.spans,
                                    config.g_hidden).to(device)
         self.discriminator = Discriminator(encoder.width + self.cond.width, config.d_hidden,
@@ -206,8 +215,10 @@ class GANTrainer:
     def _marginal_loss(self, fake: torch.Tensor) -> torch.Tensor:
         """KL from the DP marginals to the batch's marginals: post-processing of DP counts."""
         total = fake.new_zeros(())
-        for span, target in zip(self.marginal_spans, self.marginal_targets, strict=True):
-            q = fake[:, span.start : span.stop].mean(0).clamp_min(1e-6)
+        for span, groups, target in zip(
+            self.marginal_spans, self.marginal_groups, self.marginal_targets, strict=True
+        ):
+            q = (fake[:, span.start : span.stop].mean(0) @ groups).clamp_min(1e-6)
             total = total + (target * (target.clamp_min(1e-6).log() - q.log())).sum()
         return total / max(len(self.marginal_spans), 1)
 

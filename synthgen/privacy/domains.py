@@ -57,6 +57,9 @@ class ColumnDomain:
     categories: list[Any] = field(default_factory=list)  # discrete kinds: released labels
     has_other: bool = False
     bins: list[tuple[float, float]] = field(default_factory=list)  # numeric: (lo, hi) values
+    # numeric: the measured grid bin each encoding bin was split from. Only the group totals are
+    # measured; how mass spreads inside a group is left to the GAN.
+    bin_groups: list[int] = field(default_factory=list)
     log_scale: bool = False  # numeric: interpolate within a bin in sign-log space
     frequencies: list[float] = field(default_factory=list)  # over the encoding slots, sums to 1
     note: str | None = None
@@ -162,11 +165,13 @@ def _numeric_domain(
         keep[int(np.argmax(value_noisy))] = True
     bins: list[tuple[float, float]] = []
     weights: list[float] = []
+    groups: list[int] = []
     for key in np.flatnonzero(keep):
         weight = max(float(value_noisy[key]), 0.0)
         if grid.zero_key and key == 0:
             bins.append((0.0, 0.0))
             weights.append(weight)
+            groups.append(int(key))
             continue
         i = key - int(grid.zero_key)
         lo, hi = float(grid.edges[i]), float(grid.edges[i + 1])
@@ -176,6 +181,7 @@ def _numeric_domain(
         pieces = _split_bin(lo, hi, parts, grid.log_scale)
         bins.extend(pieces)
         weights.extend([weight / len(pieces)] * len(pieces))
+        groups.extend([int(key)] * len(pieces))
     while len(bins) > MAX_NUMERIC_BINS:  # merge neighbours; keep point masses apart
         j = min(
             (k for k in range(len(bins) - 1) if bins[k][0] != bins[k][1]
@@ -187,6 +193,9 @@ def _numeric_domain(
             break
         bins[j : j + 2] = [(bins[j][0], bins[j + 1][1])]
         weights[j : j + 2] = [weights[j] + weights[j + 1]]
+        absorbed = groups[j + 1]  # a bin straddling two groups joins them into one
+        groups = [groups[j] if g == absorbed else g for g in groups]
+        groups[j : j + 2] = [groups[j]]
     freqs = np.array([*weights, null_count], dtype=np.float64)
     return ColumnDomain(
         name=spec.name,
@@ -195,6 +204,7 @@ def _numeric_domain(
         source="public" if public_bounds else "dp",
         bins=bins,
         log_scale=grid.log_scale,
+        bin_groups=groups,
         frequencies=_normalise(freqs, rows),
     )
 
