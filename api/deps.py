@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,13 +14,17 @@ from sqlalchemy.orm import Session
 from api.problems import Problem
 from synthgen.service.db import Database, Dataset, Job
 from synthgen.service.dispatch import JobDispatcher
-from synthgen.service.keys import tenant_for_key
+from synthgen.service.keys import hash_key, tenant_for_key
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 
+# The dependencies are ``async`` on purpose: they do not block (state lookups, one indexed read
+# of a WAL database, which never waits for writers), and a sync dependency would cost a
+# thread-pool hop on every request.
 
-def _from_state(name: str) -> Callable[[Request], Any]:
-    def get(request: Request) -> Any:
+
+def _from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    async def get(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     get.__name__ = f"get_{name}"
@@ -32,17 +37,34 @@ StorageDep = Annotated[Storage, Depends(_from_state("storage"))]
 DispatcherDep = Annotated[JobDispatcher, Depends(_from_state("dispatcher"))]
 
 
-def get_session(db: DatabaseDep) -> Iterator[Session]:
+async def get_session(db: DatabaseDep) -> AsyncIterator[Session]:
     with db.read() as session:
         yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
+_KEY_CACHE_S = 10.0  # how long a known key is trusted without a lookup (revocation delay)
+_known_keys: dict[str, tuple[str, float]] = {}
+
+
+def _tenant_of(db: Database, key: str) -> str | None:
+    digest = hash_key(key)
+    hit = _known_keys.get(digest)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    tenant = tenant_for_key(db, key)
+    if tenant is not None:
+        if len(_known_keys) > 10_000:
+            _known_keys.clear()
+        _known_keys[digest] = (tenant, time.monotonic() + _KEY_CACHE_S)
+    return tenant
+
+
 _bearer = HTTPBearer(auto_error=False, description="An API key from `synthgen keys create`.")
 
 
-def get_current_tenant(
+async def get_current_tenant(
     db: DatabaseDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
@@ -50,7 +72,7 @@ def get_current_tenant(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Problem(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'",
                       headers=challenge)
-    tenant = tenant_for_key(db, credentials.credentials)
+    tenant = _tenant_of(db, credentials.credentials)
     if tenant is None:
         raise Problem(401, "unauthorized", "this API key is unknown or revoked",
                       headers=challenge)

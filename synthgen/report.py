@@ -95,8 +95,12 @@ def composition(ledger: PrivacyLedger, spent: float) -> dict[str, Any]:
     }
 
 
-def epsilon_curve(ledger: PrivacyLedger, points: int = CURVE_POINTS) -> dict[str, Any]:
-    """Epsilon spent after each number of DP-SGD steps, everything before training included."""
+def epsilon_curve(
+    ledger: PrivacyLedger, spent: float | None = None, points: int = CURVE_POINTS
+) -> dict[str, Any]:
+    """Epsilon spent after each number of DP-SGD steps, everything before training included.
+
+    ``spent`` (the ledger's composed epsilon, if already known) saves the last point's call."""
     sgd = [i for i, e in enumerate(ledger.entries) if e.mechanism == "dp_sgd"]
     curve: dict[str, Any] = {"accountant": ledger.accountant, "delta": ledger.accountant_delta,
                              "points": []}
@@ -106,12 +110,15 @@ def epsilon_curve(ledger: PrivacyLedger, points: int = CURVE_POINTS) -> dict[str
     history = ledger.history()
     prior = [h for i, h in enumerate(history) if i != sgd[-1]]
     sigma, q = entry.noise_multiplier, entry.sampling_rate
+    last = sgd[-1] == len(history) - 1
     for step in sorted({int(s) for s in np.linspace(0, entry.steps, points + 1).round()}):
         mechanisms = [*prior, (sigma, q, step)]
+        known = spent is not None and last and step == entry.steps
         curve["points"].append({
             "step": step,
             "epoch": step * q,
-            "epsilon": epsilon_of(mechanisms, ledger.accountant_delta, ledger.accountant),
+            "epsilon": spent if known else epsilon_of(mechanisms, ledger.accountant_delta,
+                                                      ledger.accountant),
             "epsilon_rdp": epsilon_of(mechanisms, ledger.accountant_delta, "rdp"),
         })
     curve["planned_steps"] = int(entry.params.get("planned_steps", entry.steps))
@@ -152,7 +159,7 @@ def build_report(synth: Synthesizer) -> dict[str, Any]:
         "warnings": info.get("warnings", []),
         "explanation": explanation(spent, delta),
         "composition": composition(ledger, spent),
-        "epsilon_curve": epsilon_curve(ledger),
+        "epsilon_curve": epsilon_curve(ledger, spent),
     }
 
 

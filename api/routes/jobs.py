@@ -35,6 +35,9 @@ from synthgen.service.storage import Storage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+# The polling routes are ``async``: one indexed read of a WAL database does not block on writers,
+# and skipping the thread pool is most of their cost. Routes that write stay sync (thread pool).
+
 RETRY_AFTER = "5"
 
 
@@ -113,7 +116,7 @@ def _seq(cursor: str) -> int:
 
 
 @router.get("", response_model=JobPage)
-def list_jobs(
+async def list_jobs(
     tenant: CurrentTenant,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -134,7 +137,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(tenant: CurrentTenant, session: SessionDep, job_id: str,
+async def get_job(tenant: CurrentTenant, session: SessionDep, job_id: str,
             response: Response) -> JobOut:
     """A job's status, progress (steps, epsilon spent so far), timestamps and error."""
     job = job_of(session, tenant, job_id)

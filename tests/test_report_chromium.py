@@ -1,0 +1,97 @@
+"""The HTML report in a real browser: headless Chromium draws the plots and logs no error.
+
+Needs the Debian ``chromium`` package (``apt-get install -y chromium``; ``.ci/run`` installs
+it). Without the binary the tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_report_html import make_report
+
+from synthgen.report import render_html
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium binary on PATH (Debian: apt-get install -y chromium)")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         "--enable-logging=stderr", "--v=0", "--hide-scrollbars"]
+# The plots' bar and line colours (report_html._REAL and _SYN).
+REAL_RGB, SYNTHETIC_RGB = (0x3A, 0x6E, 0xA5), (0xE0, 0x7B, 0x39)
+
+
+def chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+def console_problems(stderr: str) -> list[str]:
+    """Page-level messages: console output, uncaught errors, CSP refusals (a blocked fetch)."""
+    return [line for line in stderr.splitlines()
+            if "CONSOLE" in line or "Uncaught" in line or "Refused to" in line]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("html") / "report.html"
+    path.write_text(render_html(make_report()), encoding="utf-8")
+    return path
+
+
+def test_chromium_renders_every_figure(page: Path, tmp_path: Path) -> None:
+    result = chromium(page, tmp_path / "profile", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    assert dom.count("<svg") == 4 and "For the data owner only" in dom
+    assert console_problems(result.stderr) == []
+
+
+def test_the_screenshot_shows_the_plots(page: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    result = chromium(page, tmp_path / "profile", "--window-size=1200,7000",
+                      f"--screenshot={shot}")
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert pixels.std() > 10  # not a blank page
+
+    def painted(rgb: tuple[int, int, int]) -> int:
+        return int((np.abs(pixels - np.array(rgb)).sum(-1) < 30).sum())
+
+    # Real-vs-synthetic bars and lines in both colours: the SVG figures were drawn.
+    assert painted(REAL_RGB) > 2000 and painted(SYNTHETIC_RGB) > 2000
+    assert console_problems(result.stderr) == []
+
+
+def test_the_console_check_catches_a_blocked_fetch(tmp_path: Path) -> None:
+    """The page's policy blocks what the renderer must never emit; the check sees it."""
+    bad = tmp_path / "bad.html"
+    html = render_html({"dp": False, "warning": "test", "report_schema_version": 2})
+    bad.write_text(html.replace("</body>", '<img src="https://example.invalid/x.png">'
+                                           "<script>boom()</script></body>"), encoding="utf-8")
+    result = chromium(bad, tmp_path / "profile", "--dump-dom")
+    assert console_problems(result.stderr) != []
+
+
+def test_chromium_renders_the_page_quickly(page: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "profile"
+    chromium(page, profile, "--dump-dom")  # first start: creates the profile
+    started = time.perf_counter()
+    result: Any = chromium(page, profile, "--dump-dom")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0
+    # Browser start, layout and exit together; a generous bound for a shared CI machine.
+    assert elapsed < 10.0

@@ -1,0 +1,90 @@
+"""``synthgen run --report``: JSON and HTML beside it, the holdout split, --target, --no-audit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+import torch
+from conftest import make_people
+from typer.testing import CliRunner
+
+from synthgen.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text(encoding="utf-8"))
+runner = CliRunner()
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("cli")
+    src, schema = folder / "people.csv", folder / "schema.json"
+    make_people(500, 0).to_csv(src, index=False)
+    schema.write_text(json.dumps({"columns": [
+        {"name": "city", "kind": "categorical", "categories": ["Lyon", "Paris", "Nice", "Lille"]},
+    ]}))
+    return src, schema
+
+
+def run(src: Path, schema: Path, out: Path, *extra: str) -> str:
+    with one_torch_thread():
+        result = runner.invoke(app, [
+            "run", str(src), "--schema", str(schema), "--out", str(out), "--epsilon", "1",
+            "--epochs", "1", "--accountant", "rdp", "--seed", "0", "--quiet", *extra])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_report_json_validates_and_html_is_written_beside_it(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src, schema = inputs
+    out, rep = tmp_path / "syn.csv", tmp_path / "report.json"
+    run(src, schema, out, "--report", str(rep), "--target", "member", "--holdout-share", "0.2")
+    report = json.loads(rep.read_text(encoding="utf-8"))
+    assert list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(report)) == []
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 4
+    # 100 rows held out before training; the output still has as many rows as the input.
+    assert report["holdout"]["rows"] == 100 and report["rows"] == 400
+    assert report["holdout"]["used_for"] == ["audit", "utility"]
+    assert len(pd.read_csv(out)) == report["output_rows"] == 500
+    assert report["audit"]["holdout_rows"] == 100
+    assert report["utility"]["target"] == "member" and report["utility"]["test_rows"] == 100
+    assert report["quality"]["synthetic_rows"] == 500
+
+
+def test_no_audit_trains_on_every_row(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    src, schema = inputs
+    rep = tmp_path / "r.json"
+    run(src, schema, tmp_path / "syn.csv", "--report", str(rep), "--no-audit")
+    report = json.loads(rep.read_text(encoding="utf-8"))
+    assert "audit" not in report and report["holdout"] is None and report["rows"] == 500
+    assert "--no-audit" in report["evaluation"]["skipped"]["audit"]
+    assert "quality" in report  # the quality section needs no holdout
+    assert (tmp_path / "r.html").exists()
+
+
+def test_a_wrong_target_fails_before_training(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    src, _ = inputs
+    out = tmp_path / "syn.csv"
+    result = runner.invoke(app, ["run", str(src), "--out", str(out), "--report",
+                                 str(tmp_path / "r.json"), "--target", "salary"])
+    assert result.exit_code == 2 and "salary" in result.output and "not a column" in result.output
+    assert not out.exists()

@@ -1,0 +1,113 @@
+"""Real reports validate against docs/report.schema.json, and the schema rejects broken ones."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import pytest
+import torch
+from conftest import make_people
+
+from synthgen import ColumnSpec, Synthesizer, TableSchema
+from synthgen.evaluate import evaluate_job, plan_evaluation
+from synthgen.report import REPORT_SCHEMA_VERSION, jsonable, write_report
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" /
+                     "report.schema.json").read_text(encoding="utf-8"))
+CITIES = ["Lyon", "Paris", "Nice", "Lille"]
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models train faster on one thread (no pool to wake), above all on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def validator() -> jsonschema.Draft202012Validator:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    return jsonschema.Draft202012Validator(SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def fitted_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real fit (default PRV accountant), sampled, evaluated with an audit and a target."""
+    table = make_people(600, 0)
+    plan = plan_evaluation(table, holdout_share=0.2, audit=True, target="member", seed=0)
+    schema = TableSchema(columns=[ColumnSpec(name="city", kind="categorical",
+                                             categories=CITIES)])
+    with one_torch_thread():
+        synth = Synthesizer(1.0, schema=schema, epochs=2, seed=0)
+        synth.fit(plan.training_table(table))
+        synthetic = synth.sample(len(table))
+        report = synth.report()
+    evaluate_job(report, plan, plan.training_table(table), synthetic, seed=0)
+    path = tmp_path_factory.mktemp("report") / "report.json"
+    write_report(report, path)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_the_schema_is_valid_draft_2020_12() -> None:
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    validator()
+    assert SCHEMA["properties"]["report_schema_version"]["const"] == REPORT_SCHEMA_VERSION
+
+
+def test_a_real_report_validates(fitted_report: dict[str, Any]) -> None:
+    errors = [f"{e.json_path}: {e.message}" for e in validator().iter_errors(fitted_report)]
+    assert errors == []
+    assert {"quality", "utility", "audit", "holdout"} <= set(fitted_report)
+    assert fitted_report["holdout"]["rows"] == 120 and fitted_report["rows"] == 480
+    assert fitted_report["utility"]["metric"] == "roc_auc"
+
+
+def test_the_report_declares_what_was_spent_and_how_it_composes(
+    fitted_report: dict[str, Any]
+) -> None:
+    r = fitted_report
+    assert r["dp"] is True and r["epsilon"] <= r["target_epsilon"]
+    assert [e["mechanism"] for e in r["ledger"]] == ["gaussian_histograms", "dp_sgd"]
+    assert r["composition"]["history"] == [
+        [e["noise_multiplier"], e["sampling_rate"], e["steps"]] for e in r["ledger"]]
+    assert r["composition"]["epsilon"] == r["epsilon"]
+    curve = r["epsilon_curve"]
+    assert curve["accountant"] == "prv"
+    assert curve["points"][-1]["epsilon"] == pytest.approx(r["epsilon"], rel=1e-9)
+    assert curve["points"][-1]["step"] == r["training"]["steps"]
+
+
+def test_a_report_without_evaluation_validates(fitted_report: dict[str, Any]) -> None:
+    bare = {k: v for k, v in fitted_report.items()
+            if k not in ("quality", "utility", "audit", "holdout", "evaluation")}
+    assert list(validator().iter_errors(bare)) == []
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda r: r.pop("epsilon"),
+    lambda r: r.__setitem__("report_schema_version", 1),
+    lambda r: r["audit"].__setitem__("dcr_share", 1.5),
+    lambda r: r["audit"].pop("mia_auc"),
+    lambda r: r["ledger"][0].__setitem__("sampling_rate", 0),
+    lambda r: r["quality"]["columns"][0].__setitem__("metric", "Made-up"),
+    lambda r: r.__setitem__("dp", False),  # a non-DP report must carry the warning
+])
+def test_the_schema_rejects_broken_reports(fitted_report: dict[str, Any], break_it: Any) -> None:
+    broken = copy.deepcopy(fitted_report)
+    break_it(broken)
+    assert list(validator().iter_errors(broken)) != []
+
+
+def test_jsonable_makes_strict_json() -> None:
+    doc = jsonable({"a": float("nan"), "b": [float("inf"), 1.0], "c": pd.Series([1]).iloc[0]})
+    assert json.dumps(doc, allow_nan=False) == '{"a": null, "b": [null, 1.0], "c": 1}'
