@@ -4,14 +4,12 @@ the same attack finds them, so the audit is shown to be able to fail."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from test_report_schema import one_torch_thread
 
 from synthgen import ColumnSpec, Synthesizer, TableSchema
 from synthgen.evaluate import canary_attack, evaluation_kinds
@@ -21,16 +19,6 @@ CITIES = ["north", "south", "east", "west", "centre"]
 JOBS = ["clerk", "nurse", "driver", "teacher"]
 CANARIES = 40  # half planted, half withheld: the attack must tell the two halves apart
 SYNTHETIC_ROWS = 5000
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def canary_tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

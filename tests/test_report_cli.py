@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import jsonschema
 import pandas as pd
 import pytest
-import torch
 from conftest import make_people
+from test_report_schema import one_torch_thread
 from typer.testing import CliRunner
 
 from synthgen.cli import app
@@ -19,16 +17,6 @@ from synthgen.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text(encoding="utf-8"))
 runner = CliRunner()
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ Accounting holds because:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ from synthgen.transform import Span, TableEncoder
 
 
 def fresh_seed() -> int:
-    """A seed from the OS's entropy, for runs without --seed."""
-    return int.from_bytes(np.random.bytes(4), "little")
+    """A 63-bit seed from the OS's entropy, for runs without --seed. Not from numpy's global
+    generator: any library calling ``np.random.seed`` would make the noise predictable."""
+    return int.from_bytes(os.urandom(8), "little") >> 1
 
 
 @dataclass
