@@ -43,9 +43,16 @@ def train_synthetic_test_real(
     seed: int = 0,
 ) -> dict[str, Any]:
     """The utility section of a report: TSTR score next to the train-on-real score."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.metrics import r2_score, roc_auc_score
-    from threadpoolctl import threadpool_limits
+    try:
+        from sklearn.ensemble import (
+            HistGradientBoostingClassifier,
+            HistGradientBoostingRegressor,
+        )
+        from sklearn.metrics import r2_score, roc_auc_score
+        from threadpoolctl import threadpool_limits
+    except ImportError as exc:
+        raise ImportError("the utility test (--target) needs scikit-learn: "
+                          "pip install 'synthgen[evaluate]'") from exc
 
     if target not in kinds:
         raise ValueError(f"--target {target!r} is not a learned column of the table; "
