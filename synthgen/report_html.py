@@ -74,8 +74,8 @@ def _num(value: Any, fmt: str = ".4g") -> str:
     return _e(value)
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[int] = frozenset()
-           ) -> str:
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]],
+           numeric: frozenset[int] | set[int] = frozenset()) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(
@@ -97,7 +97,7 @@ def _badge(passed: bool | None, yes: str = "pass", no: str = "fail") -> str:
 class _Plots:
     """Figures to inline SVG; one matplotlib import and style for the whole page."""
 
-    _PARAMS = {
+    _PARAMS: dict[str, Any] = {
         "svg.fonttype": "none",  # text stays text: small, selectable, no embedded fonts
         "text.parse_math": False,  # "$" in a label is a dollar sign
         "font.size": 9,
@@ -114,7 +114,8 @@ class _Plots:
     def styled(self, **extra: Any) -> Any:
         import matplotlib
 
-        return matplotlib.rc_context({**self._PARAMS, **extra})
+        params: Any = {**self._PARAMS, **extra}
+        return matplotlib.rc_context(params)
 
     def new(self, width: float, height: float) -> Any:
         return self._figure(figsize=(width, height), layout="tight")

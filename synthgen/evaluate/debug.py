@@ -82,7 +82,7 @@ class NonPrivateSynthesizer(Synthesizer):
         super().__init__(epsilon=1.0, **kwargs)  # the epsilon is never used
         self.epsilon = math.inf
 
-    def fit(self, df: pd.DataFrame, **_: Any) -> NonPrivateSynthesizer:  # type: ignore[override]
+    def fit(self, df: pd.DataFrame, **_: Any) -> NonPrivateSynthesizer:
         df = check_table(df)
         schema = infer_schema(df, self.schema)
         self.schema = schema

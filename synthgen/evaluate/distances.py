@@ -70,8 +70,8 @@ class RowEncoder:
                 x = values(df[name], sdtype)
                 missing = np.isnan(x)
                 if ref.size:
-                    rank = (np.searchsorted(ref, x, "left") + np.searchsorted(ref, x, "right"))
-                    rank = rank / (2.0 * ref.size)
+                    ties = np.searchsorted(ref, x, "left") + np.searchsorted(ref, x, "right")
+                    rank = ties / (2.0 * ref.size)
                 else:
                     rank = np.full(len(x), 0.5)
                 out[:, col] = np.where(missing, 0.5, rank)

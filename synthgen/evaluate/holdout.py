@@ -7,7 +7,7 @@ declares the split (``holdout``) so a reader knows how many rows the model learn
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,12 +25,12 @@ class Holdout:
     holdout: pd.DataFrame
     share: float
 
-    def describe(self, purposes: list[str]) -> dict[str, object]:
+    def describe(self, purposes: Sequence[str]) -> dict[str, object]:
         return {
             "rows": len(self.holdout),
             "share": self.share,
             "training_rows": len(self.train),
-            "used_for": purposes,
+            "used_for": list(purposes),
             "note": (
                 "These real rows were split off at random before training: the model never "
                 "saw them, and the training table was smaller by as many rows."
