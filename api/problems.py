@@ -77,8 +77,10 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
                    "type": str(e.get("type", ""))} for e in exc.errors()]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        detail = "invalid request"
+        if errors:
+            loc = ".".join(str(p) for p in errors[0]["loc"])
+            detail = f"{loc}: {errors[0]['msg']}" if loc else str(errors[0]["msg"])
         return problem_response(request, 422, "validation-error", detail, errors=errors)
 
     @app.exception_handler(Exception)

@@ -22,13 +22,12 @@ from api.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
-    dataset_of,
     job_of,
 )
 from api.problems import Problem
 from api.schemas import JobCreate, JobOut, JobPage
-from synthgen.service.budget import BudgetExceeded, budget_view, check_admission
-from synthgen.service.db import Database, Dataset, Job, new_id, now
+from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
+from synthgen.service.db import Database, Dataset, Job
 from synthgen.service.jobs import known_spend, settle
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
@@ -52,21 +51,18 @@ def _replay(db: Database, tenant: str, key: str, request_hash: str) -> Job | Non
 
 def _admit(db: Database, settings: Settings, tenant: str, body: JobCreate,
            key: str | None, request_hash: str) -> Job:
-    with db.write() as s:
-        dataset = dataset_of(s, tenant, body.dataset_id)
-        if dataset.purged_at is not None:
-            raise Problem(410, "dataset-purged", "this dataset's upload was deleted by the "
-                          "retention policy; upload the table again")
-        try:
-            check_admission(s, dataset, body.epsilon)
-        except BudgetExceeded as exc:
-            raise Problem(409, "budget-exceeded", str(exc), cap_epsilon=exc.cap,
-                          used_epsilon=exc.used, requested_epsilon=exc.asked) from exc
-        job = Job(id=new_id("job"), tenant_id=tenant, dataset_id=dataset.id,
-                  epsilon=body.epsilon, delta=body.delta, rows=body.rows,
-                  options=body.options(), idempotency_key=key, request_hash=request_hash,
-                  max_attempts=settings.max_attempts, dispatched_at=now())
-        s.add(job)
+    try:
+        job = admit_job(db, tenant, body.dataset_id, epsilon=body.epsilon, delta=body.delta,
+                        rows=body.rows, options=body.options(), idempotency_key=key,
+                        request_hash=request_hash, max_attempts=settings.max_attempts)
+    except DatasetPurged as exc:
+        raise Problem(410, "dataset-purged", "this dataset's upload was deleted by the "
+                      "retention policy; upload the table again") from exc
+    except BudgetExceeded as exc:
+        raise Problem(409, "budget-exceeded", str(exc), cap_epsilon=exc.cap,
+                      used_epsilon=exc.used, requested_epsilon=exc.asked) from exc
+    if job is None:
+        raise Problem(404, "not-found", f"there is no dataset {body.dataset_id!r}")
     return job
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from synthgen.privacy.accountant import epsilon_of
-from synthgen.service.db import Database, Dataset, Job
+from synthgen.service.db import Database, Dataset, Job, new_id, now
 
 EPS_TOLERANCE = 1e-9
 
@@ -77,12 +77,35 @@ def used_epsilon(session: Session, dataset: Dataset) -> float:
     return float(dataset.spent_epsilon) + float(loose or 0.0) + float(reserved or 0.0)
 
 
-def check_admission(session: Session, dataset: Dataset, epsilon: float) -> None:
-    """Raise :class:`BudgetExceeded` unless ``epsilon`` fits; call inside the write
-    transaction that inserts the job (that is what makes the reservation atomic)."""
-    used = used_epsilon(session, dataset)
-    if used + epsilon > dataset.budget_epsilon + EPS_TOLERANCE:
-        raise BudgetExceeded(dataset.budget_epsilon, used, epsilon)
+class DatasetPurged(Exception):
+    """The dataset's raw upload was deleted by the retention policy."""
+
+
+def locked_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset | None:
+    """The tenant's dataset, locked for the rest of the write transaction (Postgres: FOR UPDATE;
+    SQLite: the transaction already holds the database's write lock)."""
+    return session.scalar(select(Dataset).where(Dataset.id == dataset_id,
+                                                Dataset.tenant_id == tenant_id)
+                          .with_for_update())
+
+
+def admit_job(db: Database, tenant_id: str, dataset_id: str, **fields: Any) -> Job | None:
+    """Insert a job and reserve its epsilon in one transaction, or raise
+    :class:`BudgetExceeded` / :class:`DatasetPurged`. None: no such dataset for this tenant."""
+    epsilon = float(fields["epsilon"])
+    with db.write() as session:
+        dataset = locked_dataset(session, tenant_id, dataset_id)
+        if dataset is None:
+            return None
+        if dataset.purged_at is not None:
+            raise DatasetPurged(dataset_id)
+        used = used_epsilon(session, dataset)
+        if used + epsilon > dataset.budget_epsilon + EPS_TOLERANCE:
+            raise BudgetExceeded(dataset.budget_epsilon, used, epsilon)
+        job = Job(id=new_id("job"), tenant_id=tenant_id, dataset_id=dataset_id,
+                  dispatched_at=now(), **fields)
+        session.add(job)
+    return job
 
 
 def compose_dataset(db: Database, dataset_id: str) -> None:
@@ -103,7 +126,7 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
         charged = float(job.charged_epsilon or 0.0)
         total += charged
         if job.ledger and job.ledger["history"]:
-            history += [tuple(h) for h in job.ledger["history"]]  # type: ignore[misc]
+            history += [(float(h[0]), float(h[1]), int(h[2])) for h in job.ledger["history"]]
             delta += job.ledger["accountant_delta"]
             extra += job.ledger.get("extra_delta", 0.0)
         elif charged > 0:

@@ -135,7 +135,7 @@ def apply_retention(db: Database, storage: Storage, dataset_id: str, retain: boo
     if retain:
         return False
     with db.write() as s:
-        dataset = s.scalar(select(Dataset).where(Dataset.id == dataset_id))
+        dataset = s.scalar(select(Dataset).where(Dataset.id == dataset_id).with_for_update())
         if dataset is None or dataset.purged_at is not None:
             return False
         open_jobs = s.scalar(select(func.count()).select_from(Job).where(

@@ -196,12 +196,12 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
         message = str(exc) if isinstance(exc, SynthgenError | ValueError) else (
             f"training failed: {type(exc).__name__}: {exc}")
         log.exception("job %s failed", job.id)
-        ledger = _current_ledger(synth, progress["step"])
-        if job.ledger and sgd_steps(job.ledger) > sgd_steps(ledger):
-            ledger = job.ledger
-        charged = min(ledger_epsilon(ledger), job.epsilon) if ledger and ledger["history"] else 0.0
+        known = _current_ledger(synth, progress["step"])
+        if job.ledger and sgd_steps(job.ledger) > sgd_steps(known):
+            known = job.ledger
+        charged = min(ledger_epsilon(known), job.epsilon) if known and known["history"] else 0.0
         outcome = "failed"
-        settle(db, job.id, outcome, owner=claim.owner, ledger=ledger, charged=charged,
+        settle(db, job.id, outcome, owner=claim.owner, ledger=known, charged=charged,
                error=(code, message))
         return outcome
     finally:

@@ -17,34 +17,34 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYNTHGEN_", extra="ignore")
 
-    data_dir: Path = Field(Path("synthgen-data"), description="Folder for the SQLite database, "
-                           "stored objects and training scratch space (embedded defaults).")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in "
-                                     "data_dir. Postgres: postgresql+psycopg://user@host/db.")
-    storage_url: str | None = Field(None, description="fsspec URL of the object store; default "
-                                    "a folder in data_dir. S3: s3://bucket/prefix.")
-    broker_url: str | None = Field(None, description="redis://... selects the cluster engine "
-                                   "(Celery); unset runs training in subprocesses of the API.")
-    retain_uploads: bool = Field(True, description="Keep raw uploads after their jobs. False "
-                                 "deletes a dataset's upload when its last running job ends.")
-    max_upload_bytes: int = Field(256 * MIB, ge=1)
-    default_budget_epsilon: float = Field(10.0, gt=0, description="Epsilon cap of a dataset "
-                                          "unless its upload names one.")
-    max_job_epsilon: float = Field(100.0, gt=0)
+    # Folder for the SQLite database, stored objects and training scratch (embedded defaults).
+    data_dir: Path = Field(default=Path("synthgen-data"))
+    # SQLAlchemy URL; default SQLite in data_dir. Postgres: postgresql+psycopg://user@host/db.
+    database_url: str | None = Field(default=None)
+    # fsspec URL of the object store; default a folder in data_dir. S3: s3://bucket/prefix.
+    storage_url: str | None = Field(default=None)
+    # redis://... selects the cluster engine (Celery); unset trains in subprocesses of the API.
+    broker_url: str | None = Field(default=None)
+    # False deletes a dataset's raw upload when its last unfinished job ends.
+    retain_uploads: bool = Field(default=True)
+    max_upload_bytes: int = Field(default=256 * MIB, ge=1)
+    # Epsilon cap of a dataset unless its upload names one.
+    default_budget_epsilon: float = Field(default=10.0, gt=0)
+    max_job_epsilon: float = Field(default=100.0, gt=0)
 
     # Job execution
     device: str = "auto"
-    local_workers: int = Field(1, ge=0, description="Concurrent training subprocesses of the "
-                               "embedded engine (one per device); 0 runs none (API only).")
-    train_threads: int | None = Field(None, ge=1, description="torch threads per training "
-                                      "process; default: all cores but one (embedded engine).")
-    max_attempts: int = Field(3, ge=1, description="Claims of one job before it fails.")
-    lease_s: float = Field(60.0, gt=0, description="How long a claim holds without heartbeat.")
-    checkpoint_every_s: float = Field(30.0, gt=0)
-    reconcile_every_s: float = Field(5.0, gt=0)
-    reconciler: bool = Field(True, description="Run the lease reconciler in the API process.")
-    redispatch_after_s: float = Field(3600.0, gt=0, description="Cluster: send a queued job's "
-                                      "message again when none was sent for this long.")
+    # Embedded engine: concurrent training subprocesses (one per device); 0: API only.
+    local_workers: int = Field(default=1, ge=0)
+    # torch threads per training process; embedded default: all cores but one.
+    train_threads: int | None = Field(default=None, ge=1)
+    max_attempts: int = Field(default=3, ge=1)  # claims of one job before it fails
+    lease_s: float = Field(default=60.0, gt=0)  # how long a claim holds without a heartbeat
+    checkpoint_every_s: float = Field(default=30.0, gt=0)
+    reconcile_every_s: float = Field(default=5.0, gt=0)
+    reconciler: bool = Field(default=True)  # run the lease reconciler in the API process
+    # Cluster: send a queued job's message again when none was sent for this long.
+    redispatch_after_s: float = Field(default=3600.0, gt=0)
 
     # Celery (cluster engine)
     task_soft_time_limit_s: int = 6 * 3600
