@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from svc_helpers import FAST_JOB, Api, Service
+
+from service.svc_helpers import FAST_JOB, Api, Service
 
 
 @pytest.fixture(scope="session")

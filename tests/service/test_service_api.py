@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from svc_helpers import ADULT_SAMPLE, Api, Service
 
 from api.main import create_app
+from service.svc_helpers import ADULT_SAMPLE, Api, Service
 from synthgen.service.settings import Settings
 
 

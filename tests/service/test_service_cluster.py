@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from svc_helpers import (
+
+from service.svc_helpers import (
     ADULT_SAMPLE,
     FAST_JOB,
     LONG_JOB,

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from svc_helpers import ROOT
 from typer.testing import CliRunner
 
+from service.svc_helpers import ROOT
 from synthgen.cli import app
 from synthgen.service.settings import Settings
 from workers.celery_app import GPU_QUEUE, RECONCILE_TASK, TRAIN_TASK, make_celery

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 import httpx
-from svc_helpers import (
+
+from service.svc_helpers import (
     ADULT_SAMPLE,
     LONG_JOB,
     Api,
