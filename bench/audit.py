@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--holdout-share", type=float, default=0.1)
     parser.add_argument("--keep", type=Path, default=None,
-                        help="copy report.json and report.html into this folder")
+                        help="copy report.json, report.html and syn.csv into this folder")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="extra arguments for synthgen run")
     args = parser.parse_args()
@@ -109,7 +109,7 @@ def main() -> None:
         spread = reference_spread(plain, out, args)
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
-            for name in ("report.json", "report.html"):
+            for name in ("report.json", "report.html", "syn.csv"):
                 shutil.copy(folder / name, args.keep / name)
 
     audit, quality, utility = report["audit"], report["quality"], report["utility"]

@@ -97,18 +97,21 @@ def cross_nearest(
     if n == 0 or m == 0:
         return np.full((n, k), np.inf), np.full(m, np.inf)
     k_eff = min(k, m)
+    # Squared distances in one matrix product: [q, |q|^2, 1] . [-2p, 1, |p|^2] = |q - p|^2, so
+    # no extra pass over the (chunk x pool) matrix is spent adding the norms.
     p = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32))
-    p_sq = (p * p).sum(1)
+    ones = torch.ones(m, 1)
+    p_aug = torch.cat([-2.0 * p, ones, (p * p).sum(1, keepdim=True)], dim=1).T.contiguous()
     to_pool = []
     from_pool = torch.full((m,), float("inf"))
     with torch.no_grad():
         for start in range(0, n, _CHUNK):
             q = torch.from_numpy(np.ascontiguousarray(queries[start : start + _CHUNK],
                                                       dtype=np.float32))
-            d2 = torch.addmm(p_sq.unsqueeze(0), q, p.T, alpha=-2.0)
-            d2 += (q * q).sum(1, keepdim=True)
+            q_aug = torch.cat([q, (q * q).sum(1, keepdim=True), torch.ones(len(q), 1)], dim=1)
+            d2 = q_aug @ p_aug
             to_pool.append(torch.topk(d2, k_eff, dim=1, largest=False).values)
-            from_pool = torch.minimum(from_pool, d2.min(0).values)
+            from_pool = torch.minimum(from_pool, torch.amin(d2, dim=0))
     near = _rounded(torch.cat(to_pool))
     if k_eff < k:
         near = np.pad(near, ((0, 0), (0, k - k_eff)), constant_values=np.inf)
