@@ -62,7 +62,7 @@ EXPLANATION_DOES_NOT_MEAN = (
     "It protects rows, not people: a person with k rows in the table is protected as k rows "
     "(roughly k times epsilon).",
     "It covers this job only. Every job on the same data spends more of the data's budget; "
-    "the totals across jobs add up and are tracked by the service, not by this report.",
+    "the total across jobs is tracked by the service, not by this report.",
     "The quality, utility and audit sections below are computed on the real data without "
     "noise. They are for the data owner only: do not publish them with the synthetic table.",
     "The audit's figures are empirical checks of the implementation, not the guarantee: passing "

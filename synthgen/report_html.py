@@ -281,13 +281,18 @@ def _budget(budget: dict[str, Any] | None) -> str:
             continue
         rows.append((_e(key.replace("_", " ")),
                      _num(value) if isinstance(value, int | float) else _e(value)))
-    out = "<h2>The dataset's budget across jobs</h2>" + _table(("", "value"), rows, {1})
+    out = "<h2>The dataset's budget across jobs</h2>" + _table(("", "value"), rows)
     if isinstance(jobs, list) and jobs:
         keys = list(dict.fromkeys(k for j in jobs if isinstance(j, dict) for k in j))
-        out += _table(keys, ([_num(j.get(k)) if isinstance(j.get(k), int | float) else
-                              _e(j.get(k, "")) for k in keys] for j in jobs if isinstance(j, dict)))
-    return out + ("<p>Jobs on the same data compose: their epsilons add up against the "
-                  "dataset's budget (the service's accounting).</p>")
+
+        def cell(value: Any) -> str:
+            return _num(value) if value is None or isinstance(value, int | float) else _e(value)
+
+        out += _table([k.replace("_", " ") for k in keys],
+                      ([cell(j.get(k)) for k in keys] for j in jobs if isinstance(j, dict)))
+    return out + ("<p>Every job on the same data spends from this one budget; the service "
+                  "composes the jobs' charges (figures from the service, not from this job's "
+                  "ledger).</p>")
 
 
 def _ledger(report: dict[str, Any]) -> str:
