@@ -55,10 +55,16 @@ class JobCreate(BaseModel):
     batch_size: int | None = Field(None, ge=1, le=1_000_000)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     accountant: Literal["prv", "rdp"] = "prv"
+    holdout_share: float = Field(0.1, ge=0, le=0.5, description="Share of the rows held out of "
+                                 "training for the report's privacy audit and utility test "
+                                 "(0: none; the report declares the split).")
+    audit: bool = Field(True, description="Run the empirical privacy audit for the report.")
+    target: str | None = Field(None, max_length=256, description="Column for the report's "
+                               "train-on-synthetic, test-on-real utility test.")
 
     def options(self) -> dict[str, Any]:
-        return self.model_dump(include={"epochs", "batch_size", "seed", "accountant"},
-                               exclude_none=True)
+        return self.model_dump(include={"epochs", "batch_size", "seed", "accountant",
+                                        "holdout_share", "audit", "target"}, exclude_none=True)
 
 
 class Progress(BaseModel):

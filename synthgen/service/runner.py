@@ -7,12 +7,14 @@ later attempt resumes instead of restarting, writes the outputs and settles the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,11 +153,21 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
     progress: dict[str, Any] = {"step": 0}
     outcome = "lost"
     try:
+        from synthgen.evaluate import plan_evaluation
+        from synthgen.evaluate.job import evaluate_job
         from synthgen.schema import parse_schema
         from synthgen.synthesizer import Synthesizer
 
-        table = _load_table(storage, dataset)
         options = job.options or {}
+        # The report's audit holds rows out of training. The split is decided before fit() and
+        # is the same on every attempt (seeded by the job), so a resumed job trains on the same
+        # rows its checkpoint was trained on.
+        full = _load_table(storage, dataset)
+        plan = plan_evaluation(
+            full, holdout_share=float(options.get("holdout_share", 0.1)),
+            audit=bool(options.get("audit", True)), target=options.get("target"),
+            seed=_split_seed(job))
+        table = plan.training_table(full)
         synth = Synthesizer(
             job.epsilon, job.delta,
             schema=parse_schema(dataset.public_schema) if dataset.public_schema else None,
@@ -183,7 +195,9 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
             settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
                    charged=float(report["epsilon"]))
             return outcome
-        written = _write_outputs(storage, job, dataset, synth, report, scratch)
+        written = _write_outputs(storage, job, dataset, synth, report, scratch,
+                                 evaluate=lambda doc, synthetic: evaluate_job(
+                                     doc, plan, table, synthetic, seed=_split_seed(job)))
         outcome = "succeeded"
         if not settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
                       charged=float(report["epsilon"]), output_rows=written):
@@ -219,14 +233,30 @@ def _write_json(storage: Storage, job: Job, name: str, doc: dict[str, Any]) -> N
         json.dump(doc, fh, indent=2, default=str)
 
 
+def _split_seed(job: Job) -> int:
+    """The job's seed, or one derived from its id: the same on every attempt."""
+    seed = (job.options or {}).get("seed")
+    if seed is not None:
+        return int(seed)
+    return int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "little")
+
+
 def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
-                   report: dict[str, Any], scratch: Path) -> int:
+                   report: dict[str, Any], scratch: Path,
+                   evaluate: Callable[[dict[str, Any], Any], Any]) -> int:
+    import pandas as pd
+
+    from synthgen.evaluate import keep_head
+    from synthgen.evaluate.job import EVALUATION_ROWS
     from synthgen.io import write_csv
 
     rows = job.rows or dataset.rows
     key = Storage.job_key(job.tenant_id, job.id, "synthetic.csv")
     with storage.open(key, "w", encoding="utf-8", newline="") as fh:
-        written = write_csv(synth.sample_chunks(rows), fh)
+        chunks, kept = keep_head(synth.sample_chunks(rows), EVALUATION_ROWS)
+        written = write_csv(chunks, fh)
+    # The report's owner-only sections (quality, audit) on the rows just released.
+    evaluate(report, pd.concat(kept, ignore_index=True) if kept else pd.DataFrame())
     model = scratch / "model.zip"
     synth.save(model)
     storage.put_file(model, Storage.job_key(job.tenant_id, job.id, "model.zip"))

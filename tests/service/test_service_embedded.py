@@ -41,6 +41,8 @@ def test_upload_submit_poll_download_report(tenant_a: Api, finished_job: dict[st
     assert 0 < report["epsilon"] <= 1.0
     assert report["ledger"] and report["ledger"][-1]["mechanism"] == "dp_sgd"
     assert job["epsilon_charged"] == report["epsilon"]
+    # the owner-only sections, on rows held out before training (declared in the report)
+    assert 0 <= report["audit"]["dcr_share"] <= 1 and report["audit"]["holdout_rows"] > 0
     html = tenant_a.http.get(f"/v1/jobs/{job['id']}/report", params={"format": "html"})
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
 
