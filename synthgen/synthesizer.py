@@ -201,7 +201,7 @@ class Synthesizer:
         spent = ledger.epsilon()
         if spent > self.epsilon + 1e-9:  # calibration makes this impossible; refuse to release
             raise BudgetError(f"internal error: spent epsilon {spent} exceeds the target")
-        self.generator = trainer.generator
+        self.generator = trainer.final_generator()
         self.cond = trainer.cond
         self.info.update({
             "rows": rows,

@@ -42,6 +42,9 @@ class TrainingConfig:
     lr_d: float = 1e-3
     lr_g: float = 1e-3
     generator_steps: int = 1
+    # Exponential moving average of the generator's weights, sampled from at the end
+    # (post-processing: it reads no data). 0 turns it off.
+    ema_decay: float = 0.0
     noise_dim: int = 64
     d_hidden: tuple[int, ...] = (128, 128)
     g_hidden: tuple[int, ...] = (256, 256)
@@ -80,6 +83,7 @@ class TrainingState:
     opt_d: dict[str, Any]
     torch_rng: torch.Tensor
     extra: dict[str, Any] = field(default_factory=dict)
+    ema: dict[str, Any] | None = None
 
 
 class ConditionSampler:
@@ -174,6 +178,13 @@ class GANTrainer:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d,
                                       betas=(0.5, 0.9))
         self.step = 0
+        self.ema: torch.optim.swa_utils.AveragedModel | None = None
+        if config.ema_decay > 0:
+            self.ema = torch.optim.swa_utils.AveragedModel(
+                self.generator,
+                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay),
+                use_buffers=True,
+            )
 
     @staticmethod
     def _kind_is_discrete(encoder: TableEncoder, column: str) -> bool:
@@ -272,6 +283,8 @@ class GANTrainer:
                 self.opt_g.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt_g.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.generator)
                 g_loss = float(loss.detach())
             self.discriminator.requires_grad_(True)
 
@@ -291,6 +304,12 @@ class GANTrainer:
 
     # ------------------------------------------------------------------------- state
 
+    def final_generator(self) -> Generator:
+        """The generator to sample from: the weight average if one is kept."""
+        if self.ema is None:
+            return self.generator
+        return self.ema.module  # type: ignore[return-value]
+
     def state(self) -> TrainingState:
         return TrainingState(
             step=self.step,
@@ -299,6 +318,7 @@ class GANTrainer:
             opt_g=self.opt_g.state_dict(),
             opt_d=self.opt_d.state_dict(),
             torch_rng=self.gen.get_state(),
+            ema=self.ema.state_dict() if self.ema is not None else None,
         )
 
     def load_state(self, state: TrainingState) -> None:
@@ -308,6 +328,8 @@ class GANTrainer:
         self.opt_g.load_state_dict(state.opt_g)
         self.opt_d.load_state_dict(state.opt_d)
         self.gen.set_state(state.torch_rng)
+        if self.ema is not None and state.ema is not None:
+            self.ema.load_state_dict(state.ema)
 
 
 
