@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import problems
-from api.routes import datasets, health, jobs
+from api.routes import batches, datasets, health, jobs, schedules, webhooks
 from synthgen import __version__
 from synthgen.service.db import Database
 from synthgen.service.settings import Settings
@@ -19,6 +19,7 @@ from synthgen.service.storage import Storage
 
 JSON_BODY_LIMIT = 1024 * 1024
 MULTIPART_OVERHEAD = 1024 * 1024  # the schema field and part headers beside the file
+UPLOADS = {("/v1/datasets", "post"), ("/v1/datasets/{dataset_id}/versions", "put")}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from workers import make_dispatcher
+        from workers.periodic import PeriodicLoops
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
@@ -36,11 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings, app.state.db, app.state.storage = settings, db, storage
         app.state.dispatcher = dispatcher
         dispatcher.start()
+        loops = PeriodicLoops(settings, db, dispatcher)  # schedule tick, webhook delivery
+        loops.start()
         logging.getLogger("synthgen.service").info("synthgen API ready (%s engine)",
                                                    dispatcher.engine)
         try:
             yield
         finally:
+            loops.stop()
             dispatcher.stop()
             db.dispose()
 
@@ -58,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router,
                        max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
+    app.include_router(schedules.router)
+    app.include_router(webhooks.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -79,7 +87,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 errors["401"] = "Missing or unknown API key."
             if "{" in path:
                 errors["404"] = "No such object for this tenant."
-            if path == "/v1/datasets" and method == "post":
+            if (path, method) in UPLOADS:
                 errors["413"] = "The upload is over the size limit."
             for status, text in errors.items():
                 responses.setdefault(status, {"description": text})

@@ -37,6 +37,20 @@ class Problem(Exception):
         self.extra = extra
 
 
+def admission_problem(exc: Exception) -> Problem:
+    """The answer to a job (or batch) that cannot be accepted: budget, purge, no dataset."""
+    from synthgen.service.budget import BudgetExceeded, DatasetPurged
+
+    if isinstance(exc, BudgetExceeded):
+        return Problem(409, "budget-exceeded", str(exc), dataset_id=exc.dataset_id,
+                       cap_epsilon=exc.cap, used_epsilon=exc.used, requested_epsilon=exc.asked)
+    if isinstance(exc, DatasetPurged):
+        return Problem(410, "dataset-purged", f"dataset {exc.args[0]}'s upload was deleted by "
+                       "the retention policy; upload the table again (or a new version)",
+                       dataset_id=exc.args[0])
+    return Problem(404, "not-found", f"there is no dataset {exc.args[0]!r}")
+
+
 def problem_response(request: Request, status: int, code: str, detail: str, *,
                      headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {

@@ -31,6 +31,10 @@ class DatasetOut(BaseModel):
     column_count: int
     columns: list[ColumnOut]
     budget_epsilon: float
+    budget_policy: Literal["shared", "fresh"] = Field(description="shared: one cap and spend "
+                                                      "across versions; fresh: each version "
+                                                      "has its own (disjoint people only).")
+    version: int = Field(description="The current version (PUT .../versions adds one).")
     upload_retained: bool
     created_at: datetime
 
@@ -39,6 +43,7 @@ class DatasetOut(BaseModel):
         return cls(id=d.id, name=d.name, format=d.format, size_bytes=d.size_bytes,  # type: ignore[arg-type]
                    sha256=d.sha256, rows=d.rows, column_count=len(d.columns),
                    columns=[ColumnOut(**c) for c in d.columns], budget_epsilon=d.budget_epsilon,
+                   budget_policy=d.budget_policy, version=d.version,  # type: ignore[arg-type]
                    upload_retained=d.purged_at is None, created_at=iso(d.created_at))  # type: ignore[arg-type]
 
 
@@ -89,6 +94,8 @@ class JobLinks(BaseModel):
 class JobOut(BaseModel):
     id: str
     dataset_id: str
+    dataset_version: int
+    batch_id: str | None
     status: JobStatus
     epsilon: float
     delta: float | None
@@ -109,7 +116,8 @@ class JobOut(BaseModel):
     def of(cls, j: Job) -> JobOut:
         base = f"/v1/jobs/{j.id}"
         return cls(
-            id=j.id, dataset_id=j.dataset_id, status=j.state,  # type: ignore[arg-type]
+            id=j.id, dataset_id=j.dataset_id, dataset_version=j.dataset_version,
+            batch_id=j.batch_id, status=j.state,  # type: ignore[arg-type]
             epsilon=j.epsilon, delta=j.delta, rows=j.rows, options=j.options or {},
             progress=Progress(step=j.progress_step, total_steps=j.progress_total,
                               epoch=j.progress_epoch, epsilon_spent=j.progress_epsilon),

@@ -178,3 +178,4 @@ if __name__ == "__main__":
     main()
 
 import synthgen.service.cli_commands  # noqa: E402,F401  (registers serve, worker, keys)
+import synthgen.service.remote_cli  # noqa: E402,F401  (registers remote ...)

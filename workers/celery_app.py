@@ -13,6 +13,8 @@ from synthgen.service.settings import Settings
 
 TRAIN_TASK = "synthgen.train"
 RECONCILE_TASK = "synthgen.reconcile"
+SCHEDULE_TICK_TASK = "synthgen.schedule_tick"
+WEBHOOKS_TASK = "synthgen.deliver_webhooks"
 GPU_QUEUE = "gpu"
 CONTROL_QUEUE = "control"
 
@@ -39,9 +41,17 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,  # the jobs table holds every result
         task_default_queue=CONTROL_QUEUE,
-        task_routes={TRAIN_TASK: {"queue": GPU_QUEUE}, RECONCILE_TASK: {"queue": CONTROL_QUEUE}},
+        task_routes={TRAIN_TASK: {"queue": GPU_QUEUE}, RECONCILE_TASK: {"queue": CONTROL_QUEUE},
+                     SCHEDULE_TICK_TASK: {"queue": CONTROL_QUEUE},
+                     WEBHOOKS_TASK: {"queue": CONTROL_QUEUE}},
+        # Short control tasks. A tick or a delivery pass that runs twice (two beats, a late
+        # message) is harmless: runs are keyed by (schedule, fire time), deliveries leased.
         beat_schedule={
             "reconcile-leases": {"task": RECONCILE_TASK, "schedule": settings.reconcile_every_s},
+            "schedule-tick": {"task": SCHEDULE_TICK_TASK, "schedule": settings.schedule_tick_s,
+                              "options": {"expires": settings.schedule_tick_s}},
+            "deliver-webhooks": {"task": WEBHOOKS_TASK, "schedule": settings.webhook_every_s,
+                                 "options": {"expires": settings.webhook_every_s * 5}},
         },
         worker_hijack_root_logger=False,
     )

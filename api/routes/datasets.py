@@ -1,8 +1,10 @@
-"""Datasets: upload (write-only: no route returns the raw bytes), metadata, budget."""
+"""Datasets: upload and new versions (write-only: no route returns the raw bytes), metadata,
+budget."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from sqlalchemy.exc import SQLAlchemyError
@@ -11,14 +13,40 @@ from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, Storag
 from api.problems import Problem
 from api.schemas import BudgetOut, DatasetOut
 from synthgen.errors import InputError, SchemaError
-from synthgen.service.budget import budget_view
+from synthgen.service.budget import budget_view, locked_dataset
 from synthgen.service.db import Dataset, new_id
+from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage, UploadTooLarge
 from synthgen.service.tables import inspect_upload
+from synthgen.service.versions import add_version, version_key
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 CHUNK = 1024 * 1024
+
+
+def _store_upload(storage: Storage, settings: Settings, key: str, file: UploadFile,
+                  schema_text: str | None) -> dict[str, Any]:
+    """Stream an upload to ``key`` (size-capped, hashed), parse and check it; a 4xx leaves
+    nothing stored. Returns the upload's fields for the dataset (or version) row."""
+    name = (file.filename or "upload")[-200:]
+    try:
+        size, digest = storage.write_stream(key, iter(lambda: file.file.read(CHUNK), b""),
+                                            settings.max_upload_bytes)
+    except UploadTooLarge as exc:
+        raise Problem(413, exc.code, str(exc)) from exc
+    try:
+        file.file.seek(0)
+        facts = inspect_upload(file.file.read(), name, schema_text)
+    except (InputError, SchemaError) as exc:
+        storage.delete(key)
+        raise Problem(422, exc.code, str(exc)) from exc
+    except BaseException:
+        storage.delete(key)
+        raise
+    return {"name": name, "format": facts["format"], "size_bytes": size, "sha256": digest,
+            "rows": facts["rows"], "columns": facts["columns"],
+            "public_schema": facts["public_schema"], "storage_key": key}
 
 
 @router.post("", status_code=201, response_model=DatasetOut)
@@ -35,34 +63,60 @@ def create_dataset(
         "declared facts cost no budget.")] = None,
     budget_epsilon: Annotated[float | None, Form(gt=0, le=1000, description="Epsilon cap of "
                                                  "this dataset (default: the server's).")] = None,
+    budget_policy: Annotated[Literal["shared", "fresh"], Form(
+        description="What a new version (PUT .../versions) does to the budget: 'shared' keeps "
+        "one cap and spend across versions (they hold the same people); 'fresh' gives each "
+        "version its own, only correct when versions hold disjoint people.")] = "shared",
 ) -> DatasetOut:
     """Upload a table. It is stored (size-capped, hashed), parsed and checked; a table that
     cannot be used is refused with a 4xx and leaves nothing behind."""
     dataset_id = new_id("ds")
     key = Storage.dataset_key(tenant, dataset_id)
-    name = (file.filename or "upload")[-200:]
+    upload = _store_upload(storage, settings, key, file, public_schema)
+    dataset = Dataset(id=dataset_id, tenant_id=tenant, budget_policy=budget_policy, version=1,
+                      budget_epsilon=budget_epsilon or settings.default_budget_epsilon, **upload)
     try:
-        size, digest = storage.write_stream(key, iter(lambda: file.file.read(CHUNK), b""),
-                                            settings.max_upload_bytes)
-    except UploadTooLarge as exc:
-        raise Problem(413, exc.code, str(exc)) from exc
-    try:
-        file.file.seek(0)
-        facts = inspect_upload(file.file.read(), name, public_schema)
-        dataset = Dataset(
-            id=dataset_id, tenant_id=tenant, name=name, format=facts["format"],
-            size_bytes=size, sha256=digest, rows=facts["rows"], columns=facts["columns"],
-            public_schema=facts["public_schema"], storage_key=key,
-            budget_epsilon=budget_epsilon or settings.default_budget_epsilon)
         with db.write() as s:
             s.add(dataset)
-    except (InputError, SchemaError) as exc:
-        storage.delete(key)
-        raise Problem(422, exc.code, str(exc)) from exc
     except (SQLAlchemyError, OSError):
         storage.delete(key)
         raise
     response.headers["Location"] = f"/v1/datasets/{dataset_id}"
+    return DatasetOut.of(dataset)
+
+
+@router.put("/{dataset_id}/versions", response_model=DatasetOut)
+def add_dataset_version(
+    tenant: CurrentTenant,
+    db: DatabaseDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    dataset_id: str,
+    file: Annotated[UploadFile, File(description="The new version of the table.")],
+    public_schema: Annotated[str | None, Form(
+        alias="schema", description="Public schema JSON for this version (default: the "
+        "dataset's).")] = None,
+) -> DatasetOut:
+    """Upload a new version of a dataset's table. Jobs accepted from now on (schedules
+    included) read it; jobs accepted before keep reading theirs. The budget follows the
+    dataset's ``budget_policy``."""
+    with db.read() as s:
+        current = dataset_of(s, tenant, dataset_id)
+    version = current.version + 1
+    if public_schema is None and current.public_schema is not None:
+        public_schema = json.dumps(current.public_schema)
+    key = version_key(tenant, dataset_id, version)
+    upload = _store_upload(storage, settings, key, file, public_schema)
+    try:
+        with db.write() as s:
+            dataset = locked_dataset(s, tenant, dataset_id)
+            if dataset is None or dataset.version + 1 != version:
+                raise Problem(409, "version-conflict", "another version of this dataset was "
+                              "uploaded at the same time; upload again")
+            add_version(s, dataset, upload)
+    except BaseException:
+        storage.delete(key)
+        raise
     return DatasetOut.of(dataset)
 
 

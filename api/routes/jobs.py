@@ -24,7 +24,7 @@ from api.deps import (
     StorageDep,
     job_of,
 )
-from api.problems import Problem
+from api.problems import Problem, admission_problem
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
 from synthgen.service.db import Database, Dataset, Job
@@ -55,12 +55,8 @@ def _admit(db: Database, settings: Settings, tenant: str, body: JobCreate,
         job = admit_job(db, tenant, body.dataset_id, epsilon=body.epsilon, delta=body.delta,
                         rows=body.rows, options=body.options(), idempotency_key=key,
                         request_hash=request_hash, max_attempts=settings.max_attempts)
-    except DatasetPurged as exc:
-        raise Problem(410, "dataset-purged", "this dataset's upload was deleted by the "
-                      "retention policy; upload the table again") from exc
-    except BudgetExceeded as exc:
-        raise Problem(409, "budget-exceeded", str(exc), cap_epsilon=exc.cap,
-                      used_epsilon=exc.used, requested_epsilon=exc.asked) from exc
+    except (DatasetPurged, BudgetExceeded) as exc:
+        raise admission_problem(exc) from exc
     if job is None:
         raise Problem(404, "not-found", f"there is no dataset {body.dataset_id!r}")
     return job

@@ -13,10 +13,11 @@ Accounting rules (see docs/service.md, "Budget"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from synthgen.privacy.accountant import epsilon_of
@@ -26,12 +27,12 @@ EPS_TOLERANCE = 1e-9
 
 
 class BudgetExceeded(Exception):
-    def __init__(self, cap: float, used: float, asked: float) -> None:
+    def __init__(self, cap: float, used: float, asked: float, dataset_id: str = "") -> None:
         super().__init__(
-            f"this job asks for epsilon {asked:g} but the dataset has {max(cap - used, 0):.4g} "
-            f"of its cap {cap:g} left (spent or reserved: {used:.4g}); ask for less, or upload "
-            "the table again with a larger budget")
-        self.cap, self.used, self.asked = cap, used, asked
+            f"the request asks for epsilon {asked:g} of dataset {dataset_id} but it has "
+            f"{max(cap - used, 0):.4g} of its cap {cap:g} left (spent or reserved: {used:.4g}); "
+            "ask for less, or upload the table again with a larger budget")
+        self.cap, self.used, self.asked, self.dataset_id = cap, used, asked, dataset_id
 
 
 def ledger_summary(ledger: Any) -> dict[str, Any]:
@@ -66,19 +67,31 @@ def checkpoint_ledger(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def charged_to(dataset: Dataset) -> ColumnElement[bool]:
+    """The jobs that count against the dataset's cap: all of them (policy "shared": versions
+    hold the same people), or those of its current version (policy "fresh")."""
+    if dataset.budget_policy == "fresh":
+        return and_(Job.dataset_id == dataset.id, Job.dataset_version == dataset.version)
+    return Job.dataset_id == dataset.id
+
+
 def used_epsilon(session: Session, dataset: Dataset) -> float:
     """Spent (composed) + charged but not yet composed + reserved by unsettled jobs."""
     loose = session.scalar(
         select(func.coalesce(func.sum(Job.charged_epsilon), 0.0)).where(
-            Job.dataset_id == dataset.id, Job.settled.is_(True), Job.composed.is_(False)))
+            charged_to(dataset), Job.settled.is_(True), Job.composed.is_(False)))
     reserved = session.scalar(
         select(func.coalesce(func.sum(Job.epsilon), 0.0)).where(
-            Job.dataset_id == dataset.id, Job.settled.is_(False)))
+            charged_to(dataset), Job.settled.is_(False)))
     return float(dataset.spent_epsilon) + float(loose or 0.0) + float(reserved or 0.0)
 
 
 class DatasetPurged(Exception):
     """The dataset's raw upload was deleted by the retention policy."""
+
+
+class DatasetNotFound(Exception):
+    """No such dataset for this tenant."""
 
 
 def locked_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset | None:
@@ -89,22 +102,42 @@ def locked_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset
                           .with_for_update())
 
 
-def admit_job(db: Database, tenant_id: str, dataset_id: str, **fields: Any) -> Job | None:
-    """Insert a job and reserve its epsilon in one transaction, or raise
-    :class:`BudgetExceeded` / :class:`DatasetPurged`. None: no such dataset for this tenant."""
-    epsilon = float(fields["epsilon"])
-    with db.write() as session:
+def reserve_jobs(session: Session, tenant_id: str, specs: Sequence[dict[str, Any]]) -> list[Job]:
+    """Insert jobs and reserve their epsilon in the caller's write transaction, all or none.
+
+    Each spec holds a job's fields (``dataset_id``, ``epsilon``, ...). Every dataset named is
+    locked (in a fixed order) and checked against the sum its jobs ask for before any job is
+    added; raises :class:`DatasetNotFound`, :class:`DatasetPurged` or :class:`BudgetExceeded`
+    (naming the dataset). A job is pinned to its dataset's current version.
+    """
+    asked: dict[str, float] = {}
+    for spec in specs:
+        asked[spec["dataset_id"]] = asked.get(spec["dataset_id"], 0.0) + float(spec["epsilon"])
+    datasets: dict[str, Dataset] = {}
+    for dataset_id in sorted(asked):
         dataset = locked_dataset(session, tenant_id, dataset_id)
         if dataset is None:
-            return None
+            raise DatasetNotFound(dataset_id)
         if dataset.purged_at is not None:
             raise DatasetPurged(dataset_id)
         used = used_epsilon(session, dataset)
-        if used + epsilon > dataset.budget_epsilon + EPS_TOLERANCE:
-            raise BudgetExceeded(dataset.budget_epsilon, used, epsilon)
-        job = Job(id=new_id("job"), tenant_id=tenant_id, dataset_id=dataset_id,
-                  dispatched_at=now(), **fields)
-        session.add(job)
+        if used + asked[dataset_id] > dataset.budget_epsilon + EPS_TOLERANCE:
+            raise BudgetExceeded(dataset.budget_epsilon, used, asked[dataset_id], dataset_id)
+        datasets[dataset_id] = dataset
+    jobs = [Job(id=new_id("job"), tenant_id=tenant_id, dispatched_at=now(),
+                dataset_version=datasets[spec["dataset_id"]].version, **spec) for spec in specs]
+    session.add_all(jobs)
+    return jobs
+
+
+def admit_job(db: Database, tenant_id: str, dataset_id: str, **fields: Any) -> Job | None:
+    """Insert a job and reserve its epsilon in one transaction, or raise
+    :class:`BudgetExceeded` / :class:`DatasetPurged`. None: no such dataset for this tenant."""
+    try:
+        with db.write() as session:
+            job = reserve_jobs(session, tenant_id, [{"dataset_id": dataset_id, **fields}])[0]
+    except DatasetNotFound:
+        return None
     return job
 
 
@@ -115,8 +148,9 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
     two workers settling at once converge on the larger set.
     """
     with db.read() as session:
-        jobs = session.scalars(select(Job).where(Job.dataset_id == dataset_id,
-                                                 Job.settled.is_(True)).order_by(Job.seq)).all()
+        dataset = session.scalars(select(Dataset).where(Dataset.id == dataset_id)).one()
+        jobs = session.scalars(select(Job).where(charged_to(dataset), Job.settled.is_(True))
+                               .order_by(Job.seq)).all()
     history: list[tuple[float, float, int]] = []
     delta = 0.0  # the accountant's delta of the composition
     extra = 0.0  # failure probability outside the Gaussian analysis, added
@@ -137,10 +171,12 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
     accountant = accountants.pop() if len(accountants) == 1 else "prv"
     composed = epsilon_of(history, delta, accountant) if history else 0.0
     spent = min(composed + opaque, total)
+    fresh = [Dataset.version == dataset.version] if dataset.budget_policy == "fresh" else []
     with db.write() as session:
         done = session.execute(
             update(Dataset)
-            .where(Dataset.id == dataset_id, Dataset.composed_jobs < len(jobs))
+            # A new "fresh" version starts a new count: a composition of the old one loses.
+            .where(Dataset.id == dataset_id, Dataset.composed_jobs < len(jobs), *fresh)
             .values(spent_epsilon=spent, spent_delta=delta + extra, composed_jobs=len(jobs)))
         if done.rowcount:  # type: ignore[attr-defined]
             session.execute(update(Job).where(Job.id.in_([j.id for j in jobs]))
@@ -148,8 +184,7 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
 
 
 def budget_view(session: Session, dataset: Dataset) -> dict[str, Any]:
-    jobs = session.scalars(select(Job).where(Job.dataset_id == dataset.id)
-                           .order_by(Job.seq)).all()
+    jobs = session.scalars(select(Job).where(charged_to(dataset)).order_by(Job.seq)).all()
     loose = sum(float(j.charged_epsilon or 0) for j in jobs if j.settled and not j.composed)
     reserved = sum(j.epsilon for j in jobs if not j.settled)
     spent = float(dataset.spent_epsilon) + loose

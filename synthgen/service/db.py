@@ -61,12 +61,9 @@ class ApiKey(Base):
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-class Dataset(Base):
-    __tablename__ = "datasets"
+class Upload:
+    """The columns that describe one upload of a table (a dataset's, or a version's)."""
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(40), unique=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(300))
     format: Mapped[str] = mapped_column(String(10))
     size_bytes: Mapped[int] = mapped_column(Integer)
@@ -75,6 +72,18 @@ class Dataset(Base):
     columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     public_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     storage_key: Mapped[str] = mapped_column(String(300))
+
+
+UPLOAD_FIELDS = ("name", "format", "size_bytes", "sha256", "rows", "columns", "public_schema",
+                 "storage_key")
+
+
+class Dataset(Upload, Base):
+    __tablename__ = "datasets"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     budget_epsilon: Mapped[float] = mapped_column(Float)
     # Composition over the settled jobs flagged ``composed`` (see budget.compose_dataset).
     spent_epsilon: Mapped[float] = mapped_column(Float, default=0.0)
@@ -82,6 +91,44 @@ class Dataset(Base):
     composed_jobs: Mapped[int] = mapped_column(Integer, default=0)
     purged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    # The upload above is version ``version`` of the table (PUT .../versions adds one). Policy
+    # "shared": one cap and one spend across versions (the same people); "fresh": each version
+    # has its own cap and spend (only correct when versions hold disjoint people).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    budget_policy: Mapped[str] = mapped_column(String(10), default="shared")
+
+
+class DatasetVersion(Upload, Base):
+    """An upload of a dataset that is (or was) superseded: where jobs pinned to it read it."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    purged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Batch(Base):
+    """Several jobs submitted together: a parent row counting its children (no chords). The
+    settlement of the last child sets the terminal state in the same transaction."""
+
+    __tablename__ = "batches"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    state: Mapped[str] = mapped_column(String(20), default="running")
+    total: Mapped[int] = mapped_column(Integer)
+    remaining: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    schedule_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Job(Base):
@@ -125,6 +172,10 @@ class Job(Base):
     charged_epsilon: Mapped[float | None] = mapped_column(Float, nullable=True)
     composed: Mapped[bool] = mapped_column(Boolean, default=False)
     output_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The dataset version the job reads (pinned when it is accepted), and its batch if any.
+    dataset_version: Mapped[int] = mapped_column(Integer, default=1)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), nullable=True,
+                                                 index=True)
 
 
 class JobAttempt(Base):
@@ -140,6 +191,82 @@ class JobAttempt(Base):
     heartbeat_at: Mapped[float] = mapped_column(Float, default=now)
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+
+class Schedule(Base):
+    """A cron expression in a time zone and a job or batch template, fired by the tick."""
+
+    __tablename__ = "schedules"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    cron: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    # {"kind": "job" | "batch", "jobs": [job request bodies]}
+    template: Mapped[dict[str, Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_fire_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    last_fire_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ScheduleRun(Base):
+    """One fire time of a schedule. The unique (schedule, fire time) pair is the idempotency key
+    that keeps two ticks (or a restarted one) from firing a run twice."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "fire_time"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"),
+                                             index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    fire_time: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12))  # submitted | skipped
+    reason_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WebhookEndpoint(Base):
+    """A tenant's webhook receiver. The secret signs deliveries, so it is kept (not hashed)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WebhookEvent(Base):
+    """The durable outbox: an event is inserted in the transaction that caused it, and a
+    delivery loop sends it (claim, POST, retry with backoff), so a failing receiver never
+    blocks a job."""
+
+    __tablename__ = "webhook_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)  # the webhook-id header
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(12), default="pending",  # delivered | failed
+                                       index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=now)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 def _sqlite_engine(url: str, begin: str) -> Engine:

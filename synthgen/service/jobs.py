@@ -16,14 +16,16 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 
+from synthgen.service.batches import job_finished
 from synthgen.service.budget import (
     checkpoint_ledger,
     compose_dataset,
     ledger_epsilon,
     sgd_steps,
 )
-from synthgen.service.db import Database, Dataset, Job, JobAttempt, now
+from synthgen.service.db import Database, Dataset, DatasetVersion, Job, JobAttempt, now
 from synthgen.service.storage import Storage
+from synthgen.service.versions import purge_finished_versions
 
 log = logging.getLogger("synthgen.service")
 
@@ -116,6 +118,8 @@ def settle(
             error_code=error[0] if error else None, error_message=error[1] if error else None,
             output_rows=output_rows))
         ok = done.rowcount == 1  # type: ignore[attr-defined]
+        if ok:
+            job_finished(s, job_id, state)
         if ok and owner is not None:
             s.execute(update(JobAttempt).where(JobAttempt.job_id == job_id,
                                                JobAttempt.owner == owner)
@@ -134,15 +138,22 @@ def apply_retention(db: Database, storage: Storage, dataset_id: str, retain: boo
     """
     if retain:
         return False
+    purge_finished_versions(db, storage, dataset_id)
     with db.write() as s:
         dataset = s.scalar(select(Dataset).where(Dataset.id == dataset_id).with_for_update())
         if dataset is None or dataset.purged_at is not None:
             return False
-        open_jobs = s.scalar(select(func.count()).select_from(Job).where(
-            Job.dataset_id == dataset_id, Job.settled.is_(False)))
-        if open_jobs:
+        # Jobs of the current version: a new version waits for its own first job to end.
+        ended, open_jobs = s.execute(select(
+            func.count().filter(Job.settled.is_(True)),
+            func.count().filter(Job.settled.is_(False))).where(
+            Job.dataset_id == dataset_id, Job.dataset_version == dataset.version)).one()
+        if open_jobs or not ended:
             return False
         dataset.purged_at = now()
+        s.execute(update(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id,
+                                               DatasetVersion.version == dataset.version)
+                  .values(purged_at=dataset.purged_at))
         key = dataset.storage_key
     storage.delete(key)
     return True

@@ -33,6 +33,7 @@ from synthgen.service.jobs import (
 )
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
+from synthgen.service.versions import job_dataset
 
 log = logging.getLogger("synthgen.service")
 
@@ -141,7 +142,7 @@ def execute_job(job_id: str, owner: str, settings: Settings) -> str:
 def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> str:
     with db.read() as s:
         job = s.scalars(select(Job).where(Job.id == claim.job_id)).one()
-        dataset = s.scalars(select(Dataset).where(Dataset.id == job.dataset_id)).one()
+        dataset = job_dataset(s, job)  # the version the job was accepted on
     scratch = settings.scratch_dir / f"{job.id}-{claim.attempt}"
     scratch.mkdir(parents=True, exist_ok=True)
     ckpt = scratch / "checkpoint.pt"

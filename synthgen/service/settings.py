@@ -51,6 +51,21 @@ class Settings(BaseSettings):
     task_time_limit_s: int = 6 * 3600 + 600
     visibility_timeout_s: int | None = None
 
+    # Schedules: the tick that fires due runs. None: in the API process on the embedded
+    # engine; in the cluster Celery beat runs it (``synthgen.schedule_tick`` on ``control``).
+    scheduler: bool | None = Field(default=None)
+    schedule_tick_s: float = Field(default=15.0, gt=0)
+
+    # Webhooks: deliveries from the outbox (in the API process, and by beat in the cluster).
+    webhook_delivery: bool = Field(default=True)
+    webhook_every_s: float = Field(default=2.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_s: float = Field(default=10.0, gt=0)  # first retry; doubles, capped at 1 h
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Comma-separated hosts a webhook may target even over plain http or on a loopback or
+    # private address (e.g. an internal receiver); others must be public https URLs.
+    webhook_allowed_hosts: str = Field(default="")
+
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -86,6 +101,11 @@ class Settings(BaseSettings):
         """Redis visibility timeout: above the hard time limit (a running task is never
         redelivered), with an hour's margin unless set."""
         return self.visibility_timeout_s or self.task_time_limit_s + 3600
+
+    @property
+    def runs_scheduler(self) -> bool:
+        """Whether this API process runs the schedule tick."""
+        return self.engine == "embedded" if self.scheduler is None else self.scheduler
 
     @property
     def engine(self) -> str:

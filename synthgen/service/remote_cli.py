@@ -1,0 +1,247 @@
+"""``synthgen remote ...``: talk to a synthgen server (SYNTHGEN_URL, SYNTHGEN_API_KEY).
+
+Exit codes a cron script can trust (also in docs/service.md):
+
+    0  success (``wait``: the job succeeded)
+    1  the job failed (``wait``)
+    2  usage: bad arguments, or no server URL / API key
+    3  the job was cancelled (``wait``)
+    4  timeout: ``--timeout`` passed before the job ended (it goes on)
+    5  the server answered an error (its problem+json is printed on stderr)
+    6  the server could not be reached
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from synthgen.cli import app
+from synthgen.client import ApiError, Client, WaitTimeout
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 3
+EXIT_TIMEOUT, EXIT_HTTP, EXIT_UNREACHABLE = 4, 5, 6
+WAIT_EXITS = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+
+remote_app = typer.Typer(help="Use a synthgen server (SYNTHGEN_URL, SYNTHGEN_API_KEY). Exit "
+                         "codes: 0 ok, 1 job failed, 2 usage, 3 cancelled, 4 timeout, 5 HTTP "
+                         "error, 6 unreachable.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Upload tables.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Submit, follow and download jobs.", no_args_is_help=True)
+schedules_app = typer.Typer(help="Recurring runs.", no_args_is_help=True)
+remote_app.add_typer(datasets_app, name="datasets")
+remote_app.add_typer(jobs_app, name="jobs")
+remote_app.add_typer(schedules_app, name="schedules")
+app.add_typer(remote_app, name="remote")
+
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
+
+
+@remote_app.callback()
+def remote(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(envvar="SYNTHGEN_URL",
+                                            help="The server, e.g. http://127.0.0.1:8000.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="SYNTHGEN_API_KEY",
+                                                help="An API key (sgk_...).")] = None,
+) -> None:
+    ctx.obj = (url, api_key)
+
+
+@contextmanager
+def _client(ctx: typer.Context) -> Iterator[Client]:
+    """A client for the command; API and connection errors become the documented exits."""
+    url, api_key = ctx.obj
+    if not url or not api_key:
+        err.print("[bold red]error[/]: set SYNTHGEN_URL and SYNTHGEN_API_KEY (or --url and "
+                  "--api-key)")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        with Client(url, api_key) as client:
+            yield client
+    except ApiError as exc:
+        err.print(f"[bold red]error[/] {exc.status} ({exc.code}): {exc.detail}")
+        err.print(json.dumps(exc.problem), markup=False, highlight=False)
+        raise typer.Exit(EXIT_HTTP) from exc
+    except httpx.TransportError as exc:
+        err.print(f"[bold red]error[/]: cannot reach {url}: {exc}")
+        raise typer.Exit(EXIT_UNREACHABLE) from exc
+
+
+def _out(body: Any, as_json: bool, plain: str) -> None:
+    typer.echo(json.dumps(body, indent=2) if as_json else plain)
+
+
+@datasets_app.command("upload")
+def upload(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet.")],
+    budget_epsilon: Annotated[float | None, typer.Option(help="The dataset's epsilon cap.")] = None,
+    budget_policy: Annotated[str | None, typer.Option(
+        help="shared (default) or fresh: what a new version does to the budget.")] = None,
+    schema: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                help="Public schema JSON.")] = None,
+    version_of: Annotated[str | None, typer.Option(
+        help="Upload FILE as a new version of this dataset id instead.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload a table (or a new version of one); prints the dataset id."""
+    document = json.loads(schema.read_text()) if schema else None
+    with _client(ctx) as client:
+        if version_of:
+            body = client.upload_version(version_of, file, schema=document)
+        else:
+            body = client.upload_dataset(file, budget_epsilon=budget_epsilon,
+                                         budget_policy=budget_policy, schema=document)
+    err.print(f"dataset {body['id']} version {body.get('version', 1)}: {body['rows']} rows, "
+              f"{body['column_count']} columns")
+    _out(body, as_json, body["id"])
+
+
+@jobs_app.command("submit")
+def submit(
+    ctx: typer.Context,
+    dataset_id: Annotated[str, typer.Argument(help="The dataset to learn from.")],
+    epsilon: Annotated[float, typer.Option(help="The job's privacy budget.")],
+    rows: Annotated[int | None, typer.Option(help="Synthetic rows (default: as many).")] = None,
+    epochs: Annotated[float | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    delta: Annotated[float | None, typer.Option()] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="A retry with the same key returns the first job instead of a new one.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a job; prints its id."""
+    with _client(ctx) as client:
+        job = client.submit_job(dataset_id, epsilon, idempotency_key=idempotency_key,
+                                rows=rows, epochs=epochs, batch_size=batch_size, seed=seed,
+                                delta=delta)
+    _out(job, as_json, job["id"])
+
+
+@jobs_app.command("status")
+def status(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
+    """Print a job's status (exit 0 whatever it is; ``wait`` maps it to an exit code)."""
+    with _client(ctx) as client:
+        job = client.get_job(job_id)
+    progress = job["progress"]
+    _out(job, as_json, f"{job['status']} step {progress['step']}/{progress['total_steps'] or '?'}"
+         f" epsilon {progress['epsilon_spent']:.3g}/{job['epsilon']:g}")
+
+
+def _progress_bar(quiet: bool) -> tuple[Progress, Callable[[dict[str, Any]], None]]:
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[eps]}"), TimeElapsedColumn(), console=err,
+                   disable=quiet)
+    task = bar.add_task("queued", total=None, eps="")
+
+    def update(job: dict[str, Any]) -> None:
+        p = job["progress"]
+        bar.update(task, description=job["status"], total=p["total_steps"],
+                   completed=p["step"], eps=f"epsilon {p['epsilon_spent']:.3g}/{job['epsilon']:g}")
+
+    return bar, update
+
+
+@jobs_app.command("wait")
+def wait(
+    ctx: typer.Context,
+    job_id: str,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds "
+                                                  "(exit 4).")] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 2.0,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Wait for a job to end, showing its progress; the exit code says how it ended."""
+    bar, update = _progress_bar(quiet)
+    with _client(ctx) as client, bar:
+        try:
+            job = client.wait_job(job_id, timeout=timeout, poll_s=poll, on_update=update)
+        except WaitTimeout as exc:
+            err.print(f"timeout: {exc}")
+            raise typer.Exit(EXIT_TIMEOUT) from exc
+    if job.get("error"):
+        err.print(f"[bold red]{job['status']}[/] ({job['error']['code']}): "
+                  f"{job['error']['message']}")
+    _out(job, as_json, job["status"])
+    raise typer.Exit(WAIT_EXITS[job["status"]])
+
+
+@jobs_app.command("download")
+def download(
+    ctx: typer.Context,
+    job_id: str,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic CSV to write.")] = Path(
+        "synthetic.csv"),
+    report: Annotated[Path | None, typer.Option(help="Also write the privacy report (JSON) "
+                                                "here.")] = None,
+) -> None:
+    """Download a succeeded job's synthetic CSV (and its report)."""
+    with _client(ctx) as client:
+        client.download_synthetic(job_id, out)
+        if report is not None:
+            report.write_text(json.dumps(client.get_report(job_id), indent=2))
+    err.print(f"wrote {out}" + (f" and {report}" if report else ""))
+
+
+@schedules_app.command("create")
+def create_schedule(
+    ctx: typer.Context,
+    cron: Annotated[str, typer.Option(help="5-field cron expression, e.g. '0 2 * * *'.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the expression.")] = "UTC",
+    dataset: Annotated[str | None, typer.Option(help="Dataset id of a one-job template.")] = None,
+    epsilon: Annotated[float | None, typer.Option(help="Epsilon of that job.")] = None,
+    rows: Annotated[int | None, typer.Option()] = None,
+    epochs: Annotated[float | None, typer.Option()] = None,
+    template: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help='JSON: {"job": {...}} or {"batch": {"jobs": [...]}}.'
+    )] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    disabled: Annotated[bool, typer.Option(help="Create it switched off.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a schedule from --dataset/--epsilon, or from a --template file; prints its id."""
+    if template is not None:
+        document = json.loads(template.read_text())
+        job, batch = document.get("job"), (document.get("batch") or {}).get("jobs")
+    elif dataset and epsilon:
+        job = {k: v for k, v in (("dataset_id", dataset), ("epsilon", epsilon), ("rows", rows),
+                                 ("epochs", epochs)) if v is not None}
+        batch = None
+    else:
+        err.print("[bold red]error[/]: give --dataset and --epsilon, or --template")
+        raise typer.Exit(EXIT_USAGE)
+    with _client(ctx) as client:
+        schedule = client.create_schedule(cron, timezone=timezone, job=job, batch=batch,
+                                          name=name, enabled=not disabled)
+    err.print(f"schedule {schedule['id']}: next run {schedule['next_fire_at']}")
+    _out(schedule, as_json, schedule["id"])
+
+
+@schedules_app.command("list")
+def list_schedules(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the schedules: id, cron, time zone, on/off, next run, last run's status."""
+    with _client(ctx) as client:
+        items = client.list_schedules()
+    if as_json:
+        _out(items, True, "")
+        return
+    table = Table("id", "name", "cron", "timezone", "enabled", "next run", "last run")
+    for s in items:
+        last = s["recent_runs"][0] if s["recent_runs"] else None
+        table.add_row(s["id"], s["name"] or "", s["cron"], s["timezone"], str(s["enabled"]),
+                      s["next_fire_at"] or "-",
+                      f"{last['fire_time']} {last['status']}" if last else "-")
+    Console().print(table)
