@@ -54,7 +54,7 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible runs (the noise is then "
                                              "only as secret as the seed).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Training epochs (default 20).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs (default 30).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Expected real rows per step (default "
                                                    "n/8, at most 16,384).")] = None,
     accountant: Annotated[str, typer.Option(help="prv (tight, default) or rdp.")] = "prv",

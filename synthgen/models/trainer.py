@@ -36,7 +36,7 @@ def fresh_seed() -> int:
 
 @dataclass
 class TrainingConfig:
-    epochs: float = 20.0
+    epochs: float = 30.0
     batch_size: int | None = None  # expected real rows per step; default from the table size
     max_grad_norm: float = 1.0
     lr_d: float = 1e-3
@@ -44,7 +44,7 @@ class TrainingConfig:
     generator_steps: int = 1
     # Exponential moving average of the generator's weights, sampled from at the end
     # (post-processing: it reads no data). 0 turns it off.
-    ema_decay: float = 0.0
+    ema_decay: float = 0.95
     noise_dim: int = 64
     d_hidden: tuple[int, ...] = (128, 128)
     g_hidden: tuple[int, ...] = (256, 256)
