@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from service.svc_helpers import FAST_JOB, Api, Service
+from service.svc_helpers import FAST_JOB, Api, Service, wait_batch
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +37,15 @@ def finished_job(tenant_a: Api) -> dict[str, Any]:
     done = tenant_a.wait(job["id"])
     assert done["status"] == "succeeded", done
     return {"dataset": dataset, "job": done}
+
+
+@pytest.fixture(scope="session")
+def finished_batch(tenant_a: Api) -> dict[str, Any]:
+    """A batch of three datasets run to the end (shared by the batch and isolation tests)."""
+    datasets = [tenant_a.upload() for _ in range(3)]
+    r = tenant_a.http.post("/v1/batches", json={"jobs": [
+        {"dataset_id": d["id"], **FAST_JOB, "audit": False} for d in datasets]})
+    assert r.status_code == 202, r.text
+    assert r.headers["Location"] == f"/v1/batches/{r.json()['id']}"
+    batch = wait_batch(tenant_a, r.json()["id"])
+    return {"datasets": datasets, "batch": batch, "submitted": r.json()}

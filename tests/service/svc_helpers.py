@@ -36,6 +36,10 @@ BASE_ENV = {
     "SYNTHGEN_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
     "SYNTHGEN_TASK_SOFT_TIME_LIMIT_S": "300",
     "SYNTHGEN_TASK_TIME_LIMIT_S": "360",
+    "SYNTHGEN_SCHEDULE_TICK_S": "0.5",
+    "SYNTHGEN_WEBHOOK_EVERY_S": "0.3",
+    "SYNTHGEN_WEBHOOK_BACKOFF_S": "0.5",
+    "SYNTHGEN_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
     "PYTHONUNBUFFERED": "1",
 }
 
@@ -242,6 +246,17 @@ class Api:
         raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}")
 
 
+def wait_batch(api: Api, batch_id: str, timeout: float = 240) -> dict[str, Any]:
+    """Poll a batch until it ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = dict(api.http.get(f"/v1/batches/{batch_id}").json())
+        if batch["status"] in ("succeeded", "partially_failed", "failed"):
+            return batch
+        time.sleep(0.3)
+    raise AssertionError(f"batch {batch_id} did not end in {timeout}s: {batch}")
+
+
 def assert_resumed_once(service: Service, api: Api, job: dict[str, Any],
                         dataset: dict[str, Any]) -> None:
     """After a kill: the job succeeded on a second attempt that resumed (never overlapping the
@@ -260,3 +275,41 @@ def assert_resumed_once(service: Service, api: Api, job: dict[str, Any],
     assert [a[0] for a in attempts] == [1, 2]
     assert attempts[1][1] > attempts[0][2], "the second attempt overlapped the first"
     assert attempts[0][3] != attempts[1][3]
+
+
+# --- database-level tests (no server) ----------------------------------------------------
+
+# A ledger that composes to a small epsilon (RDP, 50 steps at sigma 1, q 0.1).
+LEDGER = {"accountant": "rdp", "accountant_delta": 1e-6, "extra_delta": 0.0,
+          "history": [[1.0, 0.1, 50]]}
+
+
+def unit_database(path: Path) -> Any:
+    """A fresh SQLite database (file ``path``) with tenant t1."""
+    from synthgen.service.db import Database, Tenant
+
+    db = Database(f"sqlite:///{path}")
+    db.create_all()
+    with db.write() as s:
+        s.add(Tenant(id="t1", name="t1"))
+    return db
+
+
+def add_dataset(db: Any, dataset_id: str, cap: float, policy: str = "shared",
+                tenant: str = "t1") -> None:
+    from synthgen.service.db import Dataset
+
+    with db.write() as s:
+        s.add(Dataset(id=dataset_id, tenant_id=tenant, name=f"{dataset_id}.csv", format="csv",
+                      size_bytes=1, sha256="0" * 64, rows=100, columns=[],
+                      storage_key=f"k/{dataset_id}", budget_epsilon=cap, budget_policy=policy))
+
+
+def finish_job(db: Any, job_id: str, state: str, charged: float = 0.0) -> None:
+    """Claim a job and settle it as a worker would."""
+    from synthgen.service.jobs import claim_job, settle
+
+    claim = claim_job(db, job_id, f"worker-{job_id}", lease_s=30)
+    assert claim is not None
+    assert settle(db, job_id, state, owner=claim.owner, ledger=LEDGER if charged else None,
+                  charged=charged, error=("x", "y") if state == "failed" else None)

@@ -34,21 +34,37 @@ def test_route_table_covers_the_id_routes() -> None:
     paths = {p for _, p in ID_ROUTES}
     assert {"/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/synthetic.csv",
             "/v1/jobs/{job_id}/report", "/v1/datasets/{dataset_id}",
-            "/v1/datasets/{dataset_id}/budget"} <= paths
+            "/v1/datasets/{dataset_id}/budget", "/v1/datasets/{dataset_id}/versions",
+            "/v1/batches/{batch_id}", "/v1/batches/{batch_id}/download",
+            "/v1/schedules/{schedule_id}"} <= paths
+
+
+def _schedule(api: Api, dataset_id: str) -> str:
+    r = api.http.post("/v1/schedules", json={"cron": "0 3 * * *", "enabled": False,
+                                             "job": {"dataset_id": dataset_id, "epsilon": 0.1}})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
 
 
 @pytest.mark.parametrize(("method", "path"), ID_ROUTES, ids=[f"{m} {p}" for m, p in ID_ROUTES])
 def test_other_tenant_gets_404_for_every_route(
-    tenant_a: Api, tenant_b: Api, finished_job: dict[str, Any], method: str, path: str
+    tenant_a: Api, tenant_b: Api, finished_job: dict[str, Any],
+    finished_batch: dict[str, Any], method: str, path: str
 ) -> None:
-    ids = {"job_id": finished_job["job"]["id"], "dataset_id": finished_job["dataset"]["id"]}
+    ids = {"job_id": finished_job["job"]["id"], "dataset_id": finished_job["dataset"]["id"],
+           "batch_id": finished_batch["batch"]["id"],
+           "schedule_id": _schedule(tenant_a, finished_job["dataset"]["id"])}
+    request: dict[str, Any] = {"json": {}} if method == "PATCH" else {}
+    if path.endswith("/versions"):  # a dataset of its own: the owner's request adds a version
+        ids["dataset_id"] = tenant_a.upload()["id"]
+        request = {"files": {"file": ("v2.csv", ADULT_SAMPLE.read_bytes(), "text/csv")}}
     params = re.findall(r"{(\w+)}", path)
     assert set(params) <= set(ids), f"no test object for {params} in {path}"
     url = path.format(**ids)
-    before = tenant_a.http.request(method, url)
-    assert before.status_code < 400 or before.status_code == 409, before.text
-    r = tenant_b.http.request(method, url)
+    r = tenant_b.http.request(method, url, **request)  # first: it must change nothing
     assert r.status_code == 404, r.text
+    owner = tenant_a.http.request(method, url, **request)
+    assert owner.status_code < 400 or owner.status_code == 409, owner.text
     assert r.headers["content-type"] == "application/problem+json"
     assert finished_job["job"]["id"] not in r.text or "there is no" in r.json()["detail"]
     assert tenant_a.http.request("GET", f"/v1/jobs/{ids['job_id']}").json()["status"] == (

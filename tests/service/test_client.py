@@ -1,0 +1,124 @@
+"""The Python client and ``synthgen remote``: typed errors, downloads, and exit codes that a
+cron script can trust (the ``wait`` ones from a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from service.svc_helpers import ADULT_SAMPLE, ROOT, Api, Service, free_port
+from synthgen.cli import app
+from synthgen.client import ApiError, Client, WaitTimeout
+from synthgen.service.remote_cli import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_HTTP,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
+
+
+@pytest.fixture(scope="module")
+def key(embedded: Service) -> str:
+    return embedded.key("client")
+
+
+def _remote(embedded: Service, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**embedded.env, "SYNTHGEN_URL": embedded.url, "SYNTHGEN_API_KEY": key}
+    return subprocess.run([sys.executable, "-m", "synthgen", "remote", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=240)
+
+
+def _invoke(env: dict[str, str], *args: str) -> Any:
+    return CliRunner().invoke(app, ["remote", *args], env=env)
+
+
+def test_client_round_trip_and_typed_errors(embedded: Service, tenant_a: Api,
+                                            finished_job: dict[str, Any],
+                                            tmp_path: Path) -> None:
+    own_key = tenant_a.http.headers["Authorization"].removeprefix("Bearer ")
+    with Client(embedded.url, own_key) as client:
+        done = client.wait_job(finished_job["job"]["id"], poll_s=0.3)
+        assert done["status"] == "succeeded"
+        out = client.download_synthetic(done["id"], tmp_path / "synthetic.csv")
+        assert len(out.read_text().splitlines()) == 401
+        assert client.get_report(done["id"])["epsilon"] <= 1.0
+        dataset = client.upload_dataset(ADULT_SAMPLE, budget_epsilon=1.5)
+        assert dataset["rows"] == 400 and dataset["budget_policy"] == "shared"
+        with pytest.raises(ApiError) as missing:
+            client.get_job("job_nope")
+        assert missing.value.status == 404 and missing.value.code == "not-found"
+        job = client.submit_job(dataset["id"], 1.0, epochs=1, idempotency_key="once")
+        assert client.submit_job(dataset["id"], 1.0, epochs=1,
+                                 idempotency_key="once")["id"] == job["id"]
+        with pytest.raises(ApiError) as over:
+            client.submit_job(dataset["id"], 1.0)
+        assert over.value.status == 409 and over.value.code == "budget-exceeded"
+        assert over.value.problem["dataset_id"] == dataset["id"]
+        with pytest.raises(WaitTimeout):
+            client.wait_job(job["id"], timeout=0.01, poll_s=0.01)
+        with pytest.raises(ApiError) as not_ready:
+            client.download_synthetic(job["id"], tmp_path / "early.csv")
+        assert not_ready.value.code == "output-not-ready"
+        assert not (tmp_path / "early.csv").exists()
+        assert client.cancel_job(job["id"])["status"] in ("cancelled", "running")
+        schedule = client.create_schedule("0 2 * * *", timezone="Europe/Paris",
+                                          job={"dataset_id": dataset["id"], "epsilon": 0.1},
+                                          enabled=False)
+        assert client.update_schedule(schedule["id"], enabled=True)["next_fire_at"]
+        assert schedule["id"] in {s["id"] for s in client.list_schedules()}
+        client.delete_schedule(schedule["id"])
+
+
+def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path) -> None:
+    env = {"SYNTHGEN_URL": embedded.url, "SYNTHGEN_API_KEY": key}
+    uploaded = _invoke(env, "datasets", "upload", str(ADULT_SAMPLE), "--budget-epsilon", "3")
+    assert uploaded.exit_code == EXIT_OK, uploaded.output
+    dataset_id = uploaded.stdout.strip().splitlines()[-1]
+    submitted = _invoke(env, "jobs", "submit", dataset_id, "--epsilon", "1", "--epochs", "1",
+                        "--batch-size", "100", "--seed", "7")
+    assert submitted.exit_code == EXIT_OK, submitted.output
+    job_id = submitted.stdout.strip()
+    failing = _invoke(env, "jobs", "submit", dataset_id, "--epsilon", "0.01").stdout.strip()
+    # Two more while the dataset's upload is kept (the fixture's server deletes it after the
+    # last job): one cancelled, one still queued when its wait times out.
+    cancelled_job, queued = (_invoke(env, "jobs", "submit", dataset_id, "--epsilon", "0.5")
+                             .stdout.strip() for _ in range(2))
+    Client(embedded.url, key).cancel_job(cancelled_job)
+    assert _invoke(env, "jobs", "wait", cancelled_job, "--quiet").exit_code == EXIT_CANCELLED
+    assert _invoke(env, "jobs", "wait", queued, "--timeout", "0.01", "--quiet",
+                   "--poll", "0.01").exit_code == EXIT_TIMEOUT
+    Client(embedded.url, key).cancel_job(queued)
+
+    ok = _remote(embedded, key, "jobs", "wait", job_id, "--poll", "0.5")  # a real process
+    assert ok.returncode == EXIT_OK, ok.stderr[-3000:]
+    assert ok.stdout.strip() == "succeeded" and "epsilon" in ok.stderr  # the progress line
+    failed = _remote(embedded, key, "jobs", "wait", failing, "--poll", "0.5", "--quiet")
+    assert failed.returncode == EXIT_FAILED, failed.stderr[-3000:]
+    assert "privacy-budget" in failed.stderr
+
+    status = _invoke(env, "jobs", "status", job_id, "--json")
+    assert status.exit_code == EXIT_OK and json.loads(status.stdout)["status"] == "succeeded"
+    out = tmp_path / "out.csv"
+    got = _invoke(env, "jobs", "download", job_id, "-o", str(out), "--report",
+                  str(tmp_path / "report.json"))
+    assert got.exit_code == EXIT_OK and len(out.read_text().splitlines()) == 401
+    created = _invoke(env, "schedules", "create", "--cron", "0 2 * * *", "--timezone",
+                      "Europe/Paris", "--dataset", dataset_id, "--epsilon", "0.5", "--disabled")
+    assert created.exit_code == EXIT_OK, created.output
+    listed = _invoke(env, "schedules", "list", "--json")
+    assert created.stdout.strip() in {s["id"] for s in json.loads(listed.stdout)}
+
+    assert _invoke(env, "jobs", "wait", "job_nope").exit_code == EXIT_HTTP
+    no_env = {"SYNTHGEN_URL": "", "SYNTHGEN_API_KEY": ""}
+    assert _invoke(no_env, "jobs", "wait", job_id).exit_code == EXIT_USAGE
+    unreachable = {**env, "SYNTHGEN_URL": f"http://127.0.0.1:{free_port()}"}
+    assert _invoke(unreachable, "jobs", "wait", job_id).exit_code == EXIT_UNREACHABLE

@@ -1,0 +1,216 @@
+"""Webhooks: Standard Webhooks signatures, target checks, the outbox's retries with backoff,
+and a real receiver that gets each event of a real service exactly once."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from service.svc_helpers import ADULT_SAMPLE, FAST_JOB, Api, Service, unit_database, wait_batch
+from synthgen.client import InvalidSignature, verify_webhook
+from synthgen.service.db import Database, WebhookEvent
+from synthgen.service.schedules import latest_fire
+from synthgen.service.settings import Settings
+from synthgen.service.webhooks import (
+    TargetRefused,
+    check_url,
+    deliver_due,
+    enqueue_event,
+    set_endpoint,
+)
+from synthgen.signing import sign, verify
+
+
+def test_signature_matches_the_standard_webhooks_reference() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the spec's published test vector
+    msg_id, timestamp, body = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+    signature = sign(secret, msg_id, timestamp, body)
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+               "webhook-signature": f"v1,bm90IGl0 {signature}"}  # several: one must match
+    assert verify(secret, headers, body, now=timestamp + 10) == msg_id
+    for bad_body, at in ((body + b" ", timestamp), (body, timestamp + 301)):
+        with pytest.raises(InvalidSignature):
+            verify(secret, headers, bad_body, now=at)
+    with pytest.raises(InvalidSignature):
+        verify(secret, {"webhook-id": msg_id}, body)
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("https://hooks.example.org/synthgen", True),
+    ("http://127.0.0.1:9999/hook", True),  # allowed host: loopback, plain http
+    ("http://hooks.example.org/synthgen", False),  # plain http to a host not allowed
+    ("https://10.0.0.5/hook", False), ("https://169.254.169.254/latest", False),
+    ("https://[::1]/hook", False), ("https://localhost/hook", False),
+    ("https://user:pw@hooks.example.org/", False), ("ftp://hooks.example.org/", False),
+    ("not a url", False), ("https://hooks.example.org:99999/", False),
+])
+def test_webhook_targets_are_checked(url: str, ok: bool) -> None:
+    settings = Settings(data_dir=Path("unused"), webhook_allowed_hosts="127.0.0.1")
+    if ok:
+        assert check_url(url, settings) == url
+    else:
+        with pytest.raises(TargetRefused):
+            check_url(url, settings)
+
+
+class Receiver:
+    """A tiny HTTP server on a free loopback port that verifies and records deliveries;
+    ``fail_first`` of each listed event type is answered 500 once."""
+
+    def __init__(self, fail_first: tuple[str, ...] = ()) -> None:
+        self.secret = ""
+        self.received: list[dict[str, Any]] = []
+        self.fail_first = set(fail_first)
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["content-length"]))
+                try:
+                    event = verify_webhook(receiver.secret, dict(self.headers), body)
+                    valid = True
+                except InvalidSignature:
+                    event, valid = json.loads(body), False
+                with receiver._lock:
+                    status = 500 if event["type"] in receiver.fail_first else 204
+                    receiver.fail_first.discard(event["type"])
+                    receiver.received.append({"id": self.headers["webhook-id"], "valid": valid,
+                                              "status": status, "event": event,
+                                              "body": body.decode()})
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def acked(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.received if r["status"] == 204]
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(fail_first=("job.failed",))
+    yield r
+    r.stop()
+
+
+def test_deliveries_retry_with_exponential_backoff_then_give_up(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = Settings(data_dir=tmp_path, webhook_allowed_hosts="127.0.0.1",
+                        webhook_backoff_s=10, webhook_max_attempts=3, webhook_timeout_s=5)
+    db: Database = unit_database(tmp_path / "hooks.db")
+    _, receiver.secret = set_endpoint(db, "t1", receiver.url)
+    with db.write() as s:
+        first = enqueue_event(s, "t1", "job.failed", {"job_id": "job_1", "status": "failed"})
+        second = enqueue_event(s, "t1", "job.succeeded", {"job_id": "job_2"})
+    t = time.time()
+    assert deliver_due(db, settings, now_s=t) == 1  # job.failed answered 500, job.succeeded ok
+    with db.read() as s:
+        event = s.scalars(select(WebhookEvent).where(WebhookEvent.id == first)).one()
+    assert event.state == "pending" and event.attempts == 1 and event.last_status == 500
+    assert 8 <= event.next_attempt_at - t <= 12  # the first backoff, +-20%
+    assert deliver_due(db, settings, now_s=t + 5) == 0  # not due yet: nothing is sent
+    assert deliver_due(db, settings, now_s=t + 13) == 1
+    assert [(r["id"], r["status"]) for r in receiver.received] == [
+        (first, 500), (second, 204), (first, 204)]
+    assert all(r["valid"] for r in receiver.received)
+
+    # A receiver that never answers 2xx: the delay doubles, then the event is given up.
+    _, receiver.secret = set_endpoint(db, "t1", receiver.url.replace("/hook", "/gone"))
+    receiver.stop()  # nothing listens there any more: connections are refused
+    with db.write() as s:
+        dead = enqueue_event(s, "t1", "batch.finished", {"batch_id": "bat_1"})
+    delays = []
+    for _ in range(3):
+        with db.read() as s:
+            due = s.scalars(select(WebhookEvent).where(WebhookEvent.id == dead)).one()
+        deliver_due(db, settings, now_s=due.next_attempt_at)
+        with db.read() as s:
+            after = s.scalars(select(WebhookEvent).where(WebhookEvent.id == dead)).one()
+        delays.append(after.next_attempt_at - due.next_attempt_at)
+    assert after.state == "failed" and after.attempts == 3 and "ConnectError" in (
+        after.last_error or "")
+    assert 8 <= delays[0] <= 12 and 16 <= delays[1] <= 24
+    db.dispose()
+
+
+def _until(condition: Any, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_a_receiver_gets_each_event_once_with_a_valid_signature(
+    embedded: Service, receiver: Receiver
+) -> None:
+    api = Api(embedded.url, embedded.key("hooks"))
+    r = api.http.put("/v1/webhook", json={"url": receiver.url})
+    assert r.status_code == 200 and r.json()["secret"].startswith("whsec_")
+    receiver.secret = r.json()["secret"]
+    assert "secret" not in api.http.get("/v1/webhook").json()
+    refused = api.http.put("/v1/webhook", json={"url": "http://10.1.2.3/hook"})
+    assert refused.status_code == 422 and refused.json()["code"] == "webhook-target-refused"
+
+    dataset = api.upload(budget_epsilon="2")
+    batch = api.http.post("/v1/batches", json={"jobs": [
+        {"dataset_id": dataset["id"], **FAST_JOB, "audit": False},
+        {"dataset_id": dataset["id"], "epsilon": 0.01}]}).json()  # too small: fails at once
+    schedule = api.http.post("/v1/schedules", json={
+        "cron": "* * * * *", "job": {"dataset_id": dataset["id"], "epsilon": 5}}).json()
+    missed = latest_fire("* * * * *", "UTC", time.time())  # as if serve had been down then
+    with sqlite3.connect(embedded.db_path, timeout=30) as conn:
+        conn.execute("UPDATE schedules SET next_fire_at = ? WHERE id = ?",
+                     (missed, schedule["id"]))
+    ended = wait_batch(api, batch["id"])
+    assert ended["status"] == "partially_failed", ended
+    _until(lambda: {r["event"]["type"] for r in receiver.acked()} >= {
+        "job.succeeded", "job.failed", "batch.finished", "schedule.skipped"})
+    api.http.patch(f"/v1/schedules/{schedule['id']}", json={"enabled": False})
+    time.sleep(2)  # several more delivery passes: nothing is sent again
+
+    acked = receiver.acked()
+    assert all(r["valid"] for r in receiver.received)
+    assert sorted(r["event"]["type"] for r in acked) == [
+        "batch.finished", "job.failed", "job.succeeded", "schedule.skipped"]
+    assert len({r["id"] for r in acked}) == 4  # each event exactly once
+    retried = [r for r in receiver.received if r["event"]["type"] == "job.failed"]
+    assert [r["status"] for r in retried] == [500, 204] and retried[0]["id"] == retried[1]["id"]
+    events = {r["event"]["type"]: r["event"]["data"] for r in acked}
+    assert events["batch.finished"] == {
+        "batch_id": batch["id"], "status": "partially_failed", "total": 2, "succeeded": 1,
+        "failed": 1, "cancelled": 0, "schedule_id": None}
+    assert events["job.failed"]["error_code"] == "privacy-budget"
+    skipped = events["schedule.skipped"]
+    assert skipped["schedule_id"] == schedule["id"] and skipped["reason_code"] == (
+        "budget-exceeded")
+    sample = ADULT_SAMPLE.read_text().splitlines()[1].split(",")
+    for delivery in acked:  # ids and statuses, never data rows
+        assert not any(f'"{v}"' in delivery["body"] for v in sample if len(v) > 3)
+    assert api.http.get("/v1/webhook").json()["deliveries"] == {
+        "pending": 0, "delivered": 4, "failed": 0}
+    assert api.http.delete("/v1/webhook").status_code == 204
+    assert api.http.get("/v1/webhook").status_code == 404
