@@ -173,9 +173,9 @@ class Service:
             time.sleep(0.2)
         raise RuntimeError(f"the API did not become ready: {self.log('api.log')}")
 
-    def start_worker(self, name: str = "gpu0") -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str = "gpu0", queues: str = "gpu") -> subprocess.Popen[bytes]:
         proc = self.spawn("worker", "--hostname", f"{name}@%h", "--log-level", "INFO",
-                          log=f"worker-{name}.log")
+                          "--queues", queues, log=f"worker-{name}.log")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # ready when its log says so
             if proc.poll() is not None:

@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from service.svc_helpers import (
     Service,
     assert_resumed_once,
     children_of,
+    cmdline,
     kill_tree,
 )
 
@@ -105,3 +107,35 @@ def test_queued_jobs_survive_a_redis_restart(
     for job_id in ids:
         assert client.wait(job_id)["status"] == "succeeded"
     assert Path(broker.dir / "appendonlydir").exists()
+
+
+def test_the_beat_tick_task_fires_a_schedule_once_on_the_cluster(
+    cluster: Service, broker: RedisServer, client: Api
+) -> None:
+    from datetime import datetime
+
+    from synthgen.service.settings import Settings
+    from workers.celery_app import CONTROL_QUEUE, SCHEDULE_TICK_TASK, make_celery
+
+    cluster.start_worker("control", queues="control")
+    if not any(p.poll() is None and "--queues gpu" in cmdline(p.pid) for p in cluster.procs):
+        cluster.start_worker("gpu3")
+    dataset = client.upload()
+    schedule = client.http.post("/v1/schedules", json={
+        "cron": "* * * * *", "job": {"dataset_id": dataset["id"], **FAST_JOB}}).json()
+    due = datetime.fromisoformat(schedule["next_fire_at"]).timestamp() + 1
+    celery = make_celery(Settings(broker_url=broker.url))
+    for _ in range(2):  # as beat would send it, twice (two beats): one run
+        celery.send_task(SCHEDULE_TICK_TASK, kwargs={"now_s": due}, queue=CONTROL_QUEUE)
+    runs: list[dict[str, object]] = []
+    for _ in range(150):
+        runs = client.http.get(f"/v1/schedules/{schedule['id']}").json()["recent_runs"]
+        if runs:
+            break
+        time.sleep(0.2)
+    client.http.patch(f"/v1/schedules/{schedule['id']}", json={"enabled": False})
+    assert len(runs) == 1 and runs[0]["status"] == "submitted", runs
+    done = client.wait(str(runs[0]["job_id"]))  # sent to the gpu queue and trained there
+    assert done["status"] == "succeeded", done
+    time.sleep(1)
+    assert len(client.http.get(f"/v1/schedules/{schedule['id']}").json()["recent_runs"]) == 1

@@ -12,7 +12,15 @@ from typer.testing import CliRunner
 from service.svc_helpers import ROOT
 from synthgen.cli import app
 from synthgen.service.settings import Settings
-from workers.celery_app import GPU_QUEUE, RECONCILE_TASK, TRAIN_TASK, make_celery
+from workers.celery_app import (
+    CONTROL_QUEUE,
+    GPU_QUEUE,
+    RECONCILE_TASK,
+    SCHEDULE_TICK_TASK,
+    TRAIN_TASK,
+    WEBHOOKS_TASK,
+    make_celery,
+)
 
 
 def _compose() -> dict[str, Any]:
@@ -63,7 +71,9 @@ def test_compose_visibility_timeout_is_above_the_hard_limit() -> None:
         assert place["visibility_timeout"] > conf.task_time_limit > conf.task_soft_time_limit
     assert conf.visibility_timeout == conf.broker_transport_options["visibility_timeout"]
     assert conf.task_routes[TRAIN_TASK]["queue"] == GPU_QUEUE
-    assert RECONCILE_TASK in {e["task"] for e in conf.beat_schedule.values()}
+    assert {RECONCILE_TASK, SCHEDULE_TICK_TASK, WEBHOOKS_TASK} <= {
+        e["task"] for e in conf.beat_schedule.values()}
+    assert conf.task_routes[SCHEDULE_TICK_TASK]["queue"] == CONTROL_QUEUE
 
 
 def test_dockerfile_installs_the_service_packages() -> None:
