@@ -28,6 +28,7 @@ from service.svc_helpers import (
     unit_database,
 )
 from synthgen.service.db import (
+    Batch,
     Database,
     Dataset,
     Job,
@@ -134,6 +135,24 @@ def test_a_restarted_tick_never_fires_a_window_twice(db: Database) -> None:
     assert len(_runs(db, schedule_id)) == 1
     with db.read() as s:
         assert len(s.scalars(select(Job)).all()) == 1
+
+
+def test_a_batch_template_fires_one_batch_per_window(db: Database) -> None:
+    add_dataset(db, "ds2", cap=5.0)
+    with db.write() as s:
+        s.add(Schedule(id="sch_batch", tenant_id="t1", name="nightly", template={
+            "kind": "batch", "jobs": [{"dataset_id": "ds1", "epsilon": 0.5},
+                                      {"dataset_id": "ds2", "epsilon": 0.5, "epochs": 1}]},
+            **schedule_values("0 2 * * *", "Europe/Paris", True, T0)))
+    fired = tick(db, now_s=T0 + 86_400)
+    assert len(fired) == 1 and fired[0].batch_id and len(fired[0].job_ids) == 2
+    with db.read() as s:
+        jobs = s.scalars(select(Job).order_by(Job.seq)).all()
+        batch = s.scalars(select(Batch)).one()
+    assert batch.schedule_id == "sch_batch" and batch.total == 2
+    assert [j.batch_id for j in jobs] == [batch.id] * 2 and jobs[1].options == {"epochs": 1}
+    local = datetime.fromtimestamp(fired[0].fire_time, PARIS)
+    assert (local.hour, local.minute) == (2, 0)
 
 
 def test_a_disabled_schedule_does_not_fire(db: Database) -> None:

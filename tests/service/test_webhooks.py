@@ -179,9 +179,9 @@ def test_a_receiver_gets_each_event_once_with_a_valid_signature(
     batch = api.http.post("/v1/batches", json={"jobs": [
         {"dataset_id": dataset["id"], **FAST_JOB, "audit": False},
         {"dataset_id": dataset["id"], "epsilon": 0.01}]}).json()  # too small: fails at once
-    schedule = api.http.post("/v1/schedules", json={
-        "cron": "* * * * *", "job": {"dataset_id": dataset["id"], "epsilon": 5}}).json()
-    missed = latest_fire("* * * * *", "UTC", time.time())  # as if serve had been down then
+    schedule = api.http.post("/v1/schedules", json={  # daily: it cannot fire again here
+        "cron": "0 3 * * *", "job": {"dataset_id": dataset["id"], "epsilon": 5}}).json()
+    missed = latest_fire("0 3 * * *", "UTC", time.time())  # as if serve had been down then
     with sqlite3.connect(embedded.db_path, timeout=30) as conn:
         conn.execute("UPDATE schedules SET next_fire_at = ? WHERE id = ?",
                      (missed, schedule["id"]))
