@@ -27,12 +27,14 @@ class PeriodicLoops:
         self.settings, self.db, self.dispatcher, self.clock = settings, db, dispatcher, clock
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._http: httpx.Client | None = None
 
     def start(self) -> None:
         if self.settings.runs_scheduler:
             self._spawn("schedule-tick", self.settings.schedule_tick_s, self.tick_once)
         if self.settings.webhook_delivery:
             http = httpx.Client(timeout=self.settings.webhook_timeout_s, follow_redirects=False)
+            self._http = http
             self._spawn("webhooks", self.settings.webhook_every_s,
                         lambda: deliver_due(self.db, self.settings, http=http))
 
@@ -56,3 +58,5 @@ class PeriodicLoops:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=15)
+        if self._http is not None:
+            self._http.close()

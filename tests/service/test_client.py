@@ -31,10 +31,11 @@ def key(embedded: Service) -> str:
     return embedded.key("client")
 
 
-def _remote(embedded: Service, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _remote(embedded: Service, key: str, *args: str) -> subprocess.Popen[str]:
+    """``synthgen remote ARGS`` as a real process (what a cron script runs)."""
     env = {**embedded.env, "SYNTHGEN_URL": embedded.url, "SYNTHGEN_API_KEY": key}
-    return subprocess.run([sys.executable, "-m", "synthgen", "remote", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.Popen([sys.executable, "-m", "synthgen", "remote", *args], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _invoke(env: dict[str, str], *args: str) -> Any:
@@ -98,12 +99,13 @@ def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path
                    "--poll", "0.01").exit_code == EXIT_TIMEOUT
     Client(embedded.url, key).cancel_job(queued)
 
-    ok = _remote(embedded, key, "jobs", "wait", job_id, "--poll", "0.5")  # a real process
-    assert ok.returncode == EXIT_OK, ok.stderr[-3000:]
-    assert ok.stdout.strip() == "succeeded" and "epsilon" in ok.stderr  # the progress line
-    failed = _remote(embedded, key, "jobs", "wait", failing, "--poll", "0.5", "--quiet")
-    assert failed.returncode == EXIT_FAILED, failed.stderr[-3000:]
-    assert "privacy-budget" in failed.stderr
+    waits = [_remote(embedded, key, "jobs", "wait", job_id, "--poll", "0.5"),
+             _remote(embedded, key, "jobs", "wait", failing, "--poll", "0.5", "--quiet")]
+    (ok_out, ok_err), (_, failed_err) = (p.communicate(timeout=240) for p in waits)
+    assert waits[0].returncode == EXIT_OK, ok_err[-3000:]
+    assert ok_out.strip() == "succeeded" and "epsilon" in ok_err  # the progress line
+    assert waits[1].returncode == EXIT_FAILED, failed_err[-3000:]
+    assert "privacy-budget" in failed_err
 
     status = _invoke(env, "jobs", "status", job_id, "--json")
     assert status.exit_code == EXIT_OK and json.loads(status.stdout)["status"] == "succeeded"
