@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -44,6 +44,8 @@ async def get_session(db: DatabaseDep) -> AsyncIterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
+T = TypeVar("T")
+
 _KEY_CACHE_S = 10.0  # how long a known key is trusted without a lookup (revocation delay)
 _known_keys: dict[str, tuple[str, float]] = {}
 
@@ -82,17 +84,19 @@ async def get_current_tenant(
 CurrentTenant = Annotated[str, Depends(get_current_tenant)]
 
 
+def owned(session: Session, model: type[T], tenant: str, object_id: str, noun: str) -> T:
+    """The tenant's object, or a 404 that does not say whether another tenant has one."""
+    table: Any = model  # any mapped class with ``id`` and ``tenant_id``
+    found = session.scalar(select(table).where(table.id == object_id,
+                                               table.tenant_id == tenant))
+    if found is None:
+        raise Problem(404, "not-found", f"there is no {noun} {object_id!r}")
+    return cast(T, found)
+
+
 def job_of(session: Session, tenant: str, job_id: str) -> Job:
-    """The tenant's job, or a 404 that does not say whether another tenant has one."""
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant))
-    if job is None:
-        raise Problem(404, "not-found", f"there is no job {job_id!r}")
-    return job
+    return owned(session, Job, tenant, job_id, "job")
 
 
 def dataset_of(session: Session, tenant: str, dataset_id: str) -> Dataset:
-    dataset = session.scalar(select(Dataset).where(Dataset.id == dataset_id,
-                                                   Dataset.tenant_id == tenant))
-    if dataset is None:
-        raise Problem(404, "not-found", f"there is no dataset {dataset_id!r}")
-    return dataset
+    return owned(session, Dataset, tenant, dataset_id, "dataset")

@@ -21,6 +21,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    owned,
 )
 from api.problems import Problem, admission_problem
 from api.schemas import JobCreate, JobOut, iso
@@ -88,9 +89,7 @@ def check_epsilons(settings: Settings, bodies: Sequence[JobCreate]) -> None:
 
 
 def _batch_of(session: Session, tenant: str, batch_id: str) -> tuple[Batch, list[Job]]:
-    batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == tenant))
-    if batch is None:
-        raise Problem(404, "not-found", f"there is no batch {batch_id!r}")
+    batch = owned(session, Batch, tenant, batch_id, "batch")
     jobs = session.scalars(select(Job).where(Job.batch_id == batch.id).order_by(Job.seq)).all()
     return batch, list(jobs)
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep
+from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, owned
 from api.problems import Problem
 from api.routes.batches import BatchCreate, check_epsilons
 from api.schemas import JobCreate, iso
@@ -111,11 +111,7 @@ class SchedulePage(BaseModel):
 
 
 def _schedule_of(session: Session, tenant: str, schedule_id: str) -> Schedule:
-    schedule = session.scalar(select(Schedule).where(Schedule.id == schedule_id,
-                                                     Schedule.tenant_id == tenant))
-    if schedule is None:
-        raise Problem(404, "not-found", f"there is no schedule {schedule_id!r}")
-    return schedule
+    return owned(session, Schedule, tenant, schedule_id, "schedule")
 
 
 def _check(session: Session, settings: Settings, tenant: str, body: _Template,
