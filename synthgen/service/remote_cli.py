@@ -2,8 +2,8 @@
 
 Exit codes a cron script can trust (also in docs/service.md):
 
-    0  success (``wait``: the job succeeded)
-    1  the job failed (``wait``)
+    0  success (``wait``: the job succeeded; ``batches wait``: every job succeeded)
+    1  the job failed (``wait``); a job of the batch did not succeed (``batches wait``)
     2  usage: bad arguments, or no server URL / API key
     3  the job was cancelled (``wait``)
     4  timeout: ``--timeout`` passed before the job ended (it goes on)
@@ -38,8 +38,10 @@ remote_app = typer.Typer(help="Use a synthgen server (SYNTHGEN_URL, SYNTHGEN_API
 datasets_app = typer.Typer(help="Upload tables.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Submit, follow and download jobs.", no_args_is_help=True)
 schedules_app = typer.Typer(help="Recurring runs.", no_args_is_help=True)
+batches_app = typer.Typer(help="Several jobs at once.", no_args_is_help=True)
 remote_app.add_typer(datasets_app, name="datasets")
 remote_app.add_typer(jobs_app, name="jobs")
+remote_app.add_typer(batches_app, name="batches")
 remote_app.add_typer(schedules_app, name="schedules")
 app.add_typer(remote_app, name="remote")
 
@@ -194,6 +196,62 @@ def download(
         if report is not None:
             report.write_text(json.dumps(client.get_report(job_id), indent=2))
     err.print(f"wrote {out}" + (f" and {report}" if report else ""))
+
+
+@batches_app.command("submit")
+def submit_batch(
+    ctx: typer.Context,
+    jobs: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help='JSON: a list of '
+                                         'job bodies, or {"jobs": [...]}.')],
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a batch (budget reserved for all its jobs or none); prints its id."""
+    document = json.loads(jobs.read_text())
+    with _client(ctx) as client:
+        batch = client.submit_batch(document["jobs"] if isinstance(document, dict) else document)
+    _out(batch, as_json, batch["id"])
+
+
+@batches_app.command("wait")
+def wait_batch(
+    ctx: typer.Context,
+    batch_id: str,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds "
+                                                  "(exit 4).")] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 2.0,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Wait for a batch to end: exit 0 if every job succeeded, 1 if any did not."""
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=err, disable=quiet)
+    task = bar.add_task("queued", total=None)
+
+    def update(batch: dict[str, Any]) -> None:
+        counts = batch["counts"]
+        bar.update(task, description=batch["status"], total=counts["total"],
+                   completed=counts["total"] - counts["queued"] - counts["running"])
+
+    with _client(ctx) as client, bar:
+        try:
+            batch = client.wait_batch(batch_id, timeout=timeout, poll_s=poll, on_update=update)
+        except WaitTimeout as exc:
+            err.print(f"timeout: {exc}")
+            raise typer.Exit(EXIT_TIMEOUT) from exc
+    _out(batch, as_json, batch["status"])
+    raise typer.Exit(EXIT_OK if batch["status"] == "succeeded" else EXIT_FAILED)
+
+
+@batches_app.command("download")
+def download_batch(
+    ctx: typer.Context,
+    batch_id: str,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Zip to write.")] = Path("batch.zip"),
+) -> None:
+    """Download a finished batch's zip (synthetic CSVs, reports, manifest)."""
+    with _client(ctx) as client:
+        client.download_batch(batch_id, out)
+    err.print(f"wrote {out}")
 
 
 @schedules_app.command("create")

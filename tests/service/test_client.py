@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,21 @@ def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path
     assert _invoke(no_env, "jobs", "wait", job_id).exit_code == EXIT_USAGE
     unreachable = {**env, "SYNTHGEN_URL": f"http://127.0.0.1:{free_port()}"}
     assert _invoke(unreachable, "jobs", "wait", job_id).exit_code == EXIT_UNREACHABLE
+
+
+def test_remote_batches_wait_and_download(embedded: Service, tenant_a: Api,
+                                          finished_batch: dict[str, Any],
+                                          tmp_path: Path) -> None:
+    own_key = tenant_a.http.headers["Authorization"].removeprefix("Bearer ")
+    env = {"SYNTHGEN_URL": embedded.url, "SYNTHGEN_API_KEY": own_key}
+    batch_id = finished_batch["batch"]["id"]
+    waited = _invoke(env, "batches", "wait", batch_id, "--quiet")
+    assert waited.exit_code == EXIT_OK and waited.stdout.strip() == "succeeded"
+    out = tmp_path / "batch.zip"
+    assert _invoke(env, "batches", "download", batch_id, "-o", str(out)).exit_code == EXIT_OK
+    with zipfile.ZipFile(out) as archive:
+        assert len([n for n in archive.namelist() if n.endswith(".csv")]) == 3
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"dataset_id": "ds_nope", "epsilon": 1}]))
+    refused = _invoke(env, "batches", "submit", str(jobs))
+    assert refused.exit_code == EXIT_HTTP and "ds_nope" in refused.output
