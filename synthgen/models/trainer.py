@@ -12,6 +12,7 @@ Accounting holds because:
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -178,13 +179,9 @@ class GANTrainer:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d,
                                       betas=(0.5, 0.9))
         self.step = 0
-        self.ema: torch.optim.swa_utils.AveragedModel | None = None
-        if config.ema_decay > 0:
-            self.ema = torch.optim.swa_utils.AveragedModel(
-                self.generator,
-                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay),
-                use_buffers=True,
-            )
+        # The weight average starts as a copy and follows with decay ema_decay, shortened for
+        # short runs (its window is at most a tenth of the steps; see train()).
+        self.ema: Generator | None = copy.deepcopy(self.generator) if config.ema_decay else None
 
     @staticmethod
     def _kind_is_discrete(encoder: TableEncoder, column: str) -> bool:
@@ -284,7 +281,7 @@ class GANTrainer:
                 loss.backward()
                 self.opt_g.step()
                 if self.ema is not None:
-                    self.ema.update_parameters(self.generator)
+                    self._update_ema(min(self.config.ema_decay, 1 - 10 / total_steps))
                 g_loss = float(loss.detach())
             self.discriminator.requires_grad_(True)
 
@@ -306,9 +303,16 @@ class GANTrainer:
 
     def final_generator(self) -> Generator:
         """The generator to sample from: the weight average if one is kept."""
-        if self.ema is None:
-            return self.generator
-        return self.ema.module  # type: ignore[return-value]
+        return self.ema if self.ema is not None else self.generator
+
+    @torch.no_grad()
+    def _update_ema(self, decay: float) -> None:
+        assert self.ema is not None
+        decay = max(decay, 0.0)
+        for avg, live in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+            avg.lerp_(live, 1 - decay)
+        for avg_buf, live_buf in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+            avg_buf.copy_(live_buf)  # BatchNorm statistics of generated rows: the latest
 
     def state(self) -> TrainingState:
         return TrainingState(
