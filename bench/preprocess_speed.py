@@ -78,7 +78,8 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:6s} rows={r['rows']:>9,} preprocess={r['preprocess_s']:.3f}s "
               f"({r['preprocess_rows_per_s'] / 1e6:.2f} M rows/s) decode={r['decode_s']:.3f}s "
-              f"({r['decode_rows_per_s'] / 1e6:.2f} M rows/s) get_dummies={r['get_dummies_s']:.3f}s")
+              f"({r['decode_rows_per_s'] / 1e6:.2f} M rows/s) "
+              f"get_dummies={r['get_dummies_s']:.3f}s")
     print(json.dumps(results))
 
 
