@@ -347,8 +347,5 @@ class Synthesizer:
                               tuple(g["hidden"]))
         generator.load_state_dict(weights)
         self.generator = generator.to(dev)
-        frequencies = {d.name: d.frequencies for d in self.encoder.learned}
-        cond_spans = [s for s in self.encoder.discrete_spans
-                      if GANTrainer._kind_is_discrete(self.encoder, s.column)]
-        self.cond = ConditionSampler(cond_spans, [frequencies[s.column] for s in cond_spans], dev)
+        self.cond = ConditionSampler.for_encoder(self.encoder, dev)
         return self

@@ -114,6 +114,14 @@ class ConditionSampler:
             [k for k, s in enumerate(spans) for _ in range(s.width)], device=device
         )
 
+    @classmethod
+    def for_encoder(cls, encoder: TableEncoder, device: torch.device) -> ConditionSampler:
+        """Conditions on the categorical and boolean columns (as CTGAN does), with their DP
+        frequencies."""
+        pairs = [(span, d) for span, d in zip(encoder.discrete_spans, encoder.learned, strict=True)
+                 if d.kind.value in ("categorical", "boolean")]
+        return cls([s for s, _ in pairs], [d.frequencies for _, d in pairs], device)
+
     def from_rows(self, rows: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         if not self.spans:
             return rows.new_zeros(rows.shape[0], 0)
@@ -149,13 +157,7 @@ class GANTrainer:
         self.gen.manual_seed(seed if seed is not None else fresh_seed())
         if seed is not None:
             torch.manual_seed(seed)
-        cond_spans = [
-            s for s in encoder.discrete_spans
-            if self._kind_is_discrete(encoder, s.column)
-        ]
-        self.cond = ConditionSampler(
-            cond_spans, [frequencies[s.column] for s in cond_spans], device
-        )
+        self.cond = ConditionSampler.for_encoder(encoder, device)
         self.marginal_spans = encoder.discrete_spans
         # Per span, a (slots x groups) 0/1 matrix: numeric bins split from one measured grid bin
         # form one group, since only the group's total was measured.
@@ -182,13 +184,6 @@ class GANTrainer:
         # The weight average starts as a copy and follows with decay ema_decay, shortened for
         # short runs (its window is at most a tenth of the steps; see train()).
         self.ema: Generator | None = copy.deepcopy(self.generator) if config.ema_decay else None
-
-    @staticmethod
-    def _kind_is_discrete(encoder: TableEncoder, column: str) -> bool:
-        for d in encoder.learned:
-            if d.name == column:
-                return d.kind.value in ("categorical", "boolean")
-        return False
 
     # ------------------------------------------------------------------------- steps
 
