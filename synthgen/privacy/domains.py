@@ -31,9 +31,10 @@ OTHER_LABEL = "Other"
 # a column gets a spurious (noise-only) bin with probability FALSE_BIN_RATE; a kept bin with no
 # kept neighbour must clear twice that (noise rarely lands next to real mass).
 FALSE_BIN_RATE = 0.01
-# A categorical column whose released keys hold less than this share of its values is an
-# identifier or free text: it is dropped (decided from DP outputs only).
-MIN_KEPT_SHARE = 0.5
+# A categorical column none of whose values clears the threshold is an identifier or free text
+# (or too small a table for its budget): it is dropped, decided from DP outputs only. One whose
+# "Other" holds more than this share of its values is kept, with a warning.
+OTHER_WARNING_SHARE = 0.2
 MAX_NUMERIC_BINS = 48
 
 _OCTAVES = 2.0 ** np.arange(-10, 64)
@@ -277,6 +278,8 @@ def estimate_domains(
             domain = _numeric_domain(spec, grid, noisy_counts(counts, sigma, rng), sigma, rows)
         if domain.source == "dropped":
             warnings.append(f"column {spec.name!r} dropped: {domain.note}")
+        elif domain.note:
+            warnings.append(f"column {spec.name!r}: {domain.note}")
         domains.append(domain)
 
     entry = LedgerEntry(
@@ -337,19 +340,27 @@ def _discrete_domain(
     released = released[np.argsort(-noisy[released], kind="stable")]
     kept = float(np.clip(noisy[released], 0, None).sum())
     non_null = max(rows - max(null_noisy, 0.0), 1.0)
-    if kept < MIN_KEPT_SHARE * non_null and non_null > MIN_KEPT_SHARE * rows:
+    if released.size == 0 and non_null > 0.5 * rows:
         return _dropped(
             spec,
-            f"its frequent values hold only {kept / non_null:.0%} of its rows (an identifier or "
-            "free text); declare it categorical with a public category list to keep it",
+            f"no value is frequent enough to release (each needs about {threshold:.0f} rows at "
+            "this budget): an identifier or free text; declare it categorical with a public "
+            "category list to keep it",
         )
     other = max(non_null - kept, 0.0)
+    note = None
+    if other > OTHER_WARNING_SHARE * non_null:
+        note = (
+            f"{other / non_null:.0%} of its values fold into '{OTHER_LABEL}' (a value needs about "
+            f"{threshold:.0f} rows to be released at this budget); declare its categories in a "
+            "schema file to keep them"
+        )
     categories = [keys[i] for i in released]
     freqs = np.array([*np.clip(noisy[released], 0, None), other, null_noisy])
     return ColumnDomain(
         name=spec.name, kind=spec.kind, dtype=spec.dtype or "object", source="dp",
         categories=[_jsonable(c) for c in categories], has_other=True,
-        frequencies=_normalise(freqs, rows),
+        frequencies=_normalise(freqs, rows), note=note,
     )
 
 
