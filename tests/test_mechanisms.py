@@ -76,3 +76,12 @@ def test_noise_alone_rarely_makes_a_numeric_bin() -> None:
         est = estimate_domains(df, schema, BudgetPlan(1.0, 1e-6), np.random.default_rng(seed))
         spurious += min(b[0] for b in est.domains[0].bins) < 0
     assert spurious <= 1
+
+
+def test_a_column_with_one_frequent_value_is_kept_with_a_warning_not_dropped() -> None:
+    values = ["Husband"] * 1500 + [f"r{i % 40}" for i in range(1500)]
+    df = pd.DataFrame({"rel": values})
+    est = estimate_domains(df, infer_schema(df), BudgetPlan(1.0, 1e-6), np.random.default_rng(6))
+    (rel,) = est.domains
+    assert rel.source == "dp" and rel.categories == ["Husband"] and rel.has_other
+    assert any("fold into 'Other'" in w for w in est.warnings)
