@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from synthgen.privacy.domains import OTHER_LABEL, ColumnDomain, category_labels, numeric_values
+from synthgen.privacy.domains import ColumnDomain, category_labels, numeric_values, other_label
 from synthgen.schema import ColumnKind
 
 
@@ -167,7 +167,8 @@ class TableEncoder:
     @staticmethod
     def _decode_discrete(d: ColumnDomain, slot: np.ndarray) -> pd.Series:
         labels = np.array(
-            [*d.categories, *([OTHER_LABEL] if d.has_other else []), None], dtype=object
+            [*d.categories, *([other_label(d.categories)] if d.has_other else []), None],
+            dtype=object,
         )
         values = pd.Series(labels[slot], dtype=object)
         if d.kind is ColumnKind.BOOLEAN:

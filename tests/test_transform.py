@@ -60,3 +60,10 @@ def test_values_outside_the_dp_range_are_clamped_not_lost() -> None:
     back = enc.inverse_transform(enc.transform(df))
     assert back["x"].max() < 1e9
     assert back["x"].notna().all()
+
+
+def test_the_fold_in_bucket_never_prints_like_a_real_other_category() -> None:
+    df = pd.DataFrame({"race": ["White"] * 3000 + ["Other"] * 3000 + ["rare"] * 2})
+    enc = _encoder(df)
+    back = enc.inverse_transform(enc.transform(df))
+    assert set(back["race"]) == {"White", "Other", "Other (rare values)"}

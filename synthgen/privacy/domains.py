@@ -27,6 +27,11 @@ from synthgen.privacy.mechanisms import noisy_counts, partition_threshold
 from synthgen.schema import ColumnKind, ColumnSpec, TableSchema
 
 OTHER_LABEL = "Other"
+
+
+def other_label(categories: list[Any]) -> str:
+    """The label of the fold-in bucket; not "Other" when that is a real category (Adult's race)."""
+    return OTHER_LABEL if OTHER_LABEL not in categories else f"{OTHER_LABEL} (rare values)"
 # Post-processing: a numeric grid bin is kept when its noisy count clears a threshold set so that
 # a column gets a spurious (noise-only) bin with probability FALSE_BIN_RATE; a kept bin with no
 # kept neighbour must clear twice that (noise rarely lands next to real mass).
