@@ -155,8 +155,7 @@ class Synthesizer:
             ledger.record(self._sgd_entry(sigma, q, 0, steps))
         t_cal = time.perf_counter()
 
-        frequencies = {d.name: d.frequencies for d in self.encoder.learned}
-        trainer = GANTrainer(self.encoder, frequencies, self.config, device, self.seed)
+        trainer = GANTrainer(self.encoder, self.config, device, self.seed)
         if resume is not None:
             trainer.load_state(resume)
 

@@ -91,8 +91,7 @@ class NonPrivateSynthesizer(Synthesizer):
         device = resolve_device(self.device)
         data = torch.from_numpy(self.encoder.transform(df)).to(device)
         config = replace(self.config, max_grad_norm=_NO_CLIP)
-        frequencies = {d.name: d.frequencies for d in self.encoder.learned}
-        trainer = GANTrainer(self.encoder, frequencies, config, device, self.seed)
+        trainer = GANTrainer(self.encoder, config, device, self.seed)
         steps = config.steps(len(df))
         ran = trainer.train(data, noise_multiplier=0.0, total_steps=steps,
                             epsilon_at=lambda _step: math.inf)

@@ -145,7 +145,6 @@ class GANTrainer:
     def __init__(
         self,
         encoder: TableEncoder,
-        frequencies: dict[str, list[float]],
         config: TrainingConfig,
         device: torch.device,
         seed: int | None = None,
@@ -169,7 +168,7 @@ class GANTrainer:
             _, group_of = np.unique(slot_groups, return_inverse=True)
             onehot = torch.zeros(span.width, int(group_of.max()) + 1)
             onehot[torch.arange(span.width), torch.from_numpy(group_of)] = 1.0
-            freq = torch.tensor(frequencies[span.column], dtype=torch.float32)
+            freq = torch.tensor(domain.frequencies, dtype=torch.float32)
             self.marginal_groups.append(onehot.to(device))
             self.marginal_targets.append((freq @ onehot).to(device))
         self.generator = Generator(config.noise_dim, self.cond.width, encoder.spans,
