@@ -13,12 +13,14 @@ Everything is vectorised over rows (numpy / pandas), one pass per column.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from synthgen.privacy.domains import ColumnDomain, category_labels, numeric_values, other_label
+from synthgen.privacy.domains import ColumnDomain, label_codes, numeric_values, other_label
 from synthgen.schema import ColumnKind
 
 
@@ -130,27 +132,26 @@ class TableEncoder:
 
     @staticmethod
     def _discrete_slots(d: ColumnDomain, values: pd.Series) -> np.ndarray:
-        null = values.isna().to_numpy()
-        labels = category_labels(values, d.kind)
-        codes = pd.Categorical(labels, categories=d.categories).codes.astype(np.int64)
-        other = len(d.categories)
-        codes = np.where(codes < 0, other, codes)  # unreleased values fold into "other"
+        # Look each distinct label's slot up once, then gather per row (no per-row hashing
+        # beyond the one factorisation in label_codes).
+        codes, labels = label_codes(values, d.kind)
+        slot_of_label = pd.Index(d.categories, dtype=object).get_indexer(labels)
+        other = len(d.categories)  # unreleased values fold into "other"
+        slot_of_label[slot_of_label < 0] = other
         null_slot = len(d.categories) + int(d.has_other)
-        return np.where(null, null_slot, codes)
+        return np.append(slot_of_label, null_slot)[codes]  # code -1 (null) picks the null slot
 
     @staticmethod
     def _numeric_slots(d: ColumnDomain, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         x = numeric_values(values, d.kind)
         null = np.isnan(x)
-        lo = np.array([b[0] for b in d.bins])
-        hi = np.array([b[1] for b in d.bins])
-        idx = np.clip(np.searchsorted(lo, np.nan_to_num(x), side="right") - 1, 0, len(lo) - 1)
-        t = _slog if d.log_scale else (lambda v: v)
-        tlo, thi = t(lo[idx]), t(hi[idx])
-        width = thi - tlo
+        x = np.nan_to_num(x)
+        grid = _BinGrid.of(d)
+        idx = np.clip(np.searchsorted(grid.lo, x, side="right") - 1, 0, len(grid.lo) - 1)
+        tx = _slog(x) if d.log_scale else x
         with np.errstate(invalid="ignore", divide="ignore"):
-            inside = (t(np.nan_to_num(x)) - tlo) / np.where(width > 0, width, 1)
-            u = np.where(width > 0, inside, 0.5)
+            inside = (tx - grid.tlo[idx]) / grid.safe_width[idx]
+        u = np.where(grid.point[idx], 0.5, inside)
         offset = np.clip(u, 0.0, 1.0) * 2 - 1
         slot = np.where(null, len(d.bins), idx)
         return slot, np.where(null, 0.0, offset).astype(np.float32)
@@ -175,54 +176,66 @@ class TableEncoder:
             slots[:, k] = encoded[:, span.start : stop].argmax(axis=1)
         return self.decode(slots, encoded[:, self.scalar_columns])
 
-    def decode(self, slots: np.ndarray, scalars: np.ndarray) -> pd.DataFrame:
-        """A table from each row's slot per one-hot span and its tanh scalars (in span order)."""
-        columns: dict[str, pd.Series] = {}
-        by_name = {d.name: d for d in self.learned}
-        decoded: dict[str, pd.Series] = {}
+    def decode(self, slots: np.ndarray, scalars: np.ndarray, *, threads: int = 1) -> pd.DataFrame:
+        """A table from each row's slot per one-hot span and its tanh scalars (in span order).
+
+        Text columns come back as pandas categoricals (codes plus the released labels: no
+        per-row Python objects); ``threads`` > 1 decodes columns in parallel (numpy releases
+        the GIL), for fast sampling on many cores.
+        """
         n = slots.shape[0]
+        jobs: list[tuple[ColumnDomain, np.ndarray, np.ndarray | None]] = []
         k_scalar = 0
         for k, d in enumerate(self.learned):
-            slot = slots[:, k]
             if d.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
-                decoded[d.name] = self._decode_discrete(d, slot)
+                jobs.append((d, slots[:, k], None))
             else:
-                decoded[d.name] = self._decode_numeric(d, slot, scalars[:, k_scalar])
+                jobs.append((d, slots[:, k], scalars[:, k_scalar]))
                 k_scalar += 1
+
+        def one(job: tuple[ColumnDomain, np.ndarray, np.ndarray | None]) -> Any:
+            d, slot, scalar = job
+            if scalar is None:
+                return self._decode_discrete(d, slot)
+            return self._decode_numeric(d, slot, scalar)
+
+        if threads > 1 and len(jobs) > 1:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                decoded = list(pool.map(one, jobs))
+        else:
+            decoded = [one(job) for job in jobs]
+        by_name = {d.name: values for (d, _, _), values in zip(jobs, decoded, strict=True)}
+        columns: dict[str, Any] = {}
         for d in self.domains:
-            if d.name in by_name:
-                columns[d.name] = decoded[d.name]
-            else:  # dropped columns keep their place in the output, empty
-                columns[d.name] = pd.Series([None] * n, dtype=object)
-        return pd.DataFrame(columns)
+            # dropped columns keep their place in the output, empty (np.empty(object) is None)
+            columns[d.name] = by_name[d.name] if d.name in by_name else np.empty(n, dtype=object)
+        return pd.DataFrame(columns, copy=False)
 
     @staticmethod
-    def _decode_discrete(d: ColumnDomain, slot: np.ndarray) -> pd.Series:
-        labels = np.array(
-            [*d.categories, *([other_label(d.categories)] if d.has_other else []), None],
-            dtype=object,
-        )
-        values = pd.Series(labels[slot], dtype=object)
-        if d.kind is ColumnKind.BOOLEAN:
-            return values.astype("boolean" if _nullable(d.dtype) else "bool")
-        if d.dtype not in ("object", "str", "string"):
-            try:
-                return pd.Series(pd.array(values, dtype=d.dtype))
-            except (TypeError, ValueError):
-                return values
-        return values
+    def _decode_discrete(d: ColumnDomain, slot: np.ndarray) -> Any:
+        null_slot = len(d.categories) + int(d.has_other)
+        if d.kind is ColumnKind.BOOLEAN:  # slots: False, True, null
+            if _nullable(d.dtype):
+                return pd.arrays.BooleanArray(slot == 1, slot == null_slot)
+            return slot == 1
+        labels = [*d.categories, *([other_label(d.categories)] if d.has_other else [])]
+        codes = np.where(slot == null_slot, -1, slot)
+        if d.dtype in ("object", "str", "string"):
+            # text: a categorical over the released labels; CSV output is the same text
+            return pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
+        try:  # e.g. an integer column declared categorical: its labels in the input's dtype
+            return pd.array(labels, dtype=d.dtype).take(codes, allow_fill=True)
+        except (TypeError, ValueError):
+            return np.array([*labels, None], dtype=object)[codes]
 
     @staticmethod
-    def _decode_numeric(d: ColumnDomain, slot: np.ndarray, scalar: np.ndarray) -> pd.Series:
+    def _decode_numeric(d: ColumnDomain, slot: np.ndarray, scalar: np.ndarray) -> Any:
         null = slot == len(d.bins)
         idx = np.minimum(slot, len(d.bins) - 1)
-        lo = np.array([b[0] for b in d.bins])[idx]
-        hi = np.array([b[1] for b in d.bins])[idx]
+        grid = _BinGrid.of(d)
         u = (np.clip(scalar.astype(np.float64), -1, 1) + 1) / 2
-        if d.log_scale:
-            x = _slog_inv(_slog(lo) + u * (_slog(hi) - _slog(lo)))
-        else:
-            x = lo + u * (hi - lo)
+        t = grid.tlo[idx] + u * grid.width[idx]
+        x = _slog_inv(t) if d.log_scale else t
         if d.kind is ColumnKind.INTEGER:
             x = np.round(x)
         x = np.where(null, np.nan, x)
@@ -230,7 +243,29 @@ class TableEncoder:
             stamps = pd.to_datetime(pd.Series(x), unit="s", errors="coerce")
             return stamps.astype(d.dtype) if d.dtype.startswith("datetime64") else stamps
         if d.kind is ColumnKind.INTEGER:
+            if d.dtype == "Int64":  # the masked array directly, no float detour
+                return pd.arrays.IntegerArray(np.where(null, 0, x).astype(np.int64), null)
             if _nullable(d.dtype):
-                return pd.Series(pd.array(x, dtype="Float64")).astype(d.dtype)
-            return pd.Series(x.astype(d.dtype))
-        return pd.Series(x, dtype="float64")
+                return pd.array(pd.array(x, dtype="Float64"), dtype=d.dtype)
+            return x.astype(d.dtype)
+        return x
+
+
+@dataclass(frozen=True)
+class _BinGrid:
+    """Per-bin arrays of a numeric domain, in the space the position inside a bin is taken in
+    (sign-log for octave bins): computed per bin, then gathered per row."""
+
+    lo: np.ndarray  # value space, for searchsorted
+    tlo: np.ndarray
+    width: np.ndarray  # thi - tlo
+    safe_width: np.ndarray  # width, or 1 where it is 0 (a point mass)
+    point: np.ndarray  # bool: zero-width bin, its values sit in the middle
+
+    @staticmethod
+    def of(d: ColumnDomain) -> _BinGrid:
+        lo = np.array([b[0] for b in d.bins], dtype=np.float64)
+        hi = np.array([b[1] for b in d.bins], dtype=np.float64)
+        tlo, thi = (_slog(lo), _slog(hi)) if d.log_scale else (lo, hi)
+        width = thi - tlo
+        return _BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0), ~(width > 0))

@@ -95,6 +95,17 @@ def _jsonable(value: Any) -> Any:
 
 def numeric_values(values: pd.Series, kind: ColumnKind) -> np.ndarray:
     """Float values of a numeric column (datetimes as seconds since the epoch), NaN for null."""
+    if isinstance(values.dtype, pd.CategoricalDtype) or (
+        kind is ColumnKind.DATETIME and values.dtype == object
+    ):
+        # Text (as the reader's categoricals, or as strings): parse each distinct value once.
+        codes, uniques = pd.factorize(values)
+        parsed = _parse_numbers(pd.Series(np.asarray(uniques, dtype=object)), kind)
+        return np.append(parsed, np.nan)[codes]  # code -1 (null) picks the trailing NaN
+    return _parse_numbers(values, kind)
+
+
+def _parse_numbers(values: pd.Series, kind: ColumnKind) -> np.ndarray:
     if kind is ColumnKind.DATETIME:
         parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
         if getattr(parsed.dt, "tz", None) is not None:
@@ -241,6 +252,34 @@ def category_labels(values: pd.Series, kind: ColumnKind) -> pd.Series:
     return values
 
 
+def label_codes(values: pd.Series, kind: ColumnKind) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's label (see :func:`category_labels`) as a code into the distinct labels.
+
+    Returns ``(codes, labels)``: int64 codes, -1 for null, and an object array of the distinct
+    labels in order of first appearance. One hash pass over the column (none for a categorical
+    column), and the labelling runs once per distinct value instead of once per row.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy().astype(np.int64)
+        # First-appearance order, as factorize gives for other dtypes, so that a table gets the
+        # same (seeded) release however it was read; unused categories are not observed keys.
+        seen = pd.unique(codes)
+        seen = seen[seen >= 0]
+        renumber = np.full(len(values.cat.categories) + 1, -1, dtype=np.int64)
+        renumber[seen] = np.arange(len(seen))
+        codes = renumber[codes]  # -1 picks the trailing -1
+        uniques: Any = values.cat.categories.take(seen)
+    else:
+        codes, uniques = pd.factorize(values)
+        codes = codes.astype(np.int64, copy=False)
+    labels = category_labels(pd.Series(uniques), kind)
+    # Labelling may merge distinct values (1 and "1" are both the label "1").
+    merged, distinct = pd.factorize(labels)
+    if len(distinct) < len(labels):
+        codes = np.append(merged, -1)[codes]
+    return codes, np.asarray(distinct, dtype=object)
+
+
 # ----------------------------------------------------------------------------- the estimate
 
 
@@ -318,16 +357,21 @@ def _discrete_domain(
     rng: np.random.Generator,
     rows: int,
 ) -> ColumnDomain:
-    null_mask = values.isna().to_numpy()
     public: list[Any] | None = [False, True] if spec.kind is ColumnKind.BOOLEAN else (
         spec.categories)
-    labels = category_labels(values, spec.kind)
+    codes, keys = label_codes(values, spec.kind)
+    # one pass over the rows: the count of each observed label, and of nulls (code -1)
+    with_null = np.bincount(codes + 1, minlength=len(keys) + 1)
+    null_count, observed = with_null[0], with_null[1:]
 
     if public is not None:
-        codes = pd.Categorical(labels[~null_mask], categories=public).codes
-        counts = np.bincount(np.where(codes < 0, len(public), codes), minlength=len(public) + 1)
+        # the same histogram over the public keys, plus one bucket for values outside the list
+        key_slot = pd.Index(public).get_indexer(keys)
+        key_slot[key_slot < 0] = len(public)
+        counts = np.zeros(len(public) + 1, dtype=np.int64)
+        np.add.at(counts, key_slot, observed)
         noisy = noisy_counts(counts, sigma, rng)
-        null_noisy = noisy_counts(np.array([null_mask.sum()]), sigma, rng)[0]
+        null_noisy = noisy_counts(np.array([null_count]), sigma, rng)[0]
         has_other = spec.kind is ColumnKind.CATEGORICAL
         freqs = np.concatenate([noisy[: len(public)], noisy[len(public):] if has_other else [],
                                 [null_noisy]])
@@ -336,11 +380,9 @@ def _discrete_domain(
             categories=list(public), has_other=has_other, frequencies=_normalise(freqs, rows),
         )
 
-    # hash-based counting: no sort of the values
-    observed = labels[~null_mask].value_counts(sort=False)
-    keys = observed.index.to_numpy(dtype=object)
-    noisy = noisy_counts(observed.to_numpy(), sigma, rng)
-    null_noisy = float(noisy_counts(np.array([null_mask.sum()]), sigma, rng)[0])
+    # every key of label_codes is observed (count >= 1), in order of first appearance
+    noisy = noisy_counts(observed, sigma, rng)
+    null_noisy = float(noisy_counts(np.array([null_count]), sigma, rng)[0])
     released = np.flatnonzero(noisy > threshold)
     released = released[np.argsort(-noisy[released], kind="stable")]
     kept = float(np.clip(noisy[released], 0, None).sum())
