@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout
 
 import synthgen  # noqa: E402
 from synthgen.io import write_csv  # noqa: E402
-from synthgen.models.trainer import generate_slots  # noqa: E402
+from synthgen.models.trainer import default_chunk, generate_slots  # noqa: E402
 
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
 
@@ -121,10 +121,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--data", type=Path, default=ADULT, help="CSV to fit on (Adult by default)")
     ap.add_argument("--fit-rows", type=int, default=5_000)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    ap.add_argument("--sample-rows", type=int, default=200_000,
-                    help="rows for the generator-only and sample_chunks measurements")
+    ap.add_argument("--sample-rows", type=int, default=None,
+                    help="rows for the generator-only and sample_chunks measurements "
+                         "(default: 10,000,000 on cuda, 200,000 on cpu)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows streamed to the CSV")
-    ap.add_argument("--chunk", type=int, default=65_536)
+    ap.add_argument("--chunk", type=int, default=None,
+                    help="rows per chunk (default: synthgen's, 1,048,576 on cuda, 65,536 on cpu)")
     ap.add_argument("--out", type=Path, default=None,
                     help="CSV path (default: a temporary file, deleted afterwards)")
     ap.add_argument("--seed", type=int, default=0)
@@ -137,6 +139,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     model.fit(df)
     fit_s = time.perf_counter() - t0
     assert model.generator is not None and model.cond is not None
+    on_cuda = model.cond.device.type == "cuda"
+    args.chunk = args.chunk or default_chunk(model.cond.device)
+    args.sample_rows = args.sample_rows or (10_000_000 if on_cuda else 200_000)
 
     # Warm-up: the first chunk pays for allocator growth and thread-pool start.
     for _ in model.sample_chunks(args.chunk, chunk=args.chunk, seed=args.seed):

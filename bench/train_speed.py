@@ -34,6 +34,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -47,13 +48,17 @@ from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping  # no
 from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping  # noqa: E402
 
 from synthgen.models.dpsgd import private_discriminator_step  # noqa: E402
-from synthgen.models.networks import Discriminator, Generator  # noqa: E402
-from synthgen.transform import Span  # noqa: E402
+from synthgen.models.networks import Discriminator  # noqa: E402
+from synthgen.models.trainer import GANTrainer, TrainingConfig, TrainingProgress  # noqa: E402
+from synthgen.privacy.domains import ColumnDomain  # noqa: E402
+from synthgen.schema import ColumnKind  # noqa: E402
+from synthgen.transform import EncodedTable, TableEncoder  # noqa: E402
 
 # Opacus's full backward hooks warn when the input rows do not require grad (they never do here).
 warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
-MODES = ("nonprivate", "fused", "opacus", "ghost", "full")
+MODES = ("nonprivate", "fused", "opacus", "ghost", "full", "full_nonprivate")
+STEP_MODES = MODES[:4]
 DATA_COLUMNS = 160
 COND_COLUMNS = 40
 NOISE_DIM = 64
@@ -62,21 +67,6 @@ MAX_GRAD_NORM = 1.0
 LR = 1e-3
 
 Step = Callable[[], None]
-
-
-def ctgan_like_spans() -> list[Span]:
-    """160 encoded columns: 20 scalars (tanh) and 14 one-hot blocks (softmax)."""
-    spans: list[Span] = []
-    start = 0
-    for i in range(20):
-        spans.append(Span(f"num{i}", start, 1, "tanh"))
-        start += 1
-    widths = [2, 2, 3, 5, 7, 8, 9, 10, 12, 14, 15, 16, 16, 21]
-    for i, w in enumerate(widths):
-        spans.append(Span(f"cat{i}", start, w, "softmax"))
-        start += w
-    assert start == DATA_COLUMNS, start
-    return spans
 
 
 def adam(module: nn.Module) -> torch.optim.Adam:
@@ -159,42 +149,79 @@ def make_steps(
 
         steps["ghost"] = ghost
 
-    if "full" in modes:
-        steps["full"] = make_full_iteration(base, real, device, seed)
     return steps
 
 
-def make_full_iteration(
-    base: Discriminator, real: torch.Tensor, device: torch.device, seed: int
-) -> Step:
-    """Ours, one whole GAN iteration as in GANTrainer.train (without the Poisson sampling)."""
-    b = real.shape[0]
-    disc = copy.deepcopy(base)
-    gen_net = Generator(NOISE_DIM, COND_COLUMNS, ctgan_like_spans()).to(device)
-    opt_d, opt_gn = adam(disc), adam(gen_net)
-    rng = torch.Generator(device=device).manual_seed(seed)
-    cond = torch.zeros(b, COND_COLUMNS, device=device)
-    cond[torch.arange(b, device=device), torch.arange(b, device=device) % COND_COLUMNS] = 1.0
+def bench_encoder(categorical_widths: tuple[int, ...] = (2, 2, 3, 5, 7, 9, 12),
+                  numeric_columns: int = 12, bins: int = 9) -> TableEncoder:
+    """A CTGAN-sized encoder: 12 numeric columns (9 bins + null + a scalar each) and 7
+    categorical ones (the conditional vector, 40 columns): 212 discriminator inputs."""
+    domains: list[ColumnDomain] = []
+    for i in range(numeric_columns):
+        edges = [float(2**k) for k in range(bins + 1)]
+        domains.append(ColumnDomain(
+            f"num{i}", ColumnKind.CONTINUOUS, "float64", "public",
+            bins=list(zip(edges[:-1], edges[1:], strict=True)),
+            frequencies=[1 / (bins + 1)] * (bins + 1)))
+    for i, w in enumerate(categorical_widths):
+        cats = [f"c{j}" for j in range(w - 1)]  # w slots: w - 1 values + null
+        domains.append(ColumnDomain(f"cat{i}", ColumnKind.CATEGORICAL, "object", "public",
+                                    categories=cats, frequencies=[1 / w] * w))
+    return TableEncoder(domains)
 
-    def fakes() -> torch.Tensor:
-        z = torch.randn(b, NOISE_DIM, generator=rng, device=device)
-        return torch.cat([gen_net.activate(gen_net(z, cond)), cond], dim=1)
 
-    def full() -> None:
+def random_table(encoder: TableEncoder, rows: int, seed: int) -> EncodedTable:
+    rng = np.random.default_rng(seed)
+    widths = np.array([s.width for s in encoder.discrete_spans])
+    slots = (rng.random((rows, widths.size)) * widths).astype(np.int32)
+    scalars = rng.uniform(-1, 1, (rows, len(encoder.scalar_columns))).astype(np.float32)
+    return EncodedTable(slots, scalars)
+
+
+class NonPrivateTrainer(GANTrainer):
+    """The same iteration with a plain discriminator step (no clipping, no noise): the floor
+    a DP step is measured against."""
+
+    def _discriminator_step(self, real: torch.Tensor, real_weight: torch.Tensor | None,
+                            noise_multiplier: float, batch: int) -> torch.Tensor:
+        real_cond = self.cond.from_rows(real, self._rng)
         with torch.no_grad():
-            fake = fakes()
-        private_discriminator_step(
-            disc, opt_d, torch.cat([real, fake]), b, noise_multiplier=NOISE_MULTIPLIER,
-            max_grad_norm=MAX_GRAD_NORM, expected_batch_size=b, generator=rng,
-        )
-        disc.requires_grad_(False)  # the G step must not compute D's gradients
-        loss = F.softplus(-disc(fakes())).mean()
-        opt_gn.zero_grad(set_to_none=True)
+            fake, _, fake_cond, _ = self._fake(batch)
+        rows = torch.cat([torch.cat([real, real_cond], 1), torch.cat([fake, fake_cond], 1)])
+        weight = torch.cat([real_weight if real_weight is not None
+                            else real.new_ones(real.shape[0]), real.new_ones(batch)])
+        labels = torch.cat([real.new_ones(real.shape[0]), real.new_zeros(batch)])
+        terms = F.binary_cross_entropy_with_logits(self.discriminator(rows), labels,
+                                                   reduction="none")
+        loss = (terms * weight).sum() / weight.sum()
+        self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        opt_gn.step()
-        disc.requires_grad_(True)
+        self.opt_d.step()
+        return loss.detach()
 
-    return full
+
+def time_trainer(
+    trainer_cls: type[GANTrainer], batch: int, rows: int, steps: int, device: torch.device,
+    seed: int, hidden: tuple[int, ...],
+) -> tuple[float, dict[str, object]]:
+    """Seconds per iteration of GANTrainer.train (Poisson sampling from a resident table,
+    DP D step, G step, weight average; CUDA graphs on CUDA) over the steps after warm-up."""
+    encoder = bench_encoder()
+    config = TrainingConfig(batch_size=batch, d_hidden=hidden)  # the D-step modes' D
+    trainer = trainer_cls(encoder, config, device, seed)
+    warm = 6  # 3 eager steps, then capture and 3 replays
+    marks: list[tuple[int, float]] = []
+
+    def on_progress(p: TrainingProgress) -> None:  # reading the losses syncs the device
+        marks.append((p.step, time.perf_counter()))
+
+    trainer.train(random_table(encoder, rows, seed), noise_multiplier=NOISE_MULTIPLIER,
+                  total_steps=warm + steps, epsilon_at=lambda _s: 0.0,
+                  on_progress=on_progress, progress_every=1)
+    (s0, t0), (s1, t1) = marks[warm - 1], marks[-1]
+    info = {"d_in": encoder.width + trainer.cond.width, "table_rows": rows,
+            "cuda_graphs": trainer.uses_cuda_graphs}
+    return (t1 - t0) / (s1 - s0), info
 
 
 def sync(device: torch.device) -> None:
@@ -226,6 +253,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps per mode first")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    ap.add_argument("--full-steps", type=int, default=None,
+                    help="timed GANTrainer iterations (default: 50 on cuda, --steps on cpu)")
+    ap.add_argument("--table-rows", type=int, default=None,
+                    help="rows of the resident table the full modes Poisson-sample from "
+                         "(default: 1,000,000 on cuda, 4 x batch on cpu)")
+    ap.add_argument("--tf32", action="store_true",
+                    help="allow TF32 matmuls on cuda (off by default: exact float32 clipping)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print a JSON object as the last line")
     args = ap.parse_args(argv)
@@ -233,13 +267,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is available")
     device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
     torch.manual_seed(args.seed)
     b = args.batch
     d_in = DATA_COLUMNS + COND_COLUMNS
     base = Discriminator(d_in, tuple(args.hidden), dropout=0.0).to(device)
     real = torch.rand(b, d_in, device=device)
     fake = torch.rand(b, d_in, device=device)
-    steps = make_steps(args.modes, base, real, fake, device, args.seed)
+    steps = make_steps([m for m in args.modes if m in STEP_MODES], base, real, fake, device,
+                       args.seed)
     wanted = dict.fromkeys(steps, args.steps)
     if "opacus" in wanted and args.opacus_steps is not None:
         wanted["opacus"] = args.opacus_steps
@@ -255,13 +291,28 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 times[mode].append(timed(step, device))
 
     median = {m: statistics.median(t) for m, t in times.items() if t}
+    full_info: dict[str, object] = {}
+    table_rows = args.table_rows or (1_000_000 if device.type == "cuda" else 4 * b)
+    full_steps = args.full_steps or (50 if device.type == "cuda" else args.steps)
+    trainers = {"full": GANTrainer, "full_nonprivate": NonPrivateTrainer}
+    for mode in (m for m in args.modes if m in trainers):
+        median[mode], full_info = time_trainer(trainers[mode], b, table_rows, full_steps,
+                                               device, args.seed, tuple(args.hidden))
+        times[mode] = [median[mode]] * full_steps
     rps = {m: b / s for m, s in median.items()}
     result: dict[str, object] = {
         "rows_per_s": rps.get("fused"),
         "opacus_rows_per_s": rps.get("opacus"),
         "ghost_rows_per_s": rps.get("ghost"),
         "nonprivate_rows_per_s": rps.get("nonprivate"),
+        # the production path: GANTrainer's whole DP iteration, Poisson-sampled from a
+        # resident table (expected batch B), with the generator step
         "full_iteration_rows_per_s": rps.get("full"),
+        "full_nonprivate_rows_per_s": rps.get("full_nonprivate"),
+        "full_vs_nonprivate": _ratio(rps.get("full"), rps.get("full_nonprivate")),
+        "full_speedup_vs_opacus_d_step": _ratio(rps.get("full"), rps.get("opacus")),
+        "full_modes": full_info,
+        "tf32": bool(args.tf32),
         "speedup_vs_opacus": _ratio(rps.get("fused"), rps.get("opacus")),
         "speedup_vs_ghost": _ratio(rps.get("fused"), rps.get("ghost")),
         "slowdown_vs_nonprivate": _ratio(rps.get("nonprivate"), rps.get("fused")),
@@ -289,13 +340,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(f"D step, B={b} real + {b} fake rows, d_in={d_in}, hidden={args.hidden}, "
           f"{device} ({result['device_name']}, {result['threads']} threads), "
           f"torch {torch.__version__}, opacus {opacus.__version__}")
-    print(f"{'mode':<12}{'steps':>6}{'median ms':>12}{'min ms':>10}{'real rows/s':>14}"
+    print(f"{'mode':<16}{'steps':>6}{'median ms':>12}{'min ms':>10}{'real rows/s':>14}"
           f"{'vs fused':>10}")
     for mode, t in times.items():
         if not t:
             continue
         rel = median[mode] / median["fused"] if "fused" in median else float("nan")
-        print(f"{mode:<12}{len(t):>6}{median[mode] * 1e3:>12.1f}{min(t) * 1e3:>10.1f}"
+        print(f"{mode:<16}{len(t):>6}{median[mode] * 1e3:>12.1f}{min(t) * 1e3:>10.1f}"
               f"{rps[mode]:>14,.0f}{rel:>9.2f}x")
     if result["speedup_vs_opacus"] is not None:
         print(f"fused is {result['speedup_vs_opacus']:.1f}x Opacus hooks (dcgan pattern)")

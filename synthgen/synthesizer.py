@@ -134,7 +134,7 @@ class Synthesizer:
         if not self.encoder.learned:
             raise BudgetError("no column of this table can be learned (all are identifiers)",
                               code="nothing-to-learn")
-        data = torch.from_numpy(self.encoder.transform(df)).to(device)
+        data = self.encoder.encode(df)
         t_pre = time.perf_counter()
 
         ledger = self.ledger
@@ -215,6 +215,7 @@ class Synthesizer:
                 "sampling_rate": q,
                 "noise_multiplier": sigma,
                 "max_grad_norm": self.config.max_grad_norm,
+                "cuda_graphs": trainer.uses_cuda_graphs,
                 "config": asdict(self.config),
             },
             "epsilon": spent,
@@ -224,6 +225,8 @@ class Synthesizer:
                 "training_s": (t_train - t_cal),
                 "accounting_s": (time.perf_counter() - t_train),
             },
+            **({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+               if device.type == "cuda" else {}),
         })
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()
@@ -255,9 +258,10 @@ class Synthesizer:
         return self.encoder, self.generator, self.cond
 
     def sample_chunks(
-        self, n: int | None = None, *, chunk: int = 65536, seed: int | None = None
+        self, n: int | None = None, *, chunk: int | None = None, seed: int | None = None
     ) -> Iterator[pd.DataFrame]:
-        """Synthetic rows in chunks of at most ``chunk`` rows (for streaming large outputs)."""
+        """Synthetic rows in chunks of at most ``chunk`` rows (for streaming large outputs;
+        default 65,536 on a CPU, 1,048,576 on a GPU)."""
         encoder, generator, cond = self._require_fitted()
         n = int(self.info.get("rows", 0)) if n is None else int(n)
         gen = torch.Generator(device=cond.device)

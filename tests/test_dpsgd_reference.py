@@ -211,3 +211,17 @@ def test_private_step_applies_the_noised_update() -> None:
     moved = [b - p.detach() for b, p in zip(before, disc.parameters(), strict=True)]
     assert_all_close(moved, update, atol=1e-6)
     assert all(p.grad is None for p in disc.parameters())
+
+
+def test_padded_rows_with_zero_weight_change_nothing() -> None:
+    """A fixed-size batch (for CUDA graphs) pads the real rows; padding must add exactly 0."""
+    disc = make_disc()
+    rows = make_rows(5, 7)
+    grads, norms, _ = clipped_gradients(disc, rows, 5, MAX_GRAD_NORM)
+    padding = rows[:3] * 10  # any values: duplicates of real rows, huge ones
+    padded = torch.cat([rows[:5], padding, rows[5:]])
+    weight = torch.tensor([1.0] * 5 + [0.0] * 3)
+    p_grads, p_norms, _ = clipped_gradients(disc, padded, 8, MAX_GRAD_NORM, weight)
+    assert_all_close(p_grads, grads, atol=1e-6)
+    torch.testing.assert_close(p_norms[:5], norms)
+    assert torch.all(p_norms[5:] == 0)

@@ -126,3 +126,69 @@ def test_sampling_speed_bench_runs_on_cuda() -> None:
     assert result["device"].startswith("cuda")
     assert result["csv_rows"] == 8192
     assert result["rows_per_s"] > 0
+
+
+def test_graph_poisson_sampler_is_poisson() -> None:
+    """The captured sampler: each replay draws a fresh mask; the padded indices are exactly the
+    sampled rows (then padding), and the batch size has the Poisson mean and variance."""
+    from synthgen.models.trainer import GANTrainer, TrainingConfig, _IterationGraphs
+    from synthgen.privacy.domains import ColumnDomain
+    from synthgen.schema import ColumnKind
+    from synthgen.transform import TableEncoder
+
+    enc = TableEncoder([
+        ColumnDomain("c", ColumnKind.CATEGORICAL, "object", "public", categories=["a", "b", "c"],
+                     frequencies=[0.5, 0.3, 0.2, 0.0]),
+        ColumnDomain("x", ColumnKind.CONTINUOUS, "float64", "public", bins=[(0.0, 1.0)],
+                     frequencies=[1.0, 0.0]),
+    ])
+    trainer = GANTrainer(enc, TrainingConfig(batch_size=500), CUDA, seed=0)
+    rows, q = 20_000, 0.025
+    slots = torch.zeros(rows, 2, dtype=torch.int32).numpy()
+    trainer._hot = torch.from_numpy(slots).to(CUDA).long() + torch.from_numpy(
+        enc.slot_starts).to(CUDA)
+    trainer._scalars = torch.zeros(rows, 1, device=CUDA)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # eager warm-up, as train() does
+            trainer._iteration(torch.arange(500, device=CUDA), None, 1.0, 500, 0.9)
+        graphs = _IterationGraphs(trainer, rows, q, (1.0, 500, 0.9))
+        counts = []
+        for _ in range(400):
+            graphs.sample_graph.replay()
+            count = int(graphs.count)
+            counts.append(count)
+            sampled = graphs.mask.nonzero().squeeze(1)
+            assert torch.equal(graphs.index[:count], sampled[: graphs.capacity])
+            assert float(graphs.weight.sum()) == min(count, graphs.capacity)
+        losses = graphs.step()
+    torch.cuda.current_stream().wait_stream(stream)
+    assert all(torch.isfinite(x).item() for x in losses)
+    mean, var = float(torch.tensor(counts, dtype=torch.float64).mean()), float(
+        torch.tensor(counts, dtype=torch.float64).var())
+    expected = rows * q  # 500; the binomial variance is n q (1 - q) = 487.5
+    assert abs(mean - expected) < 5 * (expected / 400) ** 0.5
+    assert 0.7 * expected < var < 1.3 * expected
+    assert len(set(counts)) > 20  # not a fixed-size batch
+
+
+def test_cuda_fit_replays_graphs_and_stays_in_budget(people: pd.DataFrame) -> None:
+    model = synthgen.Synthesizer(epsilon=1.0, epochs=5, seed=0, device="cuda").fit(people)
+    assert model.info["training"]["cuda_graphs"] is True
+    assert model.info["training"]["steps"] == model.info["training"]["planned_steps"]
+    assert model.spent_epsilon <= 1.0 + 1e-9
+    out = model.sample(2000, seed=1)
+    assert len(out) == 2000 and list(out.columns) == list(people.columns)
+    assert out["age"].between(0, 200).all()  # decoded from the public/DP bins
+
+
+def test_padded_batch_on_cuda_adds_exactly_zero() -> None:
+    disc, rows = _disc_and_rows(37, 50)
+    disc = disc.to(CUDA)
+    rows = rows.to(CUDA)
+    grads, _, _ = clipped_gradients(disc, rows, 37, 1.0)
+    padded = torch.cat([rows[:37], rows[:13] * 7, rows[37:]])
+    weight = torch.cat([torch.ones(37, device=CUDA), torch.zeros(13, device=CUDA)])
+    p_grads, _, _ = clipped_gradients(disc, padded, 50, 1.0, weight)
+    for a, b in zip(grads, p_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

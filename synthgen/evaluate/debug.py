@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from synthgen import __version__
 from synthgen.io import check_table
@@ -89,7 +88,7 @@ class NonPrivateSynthesizer(Synthesizer):
         self.domains = [exact_domain(spec, df[spec.name]) for spec in schema.columns]
         self.encoder = TableEncoder(self.domains)
         device = resolve_device(self.device)
-        data = torch.from_numpy(self.encoder.transform(df)).to(device)
+        data = self.encoder.encode(df)
         config = replace(self.config, max_grad_norm=_NO_CLIP)
         trainer = GANTrainer(self.encoder, config, device, self.seed)
         steps = config.steps(len(df))

@@ -31,14 +31,28 @@ def discriminator_loss_terms(logits: torch.Tensor, n_real: int) -> torch.Tensor:
 
 
 def clipped_gradients(
-    disc: Discriminator, rows: torch.Tensor, n_real: int, max_grad_norm: float
+    disc: Discriminator,
+    rows: torch.Tensor,
+    n_real: int,
+    max_grad_norm: float,
+    real_weight: torch.Tensor | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """The summed gradient with the first ``n_real`` rows clipped; per-row norms; the loss.
+
+    ``real_weight`` (0 or 1 per real row) marks padding in a fixed-size batch: a padded row's
+    loss is multiplied by 0, so its backprop, norm and gradient are exactly zero and the sum is
+    that of the unpadded batch. Fixed shapes are what lets a CUDA graph replay the step.
 
     Returns one tensor per parameter, in ``disc.parameters()`` order (weight, bias per layer).
     """
     logits, inputs, outputs = disc.forward_with_taps(rows)
     loss = discriminator_loss_terms(logits, n_real)
+    if real_weight is not None:
+        weight = torch.cat([real_weight, real_weight.new_ones(rows.shape[0] - n_real)])
+        loss = loss * weight
+        shown = loss.sum() / weight.sum().clamp_min(1.0)
+    else:
+        shown = loss.mean()
     backprops = torch.autograd.grad(loss.sum(), outputs)
     inputs = [a.detach() for a in inputs]  # the clipping arithmetic below must build no graph
     sq_norms = torch.zeros(rows.shape[0], dtype=rows.dtype, device=rows.device)
@@ -53,7 +67,7 @@ def clipped_gradients(
         scaled = b * coef.unsqueeze(1)
         grads.append(scaled.t() @ a.detach())
         grads.append(scaled.sum(0))
-    return grads, norms[:n_real].detach(), loss.detach().mean()
+    return grads, norms[:n_real].detach(), shown.detach()
 
 
 def noised_update(
@@ -84,12 +98,17 @@ def private_discriminator_step(
     max_grad_norm: float,
     expected_batch_size: float,
     generator: torch.Generator | None = None,
-) -> float:
-    """One private step of the discriminator; returns the mean loss (for display only)."""
-    grads, _, loss = clipped_gradients(disc, rows, n_real, max_grad_norm)
+    real_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One private step of the discriminator; returns the mean loss (for display only).
+
+    The loss stays a device tensor: reading it would wait for the GPU, and a CUDA graph
+    cannot wait.
+    """
+    grads, _, loss = clipped_gradients(disc, rows, n_real, max_grad_norm, real_weight)
     update = noised_update(grads, noise_multiplier, max_grad_norm, expected_batch_size, generator)
     for p, g in zip(disc.parameters(), update, strict=True):
         p.grad = g
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return loss

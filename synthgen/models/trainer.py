@@ -12,7 +12,9 @@ Accounting holds because:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from torch.nn import functional as F
 
 from synthgen.models.dpsgd import private_discriminator_step
 from synthgen.models.networks import Discriminator, Generator
-from synthgen.transform import Span, TableEncoder
+from synthgen.transform import EncodedTable, Span, TableEncoder
 
 
 def fresh_seed() -> int:
@@ -51,6 +53,8 @@ class TrainingConfig:
     g_hidden: tuple[int, ...] = (256, 256)
     d_dropout: float = 0.0
     marginal_weight: float = 1.0
+    # On CUDA, replay each iteration from CUDA graphs (same maths, no launch overhead).
+    cuda_graphs: bool = True
 
     def expected_batch_size(self, rows: int) -> int:
         if self.batch_size is not None:
@@ -99,14 +103,21 @@ class ConditionSampler:
         self.width = sum(s.width for s in spans)
         self.device = device
         widths = [s.width for s in spans]
-        max_w = max(widths) if widths else 1
-        probs = torch.zeros(len(spans), max_w)
-        for i, f in enumerate(frequencies):
-            probs[i, : len(f)] = torch.tensor(f, dtype=torch.float32) + 1e-8
-        self.probs = probs.to(device)
         self.offsets = torch.tensor(
             np.cumsum([0, *widths[:-1]]) if widths else [0], device=device
         )
+        self.widths = torch.tensor(widths or [1], device=device)
+        # One flat CDF over all spans, span k's shifted by k: a draw for span k is one
+        # searchsorted of k + u (float64, so tiny frequencies keep their resolution). No
+        # multinomial, no per-row gather: nothing that syncs with the host or breaks a CUDA graph.
+        flat = []
+        for k, f in enumerate(frequencies):
+            p = np.asarray(f, dtype=np.float64) + 1e-8
+            cdf = np.cumsum(p / p.sum())
+            cdf[-1] = 1.0
+            flat.append(k + cdf)
+        self.flat_cdf = torch.tensor(np.concatenate(flat) if flat else np.zeros(0),
+                                     dtype=torch.float64, device=device)
         self.source_cols = torch.tensor(
             [i for s in spans for i in range(s.start, s.stop)], dtype=torch.long, device=device
         )
@@ -135,13 +146,33 @@ class ConditionSampler:
         if not self.spans:
             return torch.zeros(n, 0, device=self.device), torch.zeros(n, dtype=torch.long)
         chosen = torch.randint(len(self.spans), (n,), generator=gen, device=self.device)
-        slot = torch.multinomial(self.probs[chosen], 1, generator=gen).squeeze(1)
+        u = torch.rand(n, generator=gen, device=self.device, dtype=torch.float64)
+        position = torch.searchsorted(self.flat_cdf, chosen + u, right=True)
+        # position is the flat slot (offsets[k] + slot); clamp guards u's rounding at 1.0
+        position = torch.minimum(position, self.offsets[chosen] + self.widths[chosen] - 1)
         cond = torch.zeros(n, self.width, device=self.device)
-        cond[torch.arange(n, device=self.device), self.offsets[chosen] + slot] = 1.0
+        cond.scatter_(1, position.unsqueeze(1), 1.0)
         return cond, chosen
 
 
+def padded_batch_size(expected: int, rows: int) -> int:
+    """Capacity of a fixed-size Poisson batch: the expected size plus 6 standard deviations.
+
+    A Poisson batch larger than this (probability below 1e-9) is never truncated: that step
+    runs outside the CUDA graph at its true size, so the mechanism stays plain Poisson
+    subsampling and the accounting is unchanged.
+    """
+    return min(rows, expected + math.ceil(6 * math.sqrt(expected)) + 16)
+
+
 class GANTrainer:
+    """Trains the generator against a DP discriminator on a table kept on the device.
+
+    On CUDA the whole iteration (Poisson sampling by mask, the fused DP step, the generator
+    step, the weight average) is captured once in CUDA graphs and replayed: for these small
+    networks launch overhead, not arithmetic, is what an eager step spends its time on.
+    """
+
     def __init__(
         self,
         encoder: TableEncoder,
@@ -156,6 +187,9 @@ class GANTrainer:
         self.gen.manual_seed(seed if seed is not None else fresh_seed())
         if seed is not None:
             torch.manual_seed(seed)
+        # The generator every random draw of an iteration uses. Inside a CUDA graph only the
+        # device's default generator can be replayed, so graph mode seeds that from self.gen.
+        self._rng: torch.Generator | None = self.gen
         self.cond = ConditionSampler.for_encoder(encoder, device)
         self.marginal_spans = encoder.discrete_spans
         # Per span, a (slots x groups) 0/1 matrix: numeric bins split from one measured grid bin
@@ -175,20 +209,26 @@ class GANTrainer:
                                    config.g_hidden).to(device)
         self.discriminator = Discriminator(encoder.width + self.cond.width, config.d_hidden,
                                            config.d_dropout).to(device)
+        # capturable: Adam keeps its step counts on the device, so a graph can replay the step
+        capturable = device.type == "cuda"
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g,
-                                      betas=(0.5, 0.9), weight_decay=1e-6)
+                                      betas=(0.5, 0.9), weight_decay=1e-6,
+                                      capturable=capturable)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d,
-                                      betas=(0.5, 0.9))
+                                      betas=(0.5, 0.9), capturable=capturable)
         self.step = 0
         # The weight average starts as a copy and follows with decay ema_decay, shortened for
         # short runs (its window is at most a tenth of the steps; see train()).
         self.ema: Generator | None = copy.deepcopy(self.generator) if config.ema_decay else None
+        self.scalar_columns = torch.tensor(encoder.scalar_columns, dtype=torch.long,
+                                           device=device)
+        self.uses_cuda_graphs = False
 
     # ------------------------------------------------------------------------- steps
 
     def _fake(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        cond, chosen = self.cond.draw(n, self.gen)
-        z = torch.randn(n, self.config.noise_dim, generator=self.gen, device=self.device)
+        cond, chosen = self.cond.draw(n, self._rng)
+        z = torch.randn(n, self.config.noise_dim, generator=self._rng, device=self.device)
         raw = self.generator(z, cond)
         return self.generator.activate(raw), raw, cond, chosen
 
@@ -226,9 +266,62 @@ class GANTrainer:
             total = total + (target * (target.clamp_min(1e-6).log() - q.log())).sum()
         return total / max(len(self.marginal_spans), 1)
 
+    def _real_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Dense encoded rows of the resident table (one-hot spans built here, on the device)."""
+        rows = torch.zeros(index.shape[0], self.encoder.width, device=self.device)
+        rows.scatter_(1, self._hot[index], 1.0)
+        rows.index_copy_(1, self.scalar_columns, self._scalars[index])
+        return rows
+
+    def _discriminator_step(
+        self, real: torch.Tensor, real_weight: torch.Tensor | None, noise_multiplier: float,
+        batch: int,
+    ) -> torch.Tensor:
+        """The only read of real rows: the fused DP step (clipped real rows, noise)."""
+        real_cond = self.cond.from_rows(real, self._rng)
+        with torch.no_grad():
+            fake, _, fake_cond, _ = self._fake(batch)
+        rows = torch.cat([torch.cat([real, real_cond], 1), torch.cat([fake, fake_cond], 1)])
+        return private_discriminator_step(
+            self.discriminator, self.opt_d, rows, real.shape[0],
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=self.config.max_grad_norm,
+            expected_batch_size=batch,
+            generator=self._rng,
+            real_weight=real_weight,
+        )
+
+    def _iteration(
+        self, index: torch.Tensor, real_weight: torch.Tensor | None, noise_multiplier: float,
+        batch: int, ema_decay: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One DP discriminator step on the sampled rows, then the generator's steps.
+
+        Free of host syncs, so that a CUDA graph can capture it. Returns the two losses as
+        device tensors.
+        """
+        d_loss = self._discriminator_step(self._real_rows(index), real_weight,
+                                          noise_multiplier, batch)
+        # -- generator: post-processing of the private discriminator
+        self.discriminator.requires_grad_(False)
+        g_loss = d_loss.new_zeros(())
+        for _ in range(self.config.generator_steps):
+            loss = self._generator_loss(batch)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+            if self.ema is not None:
+                self._update_ema(ema_decay)
+            g_loss = loss.detach()
+        self.discriminator.requires_grad_(True)
+        return d_loss, g_loss
+
+    def _poisson_mask(self, rows: int, q: float) -> torch.Tensor:
+        return torch.rand(rows, generator=self._rng, device=self.device) < q
+
     def train(
         self,
-        data: torch.Tensor,
+        data: EncodedTable,
         *,
         noise_multiplier: float,
         total_steps: int,
@@ -240,44 +333,55 @@ class GANTrainer:
         progress_every: int | None = None,
     ) -> int:
         """Run DP steps until ``total_steps``; returns the number of steps run in total."""
-        n = data.shape[0]
+        n = len(data)
         batch = self.config.expected_batch_size(n)
         q = batch / n
+        # The table stays on the device as (hot column per span, scalars): a few bytes per
+        # cell instead of a float per one-hot slot.
+        starts = torch.from_numpy(self.encoder.slot_starts).to(self.device)
+        self._hot = torch.from_numpy(data.slots).to(self.device).long() + starts
+        self._scalars = torch.from_numpy(np.ascontiguousarray(data.scalars)).to(self.device)
+        ema_decay = max(min(self.config.ema_decay, 1 - 10 / total_steps), 0.0)
+        step_args = (noise_multiplier, batch, ema_decay)
         start = time.monotonic()
-        last_ckpt = start
-        d_loss = g_loss = float("nan")
         every = progress_every or max(1, total_steps // 100)
         self.generator.train()
         self.discriminator.train()
+        # CUDA work runs on a stream of its own: graphs must be captured on a side stream, and
+        # the eager steps before the capture warm up that same stream's cuBLAS workspace.
+        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            self._train_loop(n, q, total_steps, step_args, epsilon_at, on_progress,
+                             should_stop, checkpoint, checkpoint_every_s, every, start)
+        if stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+        self._rng = self.gen
+        del self._hot, self._scalars
+        return self.step
+
+    def _train_loop(
+        self, n: int, q: float, total_steps: int, step_args: tuple[float, int, float],
+        epsilon_at: Callable[[int], float],
+        on_progress: Callable[[TrainingProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+        checkpoint: Callable[[TrainingState], None] | None,
+        checkpoint_every_s: float, every: int, start: float,
+    ) -> None:
+        last_ckpt = start
+        d_loss = g_loss = torch.full((), float("nan"))
+        graphs = None
         while self.step < total_steps:
             if should_stop is not None and should_stop():
                 break
-            # -- discriminator: the only read of real rows (Poisson sample, fused DP step)
-            mask = torch.rand(n, generator=self.gen, device=self.device) < q
-            real = data[mask]
-            real_cond = self.cond.from_rows(real, self.gen)
-            with torch.no_grad():
-                fake, _, fake_cond, _ = self._fake(batch)
-            rows = torch.cat([torch.cat([real, real_cond], 1), torch.cat([fake, fake_cond], 1)])
-            d_loss = private_discriminator_step(
-                self.discriminator, self.opt_d, rows, real.shape[0],
-                noise_multiplier=noise_multiplier,
-                max_grad_norm=self.config.max_grad_norm,
-                expected_batch_size=batch,
-                generator=self.gen,
-            )
+            if graphs is None and self._graphs_wanted(total_steps):
+                graphs = _IterationGraphs(self, n, q, step_args)
+                self.uses_cuda_graphs = True
+            if graphs is not None:
+                d_loss, g_loss = graphs.step()
+            else:
+                index = self._poisson_mask(n, q).nonzero().squeeze(1)
+                d_loss, g_loss = self._iteration(index, None, *step_args)
             self.step += 1
-            # -- generator: post-processing of the private discriminator
-            self.discriminator.requires_grad_(False)
-            for _ in range(self.config.generator_steps):
-                loss = self._generator_loss(batch)
-                self.opt_g.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt_g.step()
-                if self.ema is not None:
-                    self._update_ema(min(self.config.ema_decay, 1 - 10 / total_steps))
-                g_loss = float(loss.detach())
-            self.discriminator.requires_grad_(True)
 
             now = time.monotonic()
             if on_progress is not None and (
@@ -285,13 +389,20 @@ class GANTrainer:
             ):
                 on_progress(TrainingProgress(
                     step=self.step, total_steps=total_steps, epoch=self.step * q,
-                    epsilon=epsilon_at(self.step), d_loss=d_loss, g_loss=g_loss,
+                    epsilon=epsilon_at(self.step), d_loss=float(d_loss), g_loss=float(g_loss),
                     elapsed_s=now - start,
                 ))
             if checkpoint is not None and now - last_ckpt >= checkpoint_every_s:
                 checkpoint(self.state())
                 last_ckpt = now
-        return self.step
+
+    def _graphs_wanted(self, total_steps: int) -> bool:
+        """Capture after a few eager steps (they create Adam's state and cuBLAS's handles,
+        and are real, accounted steps), when there are enough steps left to be worth it."""
+        return (self.device.type == "cuda" and self.config.cuda_graphs
+                and self.step >= _EAGER_WARMUP_STEPS
+                and total_steps - self.step > _EAGER_WARMUP_STEPS)
+
 
     # ------------------------------------------------------------------------- state
 
@@ -302,11 +413,10 @@ class GANTrainer:
     @torch.no_grad()
     def _update_ema(self, decay: float) -> None:
         assert self.ema is not None
-        decay = max(decay, 0.0)
-        for avg, live in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
-            avg.lerp_(live, 1 - decay)
-        for avg_buf, live_buf in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
-            avg_buf.copy_(live_buf)  # BatchNorm statistics of generated rows: the latest
+        torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()),
+                             1 - decay)
+        # BatchNorm statistics of generated rows: the latest
+        torch._foreach_copy_(list(self.ema.buffers()), list(self.generator.buffers()))
 
     def state(self) -> TrainingState:
         return TrainingState(
@@ -331,6 +441,61 @@ class GANTrainer:
 
 
 
+_EAGER_WARMUP_STEPS = 3
+
+
+class _IterationGraphs:
+    """Two CUDA graphs per iteration: Poisson sampling (a mask over the resident table, its
+    row count, and the row indices padded to a fixed capacity) and the iteration itself.
+
+    Between the two, the host reads the row count (one small sync a step): a batch over the
+    capacity runs eagerly at its true size instead of being truncated, so privacy is exactly
+    that of Poisson sampling.
+    """
+
+    def __init__(
+        self, trainer: GANTrainer, rows: int, q: float, step_args: tuple[float, int, float]
+    ) -> None:
+        self.trainer = trainer
+        self.rows, self.q, self.step_args = rows, q, step_args
+        batch = step_args[1]
+        self.capacity = padded_batch_size(batch, rows)
+        # Graph replays draw from the device's default generator; seed it from the run's.
+        seed = int(torch.randint(2**62, (1,), generator=trainer.gen, device=trainer.device))
+        torch.cuda.manual_seed(seed)
+        trainer._rng = None
+        # Captured on the trainer's side stream (the current one), as CUDA graphs require.
+        stream = torch.cuda.current_stream(trainer.device)
+        self.sample_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.sample_graph, stream=stream):
+            self.mask = trainer._poisson_mask(rows, q)
+            self.count = self.mask.sum()
+            self.index = torch.nonzero_static(self.mask, size=self.capacity,
+                                              fill_value=0).squeeze(1)
+            self.weight = (torch.arange(self.capacity, device=trainer.device)
+                           < self.count).float()
+        self.step_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.step_graph, stream=stream):
+            self.losses = trainer._iteration(self.index, self.weight, *step_args)
+        self.eager_steps = 0
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.sample_graph.replay()
+        if int(self.count) <= self.capacity:
+            self.step_graph.replay()
+            return self.losses
+        # Over capacity (p < 1e-9): the same step, eagerly, on every sampled row.
+        self.eager_steps += 1
+        index = self.mask.nonzero().squeeze(1)
+        return self.trainer._iteration(index, None, *self.step_args)
+
+
+def default_chunk(device: torch.device) -> int:
+    """Rows per generated chunk: large on a GPU (launches amortised over 1 M rows, ~1 GB of
+    device memory for a 200-column encoding), small on a CPU (memory, streaming latency)."""
+    return 1 << 20 if device.type == "cuda" else 65536
+
+
 @torch.no_grad()
 def generate_slots(
     generator: Generator,
@@ -338,7 +503,7 @@ def generate_slots(
     n: int,
     nullable: list[bool],
     *,
-    chunk: int = 65536,
+    chunk: int | None = None,
     gen: torch.Generator | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Synthetic rows in chunks, as (slot per one-hot span, tanh scalars); no real row is read.
@@ -346,26 +511,48 @@ def generate_slots(
     A slot is drawn from the span's softmax with the Gumbel-max trick (what CTGAN's hard
     Gumbel-softmax does), on the model's device, so only small integer arrays cross to the CPU.
     A span whose column cannot hold nulls never draws its null slot.
+
+    On CUDA the next chunk is generated and copied (to pinned memory, asynchronously) while the
+    caller decodes the current one, so the GPU and the CPU work at the same time.
     """
     generator.eval()
+    device = cond.device
+    chunk = chunk or default_chunk(device)
     softmax = [s for s in generator.spans if s.activation == "softmax"]
     scalar_cols = torch.tensor([s.start for s in generator.spans if s.activation == "tanh"],
-                               dtype=torch.long, device=cond.device)
-    done = 0
-    while done < n:
-        m = min(chunk, n - done)
+                               dtype=torch.long, device=device)
+    pinned = device.type == "cuda"
+
+    def produce(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
         c, _ = cond.draw(m, gen)
-        z = torch.randn(m, generator.noise_dim, generator=gen, device=cond.device)
+        z = torch.randn(m, generator.noise_dim, generator=gen, device=device)
         raw = generator(z, c)
-        slots = torch.empty(m, len(softmax), dtype=torch.long, device=cond.device)
+        scalars = torch.tanh(raw[:, scalar_cols])
+        # Gumbel noise over the whole row in one kernel, then an argmax per span
+        noisy = raw - torch.empty_like(raw).exponential_(generator=gen).log_()
+        slots = torch.empty(m, len(softmax), dtype=torch.int32, device=device)
         for k, (span, can_be_null) in enumerate(zip(softmax, nullable, strict=True)):
             stop = span.stop if can_be_null else span.stop - 1
-            logits = raw[:, span.start : stop]
-            gumbel = -torch.empty_like(logits).exponential_(generator=gen).log()
-            slots[:, k] = (logits + gumbel).argmax(1)
-        scalars = torch.tanh(raw[:, scalar_cols])
-        yield slots.cpu().numpy(), scalars.cpu().numpy()
-        done += m
+            slots[:, k] = noisy[:, span.start : stop].argmax(1)
+        if not pinned:
+            return slots, scalars, None
+        host_slots = torch.empty(slots.shape, dtype=slots.dtype, pin_memory=True)
+        host_scalars = torch.empty(scalars.shape, dtype=scalars.dtype, pin_memory=True)
+        host_slots.copy_(slots, non_blocking=True)
+        host_scalars.copy_(scalars, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host_slots, host_scalars, done
+
+    sizes = [min(chunk, n - start) for start in range(0, n, chunk)]
+    pending = produce(sizes[0]) if sizes else None
+    for i in range(len(sizes)):
+        assert pending is not None
+        slots, scalars, done = pending
+        pending = produce(sizes[i + 1]) if i + 1 < len(sizes) else None
+        if done is not None:
+            done.synchronize()
+        yield slots.numpy(), scalars.numpy()
 
 
 def save_state(state: TrainingState, path: Path) -> None:

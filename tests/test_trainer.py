@@ -1,0 +1,89 @@
+"""The trainer's samplers and its fixed-size (padded) batches, on the CPU."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from synthgen.models.trainer import (
+    ConditionSampler,
+    GANTrainer,
+    TrainingConfig,
+    generate_slots,
+    padded_batch_size,
+)
+from synthgen.privacy.domains import ColumnDomain
+from synthgen.schema import ColumnKind
+from synthgen.transform import TableEncoder
+
+CPU = torch.device("cpu")
+
+
+def encoder_with(frequencies: list[list[float]]) -> TableEncoder:
+    domains = []
+    for i, freq in enumerate(frequencies):
+        cats = [f"v{j}" for j in range(len(freq) - 1)]  # last slot: null
+        domains.append(ColumnDomain(f"c{i}", ColumnKind.CATEGORICAL, "object", "public",
+                                    categories=cats, frequencies=freq))
+    domains.append(ColumnDomain("x", ColumnKind.CONTINUOUS, "float64", "public",
+                                bins=[(0.0, 1.0), (1.0, 2.0)], frequencies=[0.5, 0.5, 0.0]))
+    return TableEncoder(domains)
+
+
+def test_condition_draws_follow_the_dp_frequencies() -> None:
+    freqs = [[0.7, 0.2, 0.1, 0.0], [0.05, 0.95, 0.0], [0.25, 0.25, 0.25, 0.25, 0.0]]
+    sampler = ConditionSampler.for_encoder(encoder_with(freqs), CPU)
+    n = 300_000
+    cond, chosen = sampler.draw(n, torch.Generator().manual_seed(0))
+    assert torch.all(cond.sum(1) == 1)  # exactly one hot slot per row
+    offset = 0
+    for k, freq in enumerate(freqs):
+        block = cond[:, offset : offset + len(freq)][chosen == k]
+        offset += len(freq)
+        assert (chosen == k).float().mean().item() == pytest.approx(1 / 3, abs=0.01)
+        observed = block.mean(0).numpy()
+        np.testing.assert_allclose(observed, freq, atol=0.006)
+
+
+def test_padded_capacity_is_six_sigma_above_the_expected_batch() -> None:
+    assert padded_batch_size(10_000, 10**6) == 10_000 + 600 + 16
+    assert padded_batch_size(100, 110) == 110  # never more than the table
+    # P(Poisson batch > capacity) is negligible, and the overflow path is exact anyway
+    b = 16_384
+    cap = padded_batch_size(b, 10**6)
+    z = (cap - b) / math.sqrt(b)
+    assert z >= 6
+
+
+def test_generated_slots_respect_non_nullable_columns() -> None:
+    enc = encoder_with([[0.5, 0.5, 0.0]])
+    trainer = GANTrainer(enc, TrainingConfig(), CPU, seed=0)
+    blocks = list(generate_slots(trainer.generator, trainer.cond, 5000, [False, False],
+                                 chunk=1024, gen=torch.Generator().manual_seed(1)))
+    slots = np.concatenate([b[0] for b in blocks])
+    scalars = np.concatenate([b[1] for b in blocks])
+    assert slots.shape == (5000, 2) and scalars.shape == (5000, 1)
+    assert slots[:, 0].max() < 2 and slots[:, 1].max() < 2  # the null slot never drawn
+    assert np.all(np.abs(scalars) <= 1)
+
+
+def test_training_reads_the_compact_table(people: pd.DataFrame) -> None:
+    """The trainer builds one-hot rows from (slots, scalars) exactly as the dense encoding."""
+    from synthgen.privacy import BudgetPlan
+    from synthgen.privacy.domains import estimate_domains
+    from synthgen.schema import infer_schema
+
+    est = estimate_domains(people, infer_schema(people), BudgetPlan(1.0, 1e-6),
+                           np.random.default_rng(0))
+    enc = TableEncoder(est.domains)
+    table = enc.encode(people)
+    trainer = GANTrainer(enc, TrainingConfig(), CPU, seed=0)
+    trainer._hot = torch.from_numpy(table.slots).long() + torch.from_numpy(enc.slot_starts)
+    trainer._scalars = torch.from_numpy(table.scalars)
+    index = torch.tensor([0, 5, 7, 5])
+    dense = torch.from_numpy(enc.transform(people))[index]
+    torch.testing.assert_close(trainer._real_rows(index), dense)
