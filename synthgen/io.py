@@ -6,15 +6,20 @@ a sentence saying what to do, never in a traceback from the parser.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-from collections.abc import Iterable
+import re
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from synthgen.errors import InputError
 
@@ -25,47 +30,216 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _decode(raw: bytes, name: str) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "save it as UTF-8 and upload it again",
-            code="bad-encoding",
-        ) from exc
+# Text parsed per chunk: bounds the reader's peak memory to the compact table plus one chunk of
+# Python strings, whatever the file's size.
+CHUNK_BYTES = 32 * 1024**2
+_SCAN_BYTES = 16 * 1024**2
 
 
-def read_csv_bytes(raw: bytes, name: str = "the file") -> pd.DataFrame:
+def _bad_encoding(source: BinaryIO, name: str) -> InputError | None:
+    """The error for the first byte that is not UTF-8, found in bounded slices (no full copy)."""
+    source.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    while True:
+        block = source.read(_SCAN_BYTES)
+        try:
+            decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            # exc.start counts from the bytes the decoder held back from the previous slice
+            at = offset + exc.start - (len(exc.object) - len(block))
+            return InputError(
+                f"{name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {at}); "
+                "save it as UTF-8 and upload it again",
+                code="bad-encoding",
+            )
+        if not block:
+            return None
+        offset += len(block)
+
+
+def _record_end(buf: bytes, last: bool) -> int:
+    """The offset just after the last (or first) line break of ``buf`` that ends a record: one
+    outside double quotes, as ``buf`` starts at a record boundary; -1 if there is none."""
+    if b'"' not in buf:  # the common case: no quoting, any line break ends a record
+        at = buf.rfind(b"\n") if last else buf.find(b"\n")
+        return at + 1 if at >= 0 else -1
+    data = np.frombuffer(buf, dtype=np.uint8)
+    inside = np.bitwise_xor.accumulate((data == ord('"')).astype(np.uint8))  # 1 inside quotes
+    ends = np.flatnonzero((data == ord("\n")) & (inside == 0))
+    if ends.size == 0:
+        return -1
+    return int(ends[-1] if last else ends[0]) + 1
+
+
+def _blocks(source: BinaryIO, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """The file as blocks of about ``chunk_bytes`` of whole records, each with the line of the
+    file it starts on."""
+    pending = b""
+    line = 1
+    while True:
+        data = source.read(chunk_bytes)
+        buf = pending + data
+        if not data:
+            if buf:
+                yield buf, line
+            return
+        cut = _record_end(buf, last=True)
+        if cut < 0:  # a record longer than a block: read on
+            pending = buf
+            continue
+        yield buf[:cut], line
+        line += buf.count(b"\n", 0, cut)
+        pending = buf[cut:]
+
+
+def _compact(values: pd.Series) -> pd.Series:
+    """A chunk's text column as a categorical: each distinct string is kept once."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        return values.astype("category")
+    return values
+
+
+def _chunk_class(values: pd.Series) -> str:
+    """What a chunk says about a column's type: text, number, bool, or nothing (all missing)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return "text"
+    if values.isna().all():
+        return "null"
+    if pd.api.types.is_bool_dtype(values.dtype) or values.dtype == object:
+        return "bool"  # the C parser's only non-text objects are booleans (with missing cells)
+    return "number"
+
+
+def _combine(parts: list[pd.Series]) -> pd.Series | None:
+    """One column from its chunks, as a single read of the file would type it; None when the
+    chunks disagree (numbers in some, text in others): the column must be read as text."""
+    classes = {_chunk_class(p) for p in parts} - {"null"}
+    if len(classes) > 1:
+        return None
+    if classes == {"text"}:
+        as_text = [p if isinstance(p.dtype, pd.CategoricalDtype)
+                   else pd.Series(pd.Categorical.from_codes(
+                       np.full(len(p), -1), categories=pd.Index([], dtype=object)))
+                   for p in parts]
+        return pd.Series(union_categoricals([p.array for p in as_text]))
+    return pd.concat(parts, ignore_index=True)  # ints and floats give floats, as in one read
+
+
+def _parse_csv(source: BinaryIO, name: str, chunk_bytes: int, text: list[str]) -> pd.DataFrame:
+    """Parse in blocks, compacting text per block; columns in ``text`` are read as strings.
+
+    Each block is parsed on its own behind the header line, so every row is checked against
+    the header (pandas' own chunked reader skips that check on each chunk's first row).
+    Raises _Retype with the columns whose blocks disagree about their type.
+    """
+    source.seek(0)
+    columns: dict[str, list[pd.Series]] = {}
+    header = b""
+    for block, line in _blocks(source, chunk_bytes):
+        if not header:  # the first block starts with the header line
+            header = block[: _record_end(block, last=False)] or block
+            body, shift = block, 0
+        else:  # the block's first row is line 2 of what is parsed
+            body, shift = header + block, line - 2
+        try:
+            with warnings.catch_warnings():
+                # index_col=False: a first row with an extra cell is not taken as an index
+                # column; pandas warns and drops the cell, so the warning is the error
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                chunk = pd.read_csv(io.BytesIO(body), encoding="utf-8", low_memory=False,
+                                    index_col=False, dtype=dict.fromkeys(text, str))
+        except pd.errors.ParserError as exc:  # name the line of the file, not of the block
+            raise pd.errors.ParserError(_shift_lines(str(exc), shift)) from exc
+        except pd.errors.ParserWarning as exc:
+            raise pd.errors.ParserError(
+                f"more cells than the header has in line {2 + shift}") from exc
+        del body
+        for column in chunk.columns:
+            columns.setdefault(column, []).append(_compact(chunk[column]))
+    if not header:
+        raise pd.errors.EmptyDataError("No columns to parse from file")
+    out: dict[str, pd.Series] = {}
+    conflicts = []
+    for column in list(columns):
+        combined = _combine(columns.pop(column))  # frees the column's chunks as it goes
+        if combined is None:
+            conflicts.append(column)
+        else:
+            out[column] = combined
+    if conflicts:
+        raise _Retype(conflicts)
+    return pd.DataFrame(out, copy=False)
+
+
+def _shift_lines(message: str, shift: int) -> str:
+    return re.sub(r"\b(line|row) (\d+)", lambda m: f"{m[1]} {int(m[2]) + shift}", message)
+
+
+class _Retype(Exception):
+    def __init__(self, columns: list[str]) -> None:
+        super().__init__(columns)
+        self.columns = columns
+
+
+def read_csv(source: BinaryIO, name: str = "the file", *,
+             chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
+    """A DataFrame from a binary CSV stream (header row; empty cells are missing values).
+
+    Read in chunks of about ``chunk_bytes`` of text, text columns turned into categoricals per
+    chunk, so a large file needs about the final compact table plus one chunk of memory. The
+    column types are those of one ``pandas.read_csv`` of the whole file: a column whose chunks
+    disagree (numbers in one, text in another) is read again as text.
+    """
+    text: list[str] = []
+    for _ in range(2):  # the second pass reads the disagreeing columns as text
+        try:
+            return _parse_csv(source, name, chunk_bytes, text)
+        except _Retype as retype:
+            text = retype.columns
+        except UnicodeDecodeError as exc:
+            raise _bad_encoding(source, name) or InputError(
+                f"{name} is not UTF-8 text", code="bad-encoding") from exc
+        except pd.errors.EmptyDataError as exc:
+            raise InputError(f"{name} has no columns", code="empty-table") from exc
+        except (pd.errors.ParserError, csv.Error, ValueError) as exc:
+            raise InputError(
+                f"{name} is not a well-formed CSV: {str(exc).strip()}; check quoting and that "
+                "every row has as many cells as the header",
+                code="malformed-csv",
+            ) from exc
+    raise AssertionError("columns read as text cannot disagree")  # pragma: no cover
+
+
+def read_csv_bytes(raw: bytes, name: str = "the file", *,
+                   chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
     """A DataFrame from CSV bytes (header row; empty cells are missing values)."""
     if not raw.strip():
         raise InputError(f"{name} is empty; give a CSV with a header row and data rows",
                          code="empty-table")
-    text = _decode(raw, name)
-    try:
-        df = pd.read_csv(io.StringIO(text), low_memory=False)
-    except pd.errors.EmptyDataError as exc:
-        raise InputError(f"{name} has no columns", code="empty-table") from exc
-    except (pd.errors.ParserError, csv.Error, ValueError) as exc:
-        raise InputError(
-            f"{name} is not a well-formed CSV: {str(exc).strip()}; check quoting and that every "
-            "row has as many cells as the header",
-            code="malformed-csv",
-        ) from exc
-    return df
+    return read_csv(io.BytesIO(raw), name, chunk_bytes=chunk_bytes)
 
 
 def read_parquet_bytes(raw: bytes, name: str = "the file") -> pd.DataFrame:
+    return _read_parquet(pa.BufferReader(raw), name)
+
+
+def _read_parquet(source: str | pa.NativeFile, name: str) -> pd.DataFrame:
     try:
-        table = pq.read_table(pa.BufferReader(raw))
+        table = pq.read_table(source)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{name} is not a readable Parquet file: {exc}",
                          code="malformed-parquet") from exc
-    return table.to_pandas()
+    # text columns as categoricals, as the CSV reader gives them (each string kept once)
+    return table.to_pandas(strings_to_categorical=True)
 
 
-def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFrame:
-    """Read a CSV or Parquet file (by its suffix) and check it is usable for synthesis."""
+def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+               chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
+    """Read a CSV or Parquet file (by its suffix) and check it is usable for synthesis.
+
+    The file is streamed, never held whole in memory (see :func:`read_csv`).
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -76,11 +250,14 @@ def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.Da
             f"{path.name} is {size:,} bytes, over the limit of {max_bytes:,}",
             code="too-large",
         )
-    raw = path.read_bytes()
     if path.suffix.lower() in {".parquet", ".pq"}:
-        df = read_parquet_bytes(raw, path.name)
+        df = _read_parquet(str(path), path.name)
     else:
-        df = read_csv_bytes(raw, path.name)
+        with open(path, "rb") as handle:
+            if size <= 65536 and not handle.read().strip():
+                raise InputError(f"{path.name} is empty; give a CSV with a header row and data "
+                                 "rows", code="empty-table")
+            df = read_csv(handle, path.name, chunk_bytes=chunk_bytes)
     return check_table(df, path.name)
 
 
@@ -109,15 +286,31 @@ def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy(deep=False)
     for name in out.columns:
         col = out[name]
-        if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype):
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            # escape each category once; the codes (one per row) are untouched
+            labels = pd.Series(col.cat.categories)
+            escaped = _escape_text(labels)
+            if escaped is labels:
+                continue
+            if escaped.is_unique:
+                out[name] = col.cat.rename_categories(pd.Index(escaped, dtype=object))
+                continue
+            col = col.astype(object)  # "=x" and "'=x" both present: escape cell by cell
+        elif col.dtype != object and not pd.api.types.is_string_dtype(col.dtype):
             continue
-        as_text = col.astype("string")
-        risky = as_text.str.startswith(_FORMULA_PREFIXES).fillna(False).to_numpy(bool)
-        if risky.any():
-            col = col.astype(object).copy()
-            col[risky] = "'" + as_text[risky].astype(object)
-            out[name] = col
+        out[name] = _escape_text(col)
     return out
+
+
+def _escape_text(col: pd.Series) -> pd.Series:
+    """``col`` with risky cells prefixed, or ``col`` itself when none is risky."""
+    as_text = col.astype("string")
+    risky = as_text.str.startswith(_FORMULA_PREFIXES).fillna(False).to_numpy(bool)
+    if not risky.any():
+        return col
+    col = col.astype(object).copy()
+    col[risky] = "'" + as_text[risky].astype(object)
+    return col
 
 
 def write_csv(

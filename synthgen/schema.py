@@ -137,13 +137,21 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 def _all_parse_as_datetime(values: pd.Series) -> bool:
-    present = values.dropna()
-    if present.empty or pd.api.types.infer_dtype(present, skipna=False) != "string":
+    # Cheap refusal first, before any pass over the whole column: most text columns fail on
+    # their first values (a failing value anywhere means "no", so this only saves time).
+    head = values.iloc[:256].dropna().iloc[:64]
+    if not all(isinstance(v, str) and _ISO_DATE.match(v) for v in head):
         return False
-    # Cheap refusal first: most text columns fail on their first values.
-    if not all(_ISO_DATE.match(v) for v in present.iloc[:64]):
+    # Then every distinct value once (a categorical's used categories; no per-row parsing).
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        distinct = values.cat.remove_unused_categories().cat.categories
+    else:
+        distinct = pd.Index(pd.factorize(values)[1])  # one hash pass; nulls left out
+    if distinct.empty or pd.api.types.infer_dtype(distinct, skipna=False) != "string":
         return False
-    parsed = pd.to_datetime(present, errors="coerce", format="ISO8601")
+    if not all(_ISO_DATE.match(v) for v in distinct[:64]):
+        return False
+    parsed = pd.to_datetime(distinct, errors="coerce", format="ISO8601")
     return bool(parsed.notna().all())
 
 
