@@ -29,7 +29,6 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-
 # Text parsed per chunk: bounds the reader's peak memory to the compact table plus one chunk of
 # Python strings, whatever the file's size.
 CHUNK_BYTES = 32 * 1024**2
@@ -126,7 +125,7 @@ def _combine(parts: list[pd.Series]) -> pd.Series | None:
     return pd.concat(parts, ignore_index=True)  # ints and floats give floats, as in one read
 
 
-def _parse_csv(source: BinaryIO, name: str, chunk_bytes: int, text: list[str]) -> pd.DataFrame:
+def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str]) -> pd.DataFrame:
     """Parse in blocks, compacting text per block; columns in ``text`` are read as strings.
 
     Each block is parsed on its own behind the header line, so every row is checked against
@@ -138,7 +137,8 @@ def _parse_csv(source: BinaryIO, name: str, chunk_bytes: int, text: list[str]) -
     header = b""
     for block, line in _blocks(source, chunk_bytes):
         if not header:  # the first block starts with the header line
-            header = block[: _record_end(block, last=False)] or block
+            end = _record_end(block, last=False)
+            header = block[:end] if end > 0 else block
             body, shift = block, 0
         else:  # the block's first row is line 2 of what is parsed
             body, shift = header + block, line - 2
@@ -194,7 +194,7 @@ def read_csv(source: BinaryIO, name: str = "the file", *,
     text: list[str] = []
     for _ in range(2):  # the second pass reads the disagreeing columns as text
         try:
-            return _parse_csv(source, name, chunk_bytes, text)
+            return _parse_csv(source, chunk_bytes, text)
         except _Retype as retype:
             text = retype.columns
         except UnicodeDecodeError as exc:
@@ -211,27 +211,38 @@ def read_csv(source: BinaryIO, name: str = "the file", *,
     raise AssertionError("columns read as text cannot disagree")  # pragma: no cover
 
 
-def read_csv_bytes(raw: bytes, name: str = "the file", *,
-                   chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
-    """A DataFrame from CSV bytes (header row; empty cells are missing values)."""
-    if not raw.strip():
+def read_csv_bytes(raw: bytes, name: str = "the file", *, chunk_bytes: int = CHUNK_BYTES,
+                   categorical_text: bool = False) -> pd.DataFrame:
+    """A DataFrame from CSV bytes (header row; empty cells are missing values).
+
+    Parsed in chunks like :func:`read_csv`. Text columns come back as object columns unless
+    ``categorical_text``: the service's formula-cell check (``find_formula_cells``) only looks
+    at object and string columns. Each cell then refers to its column's one copy of the string
+    (8 bytes a cell), not to a string of its own.
+    """
+    if not raw or raw.isspace():  # (not raw.strip(): no copy of a large upload)
         raise InputError(f"{name} is empty; give a CSV with a header row and data rows",
                          code="empty-table")
-    return read_csv(io.BytesIO(raw), name, chunk_bytes=chunk_bytes)
+    df = read_csv(io.BytesIO(raw), name, chunk_bytes=chunk_bytes)
+    if categorical_text:
+        return df
+    return df.apply(lambda c: c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c)
 
 
 def read_parquet_bytes(raw: bytes, name: str = "the file") -> pd.DataFrame:
-    return _read_parquet(pa.BufferReader(raw), name)
+    # text as object columns, for the service's formula-cell check (see read_csv_bytes)
+    return _read_parquet(pa.BufferReader(raw), name, categorical_text=False)
 
 
-def _read_parquet(source: str | pa.NativeFile, name: str) -> pd.DataFrame:
+def _read_parquet(source: str | pa.NativeFile, name: str, *,
+                  categorical_text: bool = True) -> pd.DataFrame:
     try:
         table = pq.read_table(source)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{name} is not a readable Parquet file: {exc}",
                          code="malformed-parquet") from exc
     # text columns as categoricals, as the CSV reader gives them (each string kept once)
-    return table.to_pandas(strings_to_categorical=True)
+    return table.to_pandas(strings_to_categorical=categorical_text)
 
 
 def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
