@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar from the run")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,12 +89,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         pa_csv.write_csv(pa.Table.from_pandas(table, preserve_index=False), source)
         make_s = time.perf_counter() - t0
         csv_mb = source.stat().st_size / 2**20
+        print(f"wrote {args.rows:,} x {args.columns} ({csv_mb:.0f} MB) in {make_s:.1f} s",
+              flush=True)
         del table
 
         report = work / "report.json"
         cmd = ["run", str(source), "--epsilon", str(args.epsilon), "--out",
                str(work / "synthetic.csv"), "--device", args.device, "--seed", str(args.seed),
-               "--quiet"]
+               *(["--quiet"] if args.quiet else [])]
         if args.epochs is not None:
             cmd += ["--epochs", str(args.epochs)]
         if not args.no_report:

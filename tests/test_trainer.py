@@ -87,3 +87,71 @@ def test_training_reads_the_compact_table(people: pd.DataFrame) -> None:
     index = torch.tensor([0, 5, 7, 5])
     dense = torch.from_numpy(enc.transform(people))[index]
     torch.testing.assert_close(trainer._real_rows(index), dense)
+
+
+def test_segment_softmax_and_logsumexp_equal_per_span_ones() -> None:
+    from synthgen.models.networks import SpanSegments
+    from synthgen.transform import Span
+
+    spans = [Span("a", 0, 3, "softmax"), Span("x", 3, 1, "tanh"), Span("b", 4, 1, "softmax"),
+             Span("c", 5, 6, "softmax")]
+    seg = SpanSegments(spans)
+    raw = torch.randn(40, 11, generator=torch.Generator().manual_seed(0)) * 30  # wide range
+    x = raw.index_select(1, seg.columns).requires_grad_(True)
+    soft, lse = seg.softmax(x), seg.logsumexp(x)
+    offset = 0
+    for k, span in enumerate(s for s in spans if s.activation == "softmax"):
+        block = x[:, offset : offset + span.width]
+        torch.testing.assert_close(soft[:, offset : offset + span.width], block.softmax(1))
+        torch.testing.assert_close(lse[:, k], block.logsumexp(1))
+        offset += span.width
+    # gradients too (the shift by the detached maximum must not change them)
+    w = torch.randn_like(soft)
+    (g,) = torch.autograd.grad((soft * w).sum() + lse.sum(), x)
+    ref = torch.cat([
+        torch.autograd.grad((x[:, o : o + n].softmax(1) * w[:, o : o + n]).sum()
+                            + x[:, o : o + n].logsumexp(1).sum(), x)[0][:, o : o + n]
+        for o, n in ((0, 3), (3, 1), (4, 6))], dim=1)
+    torch.testing.assert_close(g, ref)
+
+
+def test_vectorised_losses_equal_per_span_loops(people: pd.DataFrame) -> None:
+    """The generator's condition and marginal losses, all spans at once, equal the per-span
+    definitions (CTGAN's cross-entropy on the conditioned span; KL per span, averaged)."""
+    from torch.nn import functional as F
+
+    from synthgen.privacy import BudgetPlan
+    from synthgen.privacy.domains import estimate_domains
+    from synthgen.schema import infer_schema
+
+    est = estimate_domains(people, infer_schema(people), BudgetPlan(1.0, 1e-6),
+                           np.random.default_rng(0))
+    enc = TableEncoder(est.domains)
+    trainer = GANTrainer(enc, TrainingConfig(), CPU, seed=0)
+    fake, raw, cond, chosen = trainer._fake(300)
+    expected_ce = raw.new_zeros(300)
+    offset = 0
+    for k, span in enumerate(trainer.cond.spans):
+        target = cond[:, offset : offset + span.width].argmax(1)
+        ce = F.cross_entropy(raw[:, span.start : span.stop], target, reduction="none")
+        expected_ce = expected_ce + ce * (chosen == k)
+        offset += span.width
+    torch.testing.assert_close(trainer._condition_loss(raw, cond, chosen), expected_ce.mean())
+
+    total = fake.new_zeros(())
+    for span, domain in zip(enc.discrete_spans, enc.learned, strict=True):
+        groups = [*domain.bin_groups, -1] if domain.bin_groups else list(range(span.width))
+        _, group_of = np.unique(groups, return_inverse=True)
+        onehot = torch.zeros(span.width, int(group_of.max()) + 1)
+        onehot[torch.arange(span.width), torch.from_numpy(group_of)] = 1.0
+        target = torch.tensor(domain.frequencies, dtype=torch.float32) @ onehot
+        q = (fake[:, span.start : span.stop].mean(0) @ onehot).clamp_min(1e-6)
+        total = total + (target * (target.clamp_min(1e-6).log() - q.log())).sum()
+    torch.testing.assert_close(trainer._marginal_loss(fake), total / len(enc.discrete_spans))
+    # the activation is a Gumbel-softmax per span: each span of a fake row sums to 1
+    for span in enc.spans:
+        block = fake[:, span.start : span.stop]
+        if span.activation == "softmax":
+            torch.testing.assert_close(block.sum(1), torch.ones(300))
+        else:
+            assert block.abs().max() <= 1

@@ -13,6 +13,12 @@ from synthgen.evaluate.columns import evaluation_kinds
 from synthgen.evaluate.quality import quality_report
 from synthgen.evaluate.utility import train_synthetic_test_real
 
+# The quality section compares the synthetic rows with at most this many real training rows (a
+# seeded random sample beyond it; the section's real_rows says how many). Its shares and
+# correlations then carry ~0.5 % sampling error, and a 1 M-row, 50-column table's 1,225 column
+# pairs take seconds instead of many minutes.
+QUALITY_REAL_ROWS = 50_000
+
 OWNER_ONLY = (
     "Computed on the real data (the training rows and the holdout), without differential "
     "privacy: for the data owner only. Do not publish this section with the synthetic table."
@@ -39,8 +45,10 @@ def evaluate(
     t0 = time.perf_counter()
     sdtypes = evaluation_kinds(train, kinds)
     out: dict[str, Any] = {"notice": OWNER_ONLY, "skipped": {}}
+    real = (train if len(train) <= QUALITY_REAL_ROWS
+            else train.sample(QUALITY_REAL_ROWS, random_state=seed or 0))
     sections: dict[str, Callable[[], dict[str, Any]]] = {
-        "quality": lambda: quality_report(train, synthetic, sdtypes)}
+        "quality": lambda: quality_report(real, synthetic, sdtypes)}
     if target is not None:
         if holdout is None:
             out["skipped"]["utility"] = "a target needs a holdout to test on"

@@ -55,6 +55,10 @@ class TrainingConfig:
     marginal_weight: float = 1.0
     # On CUDA, replay each iteration from CUDA graphs (same maths, no launch overhead).
     cuda_graphs: bool = True
+    # On CUDA, TF32 matmuls for the generator's side (post-processing: it reads no real row).
+    # The private discriminator step always multiplies in full float32, so each real row's
+    # clipped contribution is bounded by max_grad_norm as computed.
+    tf32_generator: bool = True
 
     def expected_batch_size(self, rows: int) -> int:
         if self.batch_size is not None:
@@ -191,20 +195,22 @@ class GANTrainer:
         # device's default generator can be replayed, so graph mode seeds that from self.gen.
         self._rng: torch.Generator | None = self.gen
         self.cond = ConditionSampler.for_encoder(encoder, device)
-        self.marginal_spans = encoder.discrete_spans
-        # Per span, a (slots x groups) 0/1 matrix: numeric bins split from one measured grid bin
-        # form one group, since only the group's total was measured.
-        self.marginal_groups: list[torch.Tensor] = []
-        self.marginal_targets: list[torch.Tensor] = []
-        for span, domain in zip(self.marginal_spans, encoder.learned, strict=True):
+        # The marginal loss's groups: numeric bins split from one measured grid bin form one
+        # group, since only the group's total was measured. One (one-hot columns x groups) 0/1
+        # matrix for all spans, and the DP frequency of each group.
+        blocks, targets = [], []
+        for span, domain in zip(encoder.discrete_spans, encoder.learned, strict=True):
             slot_groups = [*domain.bin_groups, -1] if domain.bin_groups else list(
                 range(span.width))
             _, group_of = np.unique(slot_groups, return_inverse=True)
             onehot = torch.zeros(span.width, int(group_of.max()) + 1)
             onehot[torch.arange(span.width), torch.from_numpy(group_of)] = 1.0
-            freq = torch.tensor(domain.frequencies, dtype=torch.float32)
-            self.marginal_groups.append(onehot.to(device))
-            self.marginal_targets.append((freq @ onehot).to(device))
+            blocks.append(onehot)
+            targets.append(torch.tensor(domain.frequencies, dtype=torch.float32) @ onehot)
+        self._group_matrix = torch.block_diag(*blocks).to(device) if blocks else torch.zeros(
+            0, 0, device=device)
+        self._group_target = torch.cat(targets).to(device) if targets else torch.zeros(
+            0, device=device)
         self.generator = Generator(config.noise_dim, self.cond.width, encoder.spans,
                                    config.g_hidden).to(device)
         self.discriminator = Discriminator(encoder.width + self.cond.width, config.d_hidden,
@@ -222,6 +228,10 @@ class GANTrainer:
         self.ema: Generator | None = copy.deepcopy(self.generator) if config.ema_decay else None
         self.scalar_columns = torch.tensor(encoder.scalar_columns, dtype=torch.long,
                                            device=device)
+        # which of the generator's softmax segments each conditional span is
+        segment_of = {start: k for k, start in enumerate(self.generator.segments.starts)}
+        self._cond_segment = torch.tensor([segment_of[sp.start] for sp in self.cond.spans],
+                                          dtype=torch.long, device=device)
         self.uses_cuda_graphs = False
 
     # ------------------------------------------------------------------------- steps
@@ -230,7 +240,7 @@ class GANTrainer:
         cond, chosen = self.cond.draw(n, self._rng)
         z = torch.randn(n, self.config.noise_dim, generator=self._rng, device=self.device)
         raw = self.generator(z, cond)
-        return self.generator.activate(raw), raw, cond, chosen
+        return self.generator.activate(raw, generator=self._rng), raw, cond, chosen
 
     def _generator_loss(self, batch: int) -> torch.Tensor:
         fake, raw, cond, chosen = self._fake(batch)
@@ -244,27 +254,25 @@ class GANTrainer:
     def _condition_loss(
         self, raw: torch.Tensor, cond: torch.Tensor, chosen: torch.Tensor
     ) -> torch.Tensor:
-        """Cross-entropy of the generator's logits on the conditioned column (as in CTGAN)."""
+        """Cross-entropy of the generator's logits on the conditioned column (as in CTGAN):
+        log-sum-exp of the chosen span minus the logit of the conditioned slot."""
         if not self.cond.spans:
             return raw.new_zeros(())
-        losses = raw.new_zeros(raw.shape[0])
-        offset = 0
-        for k, span in enumerate(self.cond.spans):
-            target = cond[:, offset : offset + span.width].argmax(1)
-            ce = F.cross_entropy(raw[:, span.start : span.stop], target, reduction="none")
-            losses = losses + ce * (chosen == k)
-            offset += span.width
-        return losses.mean()
+        segments = self.generator.segments
+        lse = segments.logsumexp(raw.index_select(1, segments.columns))
+        chosen_lse = lse.gather(1, self._cond_segment[chosen].unsqueeze(1)).squeeze(1)
+        target = self.cond.source_cols[cond.argmax(1)]
+        return (chosen_lse - raw.gather(1, target.unsqueeze(1)).squeeze(1)).mean()
 
     def _marginal_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        """KL from the DP marginals to the batch's marginals: post-processing of DP counts."""
-        total = fake.new_zeros(())
-        for span, groups, target in zip(
-            self.marginal_spans, self.marginal_groups, self.marginal_targets, strict=True
-        ):
-            q = (fake[:, span.start : span.stop].mean(0) @ groups).clamp_min(1e-6)
-            total = total + (target * (target.clamp_min(1e-6).log() - q.log())).sum()
-        return total / max(len(self.marginal_spans), 1)
+        """KL from the DP marginals to the batch's marginals: post-processing of DP counts.
+
+        Every span at once: the batch's mean one-hot row, summed into measured groups by one
+        block-diagonal matmul; the mean over spans of each span's KL."""
+        segments = self.generator.segments
+        q = (fake.index_select(1, segments.columns).mean(0) @ self._group_matrix).clamp_min(1e-6)
+        t = self._group_target
+        return (t * (t.clamp_min(1e-6).log() - q.log())).sum() / max(segments.count, 1)
 
     def _real_rows(self, index: torch.Tensor) -> torch.Tensor:
         """Dense encoded rows of the resident table (one-hot spans built here, on the device)."""
@@ -300,21 +308,37 @@ class GANTrainer:
         Free of host syncs, so that a CUDA graph can capture it. Returns the two losses as
         device tensors.
         """
-        d_loss = self._discriminator_step(self._real_rows(index), real_weight,
-                                          noise_multiplier, batch)
+        with self._matmuls(exact=True):
+            d_loss = self._discriminator_step(self._real_rows(index), real_weight,
+                                              noise_multiplier, batch)
         # -- generator: post-processing of the private discriminator
         self.discriminator.requires_grad_(False)
         g_loss = d_loss.new_zeros(())
-        for _ in range(self.config.generator_steps):
-            loss = self._generator_loss(batch)
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_g.step()
-            if self.ema is not None:
-                self._update_ema(ema_decay)
-            g_loss = loss.detach()
+        with self._matmuls(exact=not self.config.tf32_generator):
+            for _ in range(self.config.generator_steps):
+                loss = self._generator_loss(batch)
+                self.opt_g.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt_g.step()
+                if self.ema is not None:
+                    self._update_ema(ema_decay)
+                g_loss = loss.detach()
         self.discriminator.requires_grad_(True)
         return d_loss, g_loss
+
+    @contextlib.contextmanager
+    def _matmuls(self, *, exact: bool) -> Iterator[None]:
+        """Full float32 (exact=True) or TF32 CUDA matmuls inside the block. A CUDA graph keeps
+        the kernels chosen when it was captured, so the choice holds in every replay."""
+        if self.device.type != "cuda":
+            yield
+            return
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = not exact
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
 
     def _poisson_mask(self, rows: int, q: float) -> torch.Tensor:
         return torch.rand(rows, generator=self._rng, device=self.device) < q
