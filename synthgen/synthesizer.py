@@ -269,10 +269,10 @@ class Synthesizer:
         if seed is None:
             seed = self.seed if self.seed is not None else fresh_seed()
         gen.manual_seed(seed)
-        # On a GPU the host's decoding is what bounds the rate: decode columns on half the
-        # cores (the generator runs ahead on the device meanwhile). On a CPU the cores are
-        # the generator's.
-        threads = max(1, (os.cpu_count() or 1) // 2) if cond.device.type == "cuda" else 1
+        # On a GPU the host's decoding is what bounds the rate: decode columns on every core
+        # (the generator runs ahead on the device, needing one thread to launch). On a CPU the
+        # cores are the generator's.
+        threads = (os.cpu_count() or 1) if cond.device.type == "cuda" else 1
         for slots, scalars in generate_slots(generator, cond, n, encoder.nullable, chunk=chunk,
                                              gen=gen):
             yield encoder.decode(slots, scalars, threads=threads)

@@ -234,12 +234,19 @@ class TableEncoder:
         null = slot == len(d.bins)
         idx = np.minimum(slot, len(d.bins) - 1)
         grid = _BinGrid.of(d)
-        u = (np.clip(scalar.astype(np.float64), -1, 1) + 1) / 2
-        t = grid.tlo[idx] + u * grid.width[idx]
+        # In place where possible: every fresh 1 M-row float64 array is 8 MB of memory to
+        # fault in, which is what decoding spent its time on.
+        u = scalar.astype(np.float64)
+        np.clip(u, -1, 1, out=u)
+        u += 1
+        u *= 0.5
+        t = grid.width[idx]
+        t *= u
+        t += grid.tlo[idx]
         x = _slog_inv(t) if d.log_scale else t
         if d.kind is ColumnKind.INTEGER:
-            x = np.round(x)
-        x = np.where(null, np.nan, x)
+            np.round(x, out=x)
+        x[null] = np.nan
         if d.kind is ColumnKind.DATETIME:
             stamps = pd.to_datetime(pd.Series(x), unit="s", errors="coerce")
             return stamps.astype(d.dtype) if d.dtype.startswith("datetime64") else stamps

@@ -80,11 +80,22 @@ class SpanSegments(nn.Module):
         self.register_buffer("tanh_columns", torch.tensor(
             [s.start for s in spans if s.activation == "tanh"], dtype=torch.long),
             persistent=False)
+        # (segments x widest span) positions in x, padded with len(x's columns): a column of
+        # -inf appended to x, so the per-segment maximum is one dense gather and reduction
+        # (a scatter_reduce by segment contended on atomics: 0.1 ms at 16k rows on an H100).
+        width = max((s.width for s in soft), default=1)
+        padded = torch.full((len(soft), width), sum(s.width for s in soft), dtype=torch.long)
+        offset = 0
+        for k, s in enumerate(soft):
+            padded[k, : s.width] = torch.arange(offset, offset + s.width)
+            offset += s.width
+        self.register_buffer("padded", padded.flatten(), persistent=False)
         self.starts = [s.start for s in soft]
 
     columns: torch.Tensor
     segment: torch.Tensor
     tanh_columns: torch.Tensor
+    padded: torch.Tensor
 
     def _index(self, x: torch.Tensor) -> torch.Tensor:
         return self.segment.expand(x.shape[0], -1)
@@ -92,22 +103,25 @@ class SpanSegments(nn.Module):
     def _max(self, x: torch.Tensor) -> torch.Tensor:
         """Per-row, per-segment maximum, detached: softmax(x - c) = softmax(x) for any c, so
         the shift is for range only and needs no gradient."""
-        out = x.new_full((x.shape[0], self.count), -torch.inf)
-        return out.scatter_reduce(1, self._index(x), x.detach(), "amax")
+        x = torch.cat([x.detach(), x.new_full((x.shape[0], 1), -torch.inf)], dim=1)
+        return x.index_select(1, self.padded).view(x.shape[0], self.count, -1).amax(2)
+
+    def _sum(self, e: torch.Tensor) -> torch.Tensor:
+        """Per-row, per-segment sum (dense, like _max: no atomics)."""
+        e = torch.cat([e, e.new_zeros(e.shape[0], 1)], dim=1)
+        return e.index_select(1, self.padded).view(e.shape[0], self.count, -1).sum(2)
 
     def softmax(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax within each segment of x (rows x segment columns)."""
         index = self._index(x)
         e = (x - self._max(x).gather(1, index)).exp()
-        total = x.new_zeros(x.shape[0], self.count).scatter_add(1, index, e)
-        return e / total.gather(1, index)
+        return e / self._sum(e).gather(1, index)
 
     def logsumexp(self, x: torch.Tensor) -> torch.Tensor:
         """Log-sum-exp of each segment: rows x segments."""
         m = self._max(x)
         e = (x - m.gather(1, self._index(x))).exp()
-        total = x.new_zeros(x.shape[0], self.count).scatter_add(1, self._index(x), e)
-        return m + total.log()
+        return m + self._sum(e).log()
 
 
 class Generator(nn.Module):
