@@ -558,6 +558,9 @@ def generate_slots(
         for k, (span, can_be_null) in enumerate(zip(softmax, nullable, strict=True)):
             stop = span.stop if can_be_null else span.stop - 1
             slots[:, k] = noisy[:, span.start : stop].argmax(1)
+        # Column-major on the host: decoding reads one column at a time, and a column of a
+        # row-major (rows x columns) array touches every cache line of the whole array.
+        slots, scalars = slots.t().contiguous(), scalars.t().contiguous()
         if not pinned:
             return slots, scalars, None
         host_slots = torch.empty(slots.shape, dtype=slots.dtype, pin_memory=True)
@@ -576,7 +579,7 @@ def generate_slots(
         pending = produce(sizes[i + 1]) if i + 1 < len(sizes) else None
         if done is not None:
             done.synchronize()
-        yield slots.numpy(), scalars.numpy()
+        yield slots.numpy().T, scalars.numpy().T  # (rows x columns) views
 
 
 def save_state(state: TrainingState, path: Path) -> None:
