@@ -26,6 +26,9 @@ def find_formula_cells(df: pd.DataFrame, limit: int = 5) -> list[str]:
     found = []
     for name in df.columns:
         col = df[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            # text read as categoricals: every distinct value is a category; check those
+            col = pd.Series(col.cat.categories)
         if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype):
             continue
         text = col.dropna().astype(str)
