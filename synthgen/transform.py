@@ -201,8 +201,12 @@ class TableEncoder:
             return self._decode_numeric(d, slot, scalar)
 
         if threads > 1 and len(jobs) > 1:
+            # numeric columns first: they cost several times a categorical one, and the
+            # last column to start bounds the chunk
+            order = sorted(range(len(jobs)), key=lambda i: jobs[i][2] is None)
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                decoded = list(pool.map(one, jobs))
+                done = dict(zip(order, pool.map(one, [jobs[i] for i in order]), strict=True))
+            decoded = [done[i] for i in range(len(jobs))]
         else:
             decoded = [one(job) for job in jobs]
         by_name = {d.name: values for (d, _, _), values in zip(jobs, decoded, strict=True)}
