@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                          "(default: 10,000,000 on cuda, 200,000 on cpu)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows streamed to the CSV")
     ap.add_argument("--chunk", type=int, default=None,
-                    help="rows per chunk (default: synthgen's, 1,048,576 on cuda, 65,536 on cpu)")
+                    help="rows per chunk (default: synthgen's, by device and width)")
     ap.add_argument("--out", type=Path, default=None,
                     help="CSV path (default: a temporary file, deleted afterwards)")
     ap.add_argument("--seed", type=int, default=0)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     fit_s = time.perf_counter() - t0
     assert model.generator is not None and model.cond is not None
     on_cuda = model.cond.device.type == "cuda"
-    args.chunk = args.chunk or default_chunk(model.cond.device)
+    args.chunk = args.chunk or default_chunk(model.cond.device, model.encoder.width)
     args.sample_rows = args.sample_rows or (10_000_000 if on_cuda else 200_000)
 
     # Warm-up: the first chunk pays for allocator growth and thread-pool start.

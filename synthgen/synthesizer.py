@@ -262,7 +262,7 @@ class Synthesizer:
         self, n: int | None = None, *, chunk: int | None = None, seed: int | None = None
     ) -> Iterator[pd.DataFrame]:
         """Synthetic rows in chunks of at most ``chunk`` rows (for streaming large outputs;
-        default 65,536 on a CPU, 1,048,576 on a GPU)."""
+        default 65,536 on a CPU, up to 1,048,576 on a GPU)."""
         encoder, generator, cond = self._require_fitted()
         n = int(self.info.get("rows", 0)) if n is None else int(n)
         gen = torch.Generator(device=cond.device)

@@ -514,10 +514,15 @@ class _IterationGraphs:
         return self.trainer._iteration(index, None, *self.step_args)
 
 
-def default_chunk(device: torch.device) -> int:
-    """Rows per generated chunk: large on a GPU (launches amortised over 1 M rows, ~1 GB of
-    device memory for a 200-column encoding), small on a CPU (memory, streaming latency)."""
-    return 1 << 20 if device.type == "cuda" else 65536
+def default_chunk(device: torch.device, width: int = 256) -> int:
+    """Rows per generated chunk: large on a GPU (launches amortised over up to 1 M rows), small
+    on a CPU (memory, streaming latency). A chunk's raw outputs and their Gumbel noise take
+    three (rows x encoded width) float tensors, so wide encodings get fewer rows: at most
+    2**28 floats (1 GiB) each."""
+    if device.type != "cuda":
+        return 65536
+    rows = min(1 << 20, (1 << 28) // max(width, 1))
+    return 1 << max(rows.bit_length() - 1, 12)  # a power of two, at least 4,096
 
 
 @torch.no_grad()
@@ -541,7 +546,7 @@ def generate_slots(
     """
     generator.eval()
     device = cond.device
-    chunk = chunk or default_chunk(device)
+    chunk = chunk or default_chunk(device, generator.head.out_features)
     softmax = [s for s in generator.spans if s.activation == "softmax"]
     scalar_cols = torch.tensor([s.start for s in generator.spans if s.activation == "tanh"],
                                dtype=torch.long, device=device)
