@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout
 
 import synthgen  # noqa: E402
 from synthgen.io import write_csv  # noqa: E402
-from synthgen.models.trainer import default_chunk, generate_slots  # noqa: E402
+from synthgen.models.sampling import default_chunk, generate_slots  # noqa: E402
 
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
 

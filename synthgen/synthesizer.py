@@ -19,13 +19,13 @@ from synthgen import __version__
 from synthgen.errors import ArtifactError, BudgetError
 from synthgen.io import check_table
 from synthgen.models.networks import Generator
+from synthgen.models.sampling import DeviceDecoder, generate_slots
 from synthgen.models.trainer import (
     ConditionSampler,
     GANTrainer,
     TrainingConfig,
     TrainingProgress,
     fresh_seed,
-    generate_slots,
     load_state,
     save_state,
 )
@@ -272,10 +272,13 @@ class Synthesizer:
         # On a GPU the host's decoding is what bounds the rate: decode columns on every core
         # (the generator runs ahead on the device, needing one thread to launch). On a CPU the
         # cores are the generator's.
-        threads = (os.cpu_count() or 1) if cond.device.type == "cuda" else 1
+        # The decoding arithmetic runs on the GPU too; the host only wraps the arrays.
+        on_gpu = cond.device.type == "cuda"
+        threads = (os.cpu_count() or 1) if on_gpu else 1
+        decoder = DeviceDecoder(encoder, cond.device) if on_gpu else None
         for slots, scalars in generate_slots(generator, cond, n, encoder.nullable, chunk=chunk,
-                                             gen=gen):
-            yield encoder.decode(slots, scalars, threads=threads)
+                                             gen=gen, decoder=decoder):
+            yield encoder.decode(slots, scalars, threads=threads, predecoded=on_gpu)
 
     def sample(self, n: int | None = None, *, seed: int | None = None) -> pd.DataFrame:
         t0 = time.perf_counter()

@@ -147,7 +147,7 @@ class TableEncoder:
         x = numeric_values(values, d.kind)
         null = np.isnan(x)
         x = np.nan_to_num(x)
-        grid = _BinGrid.of(d)
+        grid = BinGrid.of(d)
         idx = np.clip(np.searchsorted(grid.lo, x, side="right") - 1, 0, len(grid.lo) - 1)
         tx = _slog(x) if d.log_scale else x
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -177,12 +177,17 @@ class TableEncoder:
             slots[:, k] = encoded[:, span.start : stop].argmax(axis=1)
         return self.decode(slots, encoded[:, self.scalar_columns])
 
-    def decode(self, slots: np.ndarray, scalars: np.ndarray, *, threads: int = 1) -> pd.DataFrame:
+    def decode(
+        self, slots: np.ndarray, scalars: np.ndarray, *, threads: int = 1,
+        predecoded: bool = False,
+    ) -> pd.DataFrame:
         """A table from each row's slot per one-hot span and its tanh scalars (in span order).
 
         Text columns come back as pandas categoricals (codes plus the released labels: no
         per-row Python objects); ``threads`` > 1 decodes columns in parallel (numpy releases
-        the GIL), for fast sampling on many cores.
+        the GIL), for fast sampling on many cores. With ``predecoded``, ``slots`` and
+        ``scalars`` are what :class:`DeviceDecoder` computed (codes with -1 for null, and the
+        numeric values): only the wrapping into columns is left.
         """
         n = slots.shape[0]
         jobs: list[tuple[ColumnDomain, np.ndarray, np.ndarray | None]] = []
@@ -196,6 +201,11 @@ class TableEncoder:
 
         def one(job: tuple[ColumnDomain, np.ndarray, np.ndarray | None]) -> Any:
             d, slot, scalar = job
+            if predecoded:
+                null = slot < 0
+                if scalar is None:
+                    return self._discrete_column(d, slot, null)
+                return self._numeric_column(d, scalar, null)
             if scalar is None:
                 return self._decode_discrete(d, slot)
             return self._decode_numeric(d, slot, scalar)
@@ -218,13 +228,19 @@ class TableEncoder:
 
     @staticmethod
     def _decode_discrete(d: ColumnDomain, slot: np.ndarray) -> Any:
-        null_slot = len(d.categories) + int(d.has_other)
+        null = slot == len(d.categories) + int(d.has_other)
+        if d.kind is ColumnKind.BOOLEAN:
+            return TableEncoder._discrete_column(d, slot, null)
+        return TableEncoder._discrete_column(d, np.where(null, -1, slot), null)
+
+    @staticmethod
+    def _discrete_column(d: ColumnDomain, codes: np.ndarray, null: np.ndarray) -> Any:
+        """A discrete column from its codes: slots, -1 where ``null`` (booleans: the slots)."""
         if d.kind is ColumnKind.BOOLEAN:  # slots: False, True, null
             if _nullable(d.dtype):
-                return pd.arrays.BooleanArray(slot == 1, slot == null_slot)
-            return slot == 1
+                return pd.arrays.BooleanArray(codes == 1, null)
+            return codes == 1
         labels = [*d.categories, *([other_label(d.categories)] if d.has_other else [])]
-        codes = np.where(slot == null_slot, -1, slot)
         if d.dtype in ("object", "str", "string"):
             # text: a categorical over the released labels; CSV output is the same text
             return pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
@@ -237,7 +253,7 @@ class TableEncoder:
     def _decode_numeric(d: ColumnDomain, slot: np.ndarray, scalar: np.ndarray) -> Any:
         null = slot == len(d.bins)
         idx = np.minimum(slot, len(d.bins) - 1)
-        grid = _BinGrid.of(d)
+        grid = BinGrid.of(d)
         # In place where possible: every fresh 1 M-row float64 array is 8 MB of memory to
         # fault in, which is what decoding spent its time on.
         u = scalar.astype(np.float64)
@@ -251,6 +267,11 @@ class TableEncoder:
         if d.kind is ColumnKind.INTEGER:
             np.round(x, out=x)
         x[null] = np.nan
+        return TableEncoder._numeric_column(d, x, null)
+
+    @staticmethod
+    def _numeric_column(d: ColumnDomain, x: np.ndarray, null: np.ndarray) -> Any:
+        """A numeric column from its float64 values (NaN where ``null``)."""
         if d.kind is ColumnKind.DATETIME:
             stamps = pd.to_datetime(pd.Series(x), unit="s", errors="coerce")
             return stamps.astype(d.dtype) if d.dtype.startswith("datetime64") else stamps
@@ -264,7 +285,7 @@ class TableEncoder:
 
 
 @dataclass(frozen=True)
-class _BinGrid:
+class BinGrid:
     """Per-bin arrays of a numeric domain, in the space the position inside a bin is taken in
     (sign-log for octave bins): computed per bin, then gathered per row."""
 
@@ -275,9 +296,9 @@ class _BinGrid:
     point: np.ndarray  # bool: zero-width bin, its values sit in the middle
 
     @staticmethod
-    def of(d: ColumnDomain) -> _BinGrid:
+    def of(d: ColumnDomain) -> BinGrid:
         lo = np.array([b[0] for b in d.bins], dtype=np.float64)
         hi = np.array([b[1] for b in d.bins], dtype=np.float64)
         tlo, thi = (_slog(lo), _slog(hi)) if d.log_scale else (lo, hi)
         width = thi - tlo
-        return _BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0), ~(width > 0))
+        return BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0), ~(width > 0))

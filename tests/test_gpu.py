@@ -192,3 +192,26 @@ def test_padded_batch_on_cuda_adds_exactly_zero() -> None:
     p_grads, _, _ = clipped_gradients(disc, padded, 50, 1.0, weight)
     for a, b in zip(grads, p_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_device_decoder_on_cuda_equals_the_host_decode(people: pd.DataFrame) -> None:
+    import numpy as np
+
+    from synthgen.models.sampling import DeviceDecoder, generate_slots
+    from synthgen.models.trainer import GANTrainer, TrainingConfig
+    from synthgen.privacy import BudgetPlan
+    from synthgen.privacy.domains import estimate_domains
+    from synthgen.schema import infer_schema
+    from synthgen.transform import TableEncoder
+
+    est = estimate_domains(people, infer_schema(people), BudgetPlan(1.0, 1e-6),
+                           np.random.default_rng(0))
+    enc = TableEncoder(est.domains)
+    trainer = GANTrainer(enc, TrainingConfig(), torch.device("cpu"), seed=0)
+    (slots, scalars), = generate_slots(trainer.generator, trainer.cond, 5000, enc.nullable,
+                                       gen=torch.Generator().manual_seed(3))
+    codes, values = DeviceDecoder(enc, CUDA)(torch.from_numpy(slots).to(CUDA),
+                                             torch.from_numpy(scalars).to(CUDA))
+    device = enc.decode(codes.cpu().numpy(), values.cpu().numpy(), predecoded=True)
+    pd.testing.assert_frame_equal(device, enc.decode(slots, scalars), check_exact=False,
+                                  rtol=1e-12)
