@@ -217,6 +217,8 @@ class Synthesizer:
                 "noise_multiplier": sigma,
                 "max_grad_norm": self.config.max_grad_norm,
                 "cuda_graphs": trainer.uses_cuda_graphs,
+                **({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+                   if device.type == "cuda" else {}),
                 "config": asdict(self.config),
             },
             "epsilon": spent,
@@ -226,8 +228,6 @@ class Synthesizer:
                 "training_s": (t_train - t_cal),
                 "accounting_s": (time.perf_counter() - t_train),
             },
-            **({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-               if device.type == "cuda" else {}),
         })
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()
