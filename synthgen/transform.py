@@ -47,6 +47,24 @@ def _slog_inv(t: np.ndarray) -> np.ndarray:
     return np.copysign(np.expm1(np.abs(t)), t)
 
 
+# datetime64[ns] reaches about 292 years either side of 1970
+_NS_LIMIT_S = float(np.iinfo(np.int64).max) / 1e9
+
+
+def _seconds_to_datetime64(x: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """Seconds since the epoch (float) to datetime64[ns], NaT where null or out of range.
+
+    What ``pd.to_datetime(x, unit="s", errors="coerce")`` gives (to float64 precision), without
+    its float path: that runs under ``np.errstate(over="raise")`` and raised on a stale
+    floating-point overflow flag left by earlier, unrelated arithmetic in the same thread.
+    """
+    ns = np.full(x.shape, np.iinfo(np.int64).min, dtype=np.int64)  # NaT
+    with np.errstate(all="ignore"):
+        ok = ~null & np.isfinite(x) & (np.abs(x) < _NS_LIMIT_S)
+        ns[ok] = np.round(x[ok] * 1e9).astype(np.int64)
+    return ns.view("datetime64[ns]")
+
+
 def _nullable(dtype: str) -> bool:
     return not dtype.startswith(("int", "uint", "bool"))
 
@@ -273,7 +291,7 @@ class TableEncoder:
     def _numeric_column(d: ColumnDomain, x: np.ndarray, null: np.ndarray) -> Any:
         """A numeric column from its float64 values (NaN where ``null``)."""
         if d.kind is ColumnKind.DATETIME:
-            stamps = pd.to_datetime(pd.Series(x), unit="s", errors="coerce")
+            stamps = pd.Series(_seconds_to_datetime64(x, null))
             return stamps.astype(d.dtype) if d.dtype.startswith("datetime64") else stamps
         if d.kind is ColumnKind.INTEGER:
             if d.dtype == "Int64":  # the masked array directly, no float detour

@@ -54,7 +54,10 @@ class DeviceDecoder:
         index = torch.minimum(slot, self.bins - 1) + self.offset
         u = (scalars.double().clamp(-1, 1) + 1) * 0.5
         t = self.tlo[index] + self.width[index] * u
-        x = torch.where(self.log_scale, torch.copysign(torch.expm1(t.abs()), t), t)
+        # clamped: expm1 runs on every column, and an overflow on a linear one (a timestamp)
+        # would leave the CPU's sticky overflow flag set for numpy to trip over later
+        log = torch.copysign(torch.expm1(t.abs().clamp(max=700.0)), t)
+        x = torch.where(self.log_scale, log, t)
         x = torch.where(self.integer, torch.round(x), x)
         x = torch.where(null.index_select(1, self.numeric), torch.nan, x)
         return codes, x
