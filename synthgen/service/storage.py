@@ -85,8 +85,17 @@ class Storage:
             self.fs.rm(path)
 
     def put_file(self, local: Path, key: str) -> None:
-        with open(local, "rb") as src, self.open(key, "wb") as dst:
+        """Copy a local file to ``key``, all or nothing: a worker killed mid-copy must not
+        leave a torn object (a torn checkpoint would fail the job's resume). An S3 PUT is
+        atomic by itself; on a local folder the copy goes to a temporary name, then renamed."""
+        if not isinstance(self.fs, LocalFileSystem):
+            with open(local, "rb") as src, self.open(key, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+            return
+        part = f"{key}.part"
+        with open(local, "rb") as src, self.open(part, "wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
+        Path(self._path(part)).replace(self._path(key))
 
     def get_file(self, key: str, local: Path) -> bool:
         """Copy an object to a local file; False when there is no such object."""
