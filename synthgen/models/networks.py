@@ -62,8 +62,8 @@ class _Residual(nn.Module):
 class SpanSegments(nn.Module):
     """The one-hot spans of an encoded row as segments of one flat tensor.
 
-    A softmax or a log-sum-exp over every span is then a handful of kernels (scatter/gather
-    by segment id) instead of a few per span: with 50 columns a per-span loop launched ~800
+    A softmax or a log-sum-exp over every span is then a handful of kernels (dense gathers
+    by segment) instead of a few per span: with 50 columns a per-span loop launched ~800
     small kernels per training iteration, which, not arithmetic, bounded the GPU's speed.
     """
 

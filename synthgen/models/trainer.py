@@ -481,7 +481,7 @@ class _IterationGraphs:
         self, trainer: GANTrainer, rows: int, q: float, step_args: tuple[float, int, float]
     ) -> None:
         self.trainer = trainer
-        self.rows, self.q, self.step_args = rows, q, step_args
+        self.step_args = step_args
         batch = step_args[1]
         self.capacity = padded_batch_size(batch, rows)
         # Graph replays draw from the device's default generator; seed it from the run's.
@@ -501,7 +501,6 @@ class _IterationGraphs:
         self.step_graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.step_graph, stream=stream):
             self.losses = trainer._iteration(self.index, self.weight, *step_args)
-        self.eager_steps = 0
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         self.sample_graph.replay()
@@ -509,7 +508,6 @@ class _IterationGraphs:
             self.step_graph.replay()
             return self.losses
         # Over capacity (p < 1e-9): the same step, eagerly, on every sampled row.
-        self.eager_steps += 1
         index = self.mask.nonzero().squeeze(1)
         return self.trainer._iteration(index, None, *self.step_args)
 
