@@ -216,7 +216,8 @@ def time_trainer(
         marks.append((p.step, time.perf_counter()))
 
     trainer.train(random_table(encoder, rows, seed), noise_multiplier=NOISE_MULTIPLIER,
-                  total_steps=warm + steps, epsilon_at=lambda _s: 0.0,
+                  total_steps=warm + steps, sampling_rate=min(batch / rows, 1.0),
+                  batch=batch, epsilon_at=lambda _s: 0.0,
                   on_progress=on_progress, progress_every=1)
     (s0, t0), (s1, t1) = marks[warm - 1], marks[-1]
     info = {"d_in": encoder.width + trainer.cond.width, "table_rows": rows,

@@ -1,12 +1,17 @@
-"""Utility of synthgen on UCI Adult at several epsilons (the core issue's protocol).
+"""Utility of synthgen on UCI Adult at several epsilons and table sizes, beside a peer.
 
-Trains on adult.data (32,561 rows, '?' as missing) through the CLI on a plain CSV, generates as
-many rows, then reports (a) SDMetrics QualityReport overall score against the real training table
-and (b) train-on-synthetic / test-on-real: HistGradientBoostingClassifier (native categorical
-features, random_state=0) predicting Y on adult.test; ROC AUC and F1. Also the spent epsilon from
-the report and the wall time of the whole `synthgen run`.
+Trains on adult.data (32,561 rows, '?' as missing; ``--rows N`` subsamples N of them with the
+seed) through the CLI on a plain CSV, generates as many rows, then reports (a) SDMetrics
+QualityReport overall score (and its two properties) against the real training table and (b)
+train-on-synthetic / test-on-real: HistGradientBoostingClassifier (native categorical features,
+random_state=0) predicting Y on adult.test; ROC AUC and F1. Also the spent epsilon from the
+report and the wall time of the whole `synthgen run`. ``--peer mst`` runs smartnoise-synth's MST
+on the same table, epsilon and delta in the same run (``bench/peers.py``; ``--peer-python``
+names a Python that has smartnoise-synth), and the summary gives synthgen minus the peer.
 
     python bench/utility.py --data ../shared/data/adult --epsilons 1 3 10
+    python bench/utility.py --rows 3000 --schema examples/adult_schema.json --epsilons 1 \
+        --peer mst --peer-python .venv-peer/bin/python
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ def tstr(synthetic: pd.DataFrame, test: pd.DataFrame) -> tuple[float, float]:
     return float(roc_auc_score(y_test, proba)), float(f1_score(y_test, proba >= 0.5))
 
 
-def quality(real: pd.DataFrame, synthetic: pd.DataFrame) -> float:
+def quality(real: pd.DataFrame, synthetic: pd.DataFrame) -> tuple[float, float, float]:
+    """SDMetrics QualityReport: (overall, column shapes, column pair trends)."""
     from sdmetrics.reports.single_table import QualityReport
 
     metadata = {"columns": {
@@ -66,8 +72,30 @@ def quality(real: pd.DataFrame, synthetic: pd.DataFrame) -> float:
         for c in real.columns
     }}
     report = QualityReport()
-    report.generate(real, synthetic[real.columns], metadata, verbose=False)
-    return float(report.get_score())
+    synthetic = synthetic[real.columns].copy()
+    for c in real.columns:  # the real table's types, so both sides are read alike
+        if real[c].dtype == object:
+            synthetic[c] = synthetic[c].astype(object).where(synthetic[c].notna())
+        else:
+            synthetic[c] = pd.to_numeric(synthetic[c], errors="coerce")
+    report.generate(real, synthetic, metadata, verbose=False)
+    props = report.get_properties().set_index("Property")["Score"]
+    return (float(report.get_score()), float(props["Column Shapes"]),
+            float(props["Column Pair Trends"]))
+
+
+def run_peer(args: argparse.Namespace, train_csv: Path, train: pd.DataFrame, eps: float,
+             out: Path) -> float:
+    categorical = [c for c in train.columns if train[c].dtype == object]
+    continuous = [c for c in train.columns if c not in categorical]
+    t0 = time.perf_counter()
+    subprocess.run(
+        [args.peer_python, str(Path(__file__).with_name("peers.py")), args.peer,
+         "--input", str(train_csv), "--output", str(out), "--epsilon", str(eps),
+         "--delta", "1e-6", "--categorical", *categorical, "--continuous", *continuous],
+        check=True,
+    )
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -75,22 +103,33 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/adult"))
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 3.0, 10.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", type=int, default=None,
+                        help="subsample adult.data to this many rows (seeded by --seeds)")
+    parser.add_argument("--schema", type=Path, default=None,
+                        help="a schema file passed to synthgen run (public facts)")
+    parser.add_argument("--peer", choices=["mst"], default=None,
+                        help="run this peer on the same table and epsilon (bench/peers.py)")
+    parser.add_argument("--peer-python", default=sys.executable,
+                        help="the Python that has the peer installed")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="extra arguments for synthgen run")
     args = parser.parse_args()
 
-    train = load_adult(args.data / "adult.data")
+    full = load_adult(args.data / "adult.data")
     test = load_adult(args.data / "adult.test")
+    schema = ["--schema", str(args.schema)] if args.schema else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "adult.csv"
-        train.to_csv(plain, index=False)  # a plain CSV: header row, empty cells for missing
-        real_auc, real_f1 = tstr(train, test)
+        real_auc, real_f1 = tstr(full, test)
         rows.append({"model": "real data", "epsilon": float("inf"), "auc": real_auc,
                      "f1": real_f1, "quality": float("nan"), "spent": float("nan"),
                      "seconds": float("nan")})
         for eps in args.epsilons:
             for seed in args.seeds:
+                train = full if args.rows is None else full.sample(
+                    args.rows, random_state=seed).reset_index(drop=True)
+                plain = Path(tmp) / f"adult{seed}.csv"
+                train.to_csv(plain, index=False)  # plain CSV: header row, empty cells missing
                 out, report = Path(tmp) / f"syn{eps}.csv", Path(tmp) / f"rep{eps}.json"
                 t0 = time.perf_counter()
                 # All rows train (the protocol); --holdout-share 0 turns off the report's audit
@@ -98,24 +137,42 @@ def main() -> None:
                 subprocess.run(
                     [sys.executable, "-m", "synthgen", "run", str(plain), "--epsilon", str(eps),
                      "--out", str(out), "--report", str(report), "--seed", str(seed),
-                     "--holdout-share", "0", "--quiet", *args.extra],
+                     "--holdout-share", "0", "--quiet", *schema, *args.extra],
                     check=True,
                 )
                 seconds = time.perf_counter() - t0
                 synthetic = pd.read_csv(out)
                 rep = json.loads(report.read_text())
                 auc, f1 = tstr(synthetic, test)
+                score, shapes, pairs = quality(train, synthetic)
                 rows.append({"model": "synthgen", "epsilon": eps, "seed": seed, "auc": auc,
-                             "f1": f1, "quality": quality(train, synthetic),
-                             "spent": rep["epsilon"], "train_rows": rep["rows"],
+                             "f1": f1, "quality": score, "shapes": shapes, "pairs": pairs,
+                             "spent": rep["epsilon"], "train_rows": len(train),
                              "seconds": seconds})
                 print(json.dumps(rows[-1]), flush=True)
+                if args.peer:
+                    peer_out = Path(tmp) / f"peer{eps}.csv"
+                    seconds = run_peer(args, plain, train, eps, peer_out)
+                    synthetic = pd.read_csv(peer_out)
+                    auc, f1 = tstr(synthetic, test)
+                    score, shapes, pairs = quality(train, synthetic)
+                    rows.append({"model": args.peer, "epsilon": eps, "seed": seed, "auc": auc,
+                                 "f1": f1, "quality": score, "shapes": shapes, "pairs": pairs,
+                                 "spent": eps, "train_rows": len(train), "seconds": seconds})
+                    print(json.dumps(rows[-1]), flush=True)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    summary = table[table.model == "synthgen"].groupby("epsilon")[
-        ["auc", "f1", "quality", "spent", "seconds"]].agg(["mean", "min"])
+    metrics = ["auc", "f1", "quality", "shapes", "pairs", "spent", "seconds"]
+    runs = table[table.model != "real data"]
+    summary = runs.groupby(["model", "epsilon"])[metrics].agg(["mean", "min"])
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-    print(json.dumps({"results": rows, "numpy": np.__version__}))
+    if args.peer:  # synthgen minus the peer, seed by seed (same table, same epsilon)
+        ours = runs[runs.model == "synthgen"].set_index(["epsilon", "seed"])
+        peer = runs[runs.model == args.peer].set_index(["epsilon", "seed"])
+        diff = (ours[["auc", "quality", "pairs"]] - peer[["auc", "quality", "pairs"]])
+        print(f"synthgen minus {args.peer}, mean over seeds:")
+        print(diff.groupby("epsilon").mean().to_string(float_format=lambda v: f"{v:+.3f}"))
+    print(json.dumps({"rows": args.rows, "results": rows, "numpy": np.__version__}))
 
 
 if __name__ == "__main__":

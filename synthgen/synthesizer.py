@@ -37,8 +37,11 @@ from synthgen.privacy import (
     default_delta,
     epsilon_of,
 )
+from synthgen.privacy.accountant import gaussian_epsilon
+from synthgen.privacy.budget import marginal_multipliers, marginal_share
 from synthgen.privacy.domains import ColumnDomain, estimate_domains
-from synthgen.schema import TableSchema, infer_schema
+from synthgen.privacy.marginals import Marginal, MarginalRelease, measure_marginals
+from synthgen.schema import ColumnKind, TableSchema, infer_schema
 from synthgen.transform import TableEncoder
 
 ARTIFACT_FORMAT = 1
@@ -72,6 +75,7 @@ class Synthesizer:
         seed: int | None = None,
         accountant: str = "prv",
         preprocessing_share: float = 0.1,
+        marginal_share: float | None = None,
         config: TrainingConfig | None = None,
     ) -> None:
         self.epsilon = float(epsilon)
@@ -81,6 +85,7 @@ class Synthesizer:
         self.seed = seed
         self.accountant = accountant
         self.preprocessing_share = preprocessing_share
+        self.marginal_share = marginal_share
         config = config or TrainingConfig()
         if epochs is not None:
             config = replace(config, epochs=float(epochs))
@@ -107,21 +112,23 @@ class Synthesizer:
     ) -> Synthesizer:
         t0 = time.perf_counter()
         df = check_table(df)
-        rows = len(df)
         device = resolve_device(self.device)
         ckpt = Path(checkpoint_path) if checkpoint_path else None
         resume = load_state(ckpt) if ckpt is not None and ckpt.exists() else None
 
-        if resume is not None:  # the domains were paid for already: never measure them again
+        marginals: list[Marginal]
+        if resume is not None:  # the DP releases were paid for already: never measure again
             extra = resume.extra
             self.ledger = PrivacyLedger.from_dict(extra["ledger"])
             self.domains = [ColumnDomain.from_dict(d) for d in extra["domains"]]
             self.info = dict(extra["info"])
             schema = TableSchema.model_validate(extra["schema"])
+            marginals = [Marginal(**m) for m in extra.get("marginals", [])]
         else:
             schema = infer_schema(df, self.schema)
-            delta = self.delta if self.delta is not None else default_delta(rows)
-            plan = BudgetPlan(self.epsilon, delta, self.preprocessing_share)
+            delta = self.delta if self.delta is not None else default_delta()
+            plan = BudgetPlan(self.epsilon, delta, self.preprocessing_share,
+                              marginal_share=self.marginal_share)
             self.ledger = PrivacyLedger(self.epsilon, delta, self.accountant,
                                         accountant_delta=plan.accountant_delta)
             rng = np.random.default_rng(self.seed)
@@ -129,19 +136,25 @@ class Synthesizer:
             if estimate.entry is not None:
                 self.ledger.record(estimate.entry)
             self.domains = estimate.domains
-            self.info = {"warnings": estimate.warnings}
+            self.info = {"warnings": estimate.warnings,
+                         "rows_estimate": max(estimate.rows_estimate, 1.0)}
         self.schema = schema
         self.encoder = TableEncoder(self.domains)
         if not self.encoder.learned:
             raise BudgetError("no column of this table can be learned (all are identifiers)",
                               code="nothing-to-learn")
         data = self.encoder.encode(df)
+        if resume is None:
+            release = self._measure_marginals(data.slots, plan, rng)
+            marginals = release.marginals
         t_pre = time.perf_counter()
 
         ledger = self.ledger
-        batch = self.config.expected_batch_size(rows)
-        q = batch / rows
-        steps = self.config.steps(rows)
+        # Sized by the DP row count: the exact count of rows is not public.
+        rows_estimate = float(self.info["rows_estimate"])
+        batch = self.config.expected_batch_size(max(int(round(rows_estimate)), 1))
+        q = min(batch / rows_estimate, 1.0)
+        steps = self.config.steps(max(int(round(rows_estimate)), 1))
         prior = list(ledger.history())
         if resume is not None:
             sigma = float(resume.extra["noise_multiplier"])
@@ -156,7 +169,7 @@ class Synthesizer:
             ledger.record(self._sgd_entry(sigma, q, 0, steps))
         t_cal = time.perf_counter()
 
-        trainer = GANTrainer(self.encoder, self.config, device, self.seed)
+        trainer = GANTrainer(self.encoder, self.config, device, self.seed, marginals)
         if resume is not None:
             trainer.load_state(resume)
 
@@ -183,6 +196,7 @@ class Synthesizer:
                 "schema": schema.model_dump(mode="json"),
                 "noise_multiplier": sigma,
                 "total_steps": steps,
+                "marginals": [asdict(m) for m in marginals],
             }
             save_state(state, ckpt)
 
@@ -190,6 +204,8 @@ class Synthesizer:
             data,
             noise_multiplier=sigma,
             total_steps=steps,
+            sampling_rate=q,
+            batch=batch,
             epsilon_at=epsilon_at,
             on_progress=on_progress,
             should_stop=should_stop,
@@ -204,7 +220,7 @@ class Synthesizer:
         self.generator = trainer.final_generator()
         self.cond = trainer.cond
         self.info.update({
-            "rows": rows,
+            "rows": int(round(rows_estimate)),
             "columns": list(df.columns),
             "device": str(device),
             "completed": ran == steps,
@@ -232,6 +248,36 @@ class Synthesizer:
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()
         return self
+
+    def _measure_marginals(
+        self, slots: np.ndarray, plan: BudgetPlan, rng: np.random.Generator
+    ) -> MarginalRelease:
+        """The DP marginal tables (privacy/marginals.py), recorded in the ledger."""
+        assert self.ledger is not None and self.encoder is not None
+        learned = self.encoder.learned
+        rows_estimate = float(self.info["rows_estimate"])
+        share = plan.marginal_share
+        if share is None:
+            share = marginal_share(rows_estimate, len(learned))
+        if share <= 0:
+            return MarginalRelease()
+        multipliers = marginal_multipliers(plan, share, self.ledger.accountant_delta)
+        numeric = [d.kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) for d in learned]
+        release = measure_marginals(
+            slots, [d.kind for d in learned], [d.frequencies for d in learned],
+            [len(d.bins) if num else 0 for d, num in zip(learned, numeric, strict=True)],
+            rows_estimate, multipliers, rng,
+        )
+        for entry in release.entries:
+            self.ledger.record(replace(entry, epsilon=gaussian_epsilon(
+                entry.noise_multiplier, self.ledger.accountant_delta)))
+        # The one-way tables measured every slot with more budget than the domain histograms:
+        # the generator's conditional vectors are drawn from them (post-processing).
+        for marginal in release.marginals:
+            if len(marginal.columns) == 1:
+                learned[marginal.columns[0]].frequencies = list(marginal.target)
+        self.info["marginal_share"] = share
+        return release
 
     def _sgd_entry(self, sigma: float, q: float, steps: int, planned: int) -> LedgerEntry:
         assert self.ledger is not None
@@ -355,7 +401,7 @@ class Synthesizer:
         dev = resolve_device(device)
         g = meta["generator"]
         generator = Generator(g["noise_dim"], g["cond_dim"], self.encoder.spans,
-                              tuple(g["hidden"]))
+                              tuple(g["hidden"]), self.encoder.empty_slots())
         generator.load_state_dict(weights)
         self.generator = generator.to(dev)
         self.cond = ConditionSampler.for_encoder(self.encoder, dev)

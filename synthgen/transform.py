@@ -140,6 +140,13 @@ class TableEncoder:
                 k_scalar += 1
         return EncodedTable(slots, scalars)
 
+    def empty_slots(self) -> list[int]:
+        """Columns of the encoded row whose released frequency is exactly 0 (the generator
+        never produces them; see ``Generator``'s ``forbidden``)."""
+        return [span.start + slot
+                for span, d in zip(self.discrete_spans, self.learned, strict=True)
+                for slot, f in enumerate(d.frequencies[: span.width]) if f <= 0]
+
     @property
     def slot_starts(self) -> np.ndarray:
         """Column of the encoded row where each one-hot span starts."""
@@ -167,6 +174,8 @@ class TableEncoder:
         x = np.nan_to_num(x)
         grid = BinGrid.of(d)
         idx = np.clip(np.searchsorted(grid.lo, x, side="right") - 1, 0, len(grid.lo) - 1)
+        if grid.whole:  # a whole number v stands for [v, v + 1): decoding floors
+            x = x + 0.5
         tx = _slog(x) if d.log_scale else x
         with np.errstate(invalid="ignore", divide="ignore"):
             inside = (tx - grid.tlo[idx]) / grid.safe_width[idx]
@@ -282,7 +291,10 @@ class TableEncoder:
         t *= u
         t += grid.tlo[idx]
         x = _slog_inv(t) if d.log_scale else t
-        if d.kind is ColumnKind.INTEGER:
+        if grid.whole:
+            np.floor(x, out=x)
+            np.clip(x, grid.first[idx], grid.last[idx], out=x)
+        elif d.kind is ColumnKind.INTEGER:
             np.round(x, out=x)
         x[null] = np.nan
         return TableEncoder._numeric_column(d, x, null)
@@ -312,11 +324,25 @@ class BinGrid:
     width: np.ndarray  # thi - tlo
     safe_width: np.ndarray  # width, or 1 where it is 0 (a point mass)
     point: np.ndarray  # bool: zero-width bin, its values sit in the middle
+    # Integer columns whose bins have whole-number edges: bin [a, b) holds a..b-1, value v is
+    # encoded as v + 1/2 and decoded by flooring into [first, last] of its bin, so a generator
+    # at either end of a bin never lands on its neighbour's value.
+    whole: bool = False
+    first: np.ndarray | None = None
+    last: np.ndarray | None = None
 
     @staticmethod
     def of(d: ColumnDomain) -> BinGrid:
         lo = np.array([b[0] for b in d.bins], dtype=np.float64)
         hi = np.array([b[1] for b in d.bins], dtype=np.float64)
+        whole = d.kind is ColumnKind.INTEGER and bool(
+            np.all(lo == np.round(lo)) and np.all(hi == np.round(hi)))
+        point = ~(hi > lo)
+        if whole:  # a point bin [v, v] is [v, v + 1) once shifted
+            hi = np.where(point, lo + 1, hi)
         tlo, thi = (_slog(lo), _slog(hi)) if d.log_scale else (lo, hi)
         width = thi - tlo
+        if whole:
+            return BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0),
+                           np.zeros(len(lo), bool), True, lo, np.maximum(hi - 1, lo))
         return BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0), ~(width > 0))

@@ -92,7 +92,9 @@ class NonPrivateSynthesizer(Synthesizer):
         config = replace(self.config, max_grad_norm=_NO_CLIP)
         trainer = GANTrainer(self.encoder, config, device, self.seed)
         steps = config.steps(len(df))
+        batch = config.expected_batch_size(len(df))
         ran = trainer.train(data, noise_multiplier=0.0, total_steps=steps,
+                            sampling_rate=batch / len(df), batch=batch,
                             epsilon_at=lambda _step: math.inf)
         self.generator, self.cond = trainer.generator, trainer.cond
         self.ledger = None

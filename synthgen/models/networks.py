@@ -126,12 +126,21 @@ class SpanSegments(nn.Module):
 
 class Generator(nn.Module):
     def __init__(
-        self, noise_dim: int, cond_dim: int, spans: list[Span], hidden: tuple[int, ...] = (256, 256)
+        self, noise_dim: int, cond_dim: int, spans: list[Span],
+        hidden: tuple[int, ...] = (256, 256), forbidden: list[int] | None = None,
     ) -> None:
+        """``forbidden``: one-hot columns whose released frequency is 0 (a bin or category the
+        DP measurements found empty): their logits are pinned very low, so no generated row
+        ever holds them (a value beyond the real range, a null that never occurs)."""
         super().__init__()
         self.noise_dim = noise_dim
         self.spans = spans
         self.segments = SpanSegments(spans)
+        width = spans[-1].stop if spans else 0
+        mask = torch.zeros(width, dtype=torch.bool)
+        mask[list(forbidden or [])] = True
+        self.register_buffer("forbidden", mask, persistent=False)
+        self.masked = bool(mask.any())
         blocks: list[nn.Module] = []
         dim = noise_dim + cond_dim
         for h in hidden:
@@ -142,7 +151,8 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Raw outputs (logits for one-hot spans, pre-tanh for scalars)."""
-        return self.head(self.body(torch.cat([z, cond], dim=1)))
+        raw = self.head(self.body(torch.cat([z, cond], dim=1)))
+        return raw.masked_fill(self.forbidden, -1e4) if self.masked else raw
 
     def activate(
         self, raw: torch.Tensor, tau: float = 0.2, generator: torch.Generator | None = None

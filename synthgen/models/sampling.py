@@ -43,6 +43,13 @@ class DeviceDecoder:
         self.log_scale = torch.tensor([learned[k].log_scale for k in numeric], device=device)
         self.integer = torch.tensor([learned[k].kind is ColumnKind.INTEGER for k in numeric],
                                     device=device)
+        # whole-number bins floor into their own values (see BinGrid.whole); others round
+        self.whole = torch.tensor([g.whole for g in grids], device=device)
+        first = [g.first if g.first is not None else np.full(len(g.tlo), -np.inf) for g in grids]
+        last = [g.last if g.last is not None else np.full(len(g.tlo), np.inf) for g in grids]
+        self.first = torch.tensor(np.concatenate(first) if grids else [], dtype=f64,
+                                  device=device)
+        self.last = torch.tensor(np.concatenate(last) if grids else [], dtype=f64, device=device)
 
     def __call__(
         self, slots: torch.Tensor, scalars: torch.Tensor
@@ -58,7 +65,8 @@ class DeviceDecoder:
         # would leave the CPU's sticky overflow flag set for numpy to trip over later
         log = torch.copysign(torch.expm1(t.abs().clamp(max=700.0)), t)
         x = torch.where(self.log_scale, log, t)
-        x = torch.where(self.integer, torch.round(x), x)
+        whole = torch.minimum(torch.maximum(torch.floor(x), self.first[index]), self.last[index])
+        x = torch.where(self.whole, whole, torch.where(self.integer, torch.round(x), x))
         x = torch.where(null.index_select(1, self.numeric), torch.nan, x)
         return codes, x
 

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from synthgen.models.dpsgd import private_discriminator_step
 from synthgen.models.networks import Discriminator, Generator
+from synthgen.privacy.marginals import Marginal
 from synthgen.transform import EncodedTable, Span, TableEncoder
 
 
@@ -53,6 +54,11 @@ class TrainingConfig:
     g_hidden: tuple[int, ...] = (256, 256)
     d_dropout: float = 0.0
     marginal_weight: float = 1.0
+    # Weight of the fit to the DP-measured marginal tables (privacy/marginals.py) in the
+    # generator's loss, and generator-only steps on that fit before DP-SGD starts (both
+    # post-processing: they read no row).
+    table_weight: float = 1.0
+    table_warmup_steps: int = 300
     # On CUDA, replay each iteration from CUDA graphs (same maths, no launch overhead).
     cuda_graphs: bool = True
     # On CUDA, TF32 matmuls for the generator's side (post-processing: it reads no real row).
@@ -116,7 +122,10 @@ class ConditionSampler:
         # multinomial, no per-row gather: nothing that syncs with the host or breaks a CUDA graph.
         flat = []
         for k, f in enumerate(frequencies):
-            p = np.asarray(f, dtype=np.float64) + 1e-8
+            # a slot released as empty is never a condition (the generator cannot produce it)
+            p = np.clip(np.asarray(f, dtype=np.float64), 0.0, None)
+            if p.sum() <= 0:
+                p = np.ones_like(p)
             cdf = np.cumsum(p / p.sum())
             cdf[-1] = 1.0
             flat.append(k + cdf)
@@ -183,6 +192,7 @@ class GANTrainer:
         config: TrainingConfig,
         device: torch.device,
         seed: int | None = None,
+        marginals: list[Marginal] | None = None,
     ) -> None:
         self.encoder = encoder
         self.config = config
@@ -211,8 +221,9 @@ class GANTrainer:
             0, 0, device=device)
         self._group_target = torch.cat(targets).to(device) if targets else torch.zeros(
             0, device=device)
+        self._tables = _TableTargets(encoder, marginals or [], device)
         self.generator = Generator(config.noise_dim, self.cond.width, encoder.spans,
-                                   config.g_hidden).to(device)
+                                   config.g_hidden, encoder.empty_slots()).to(device)
         self.discriminator = Discriminator(encoder.width + self.cond.width, config.d_hidden,
                                            config.d_dropout).to(device)
         # capturable: Adam keeps its step counts on the device, so a graph can replay the step
@@ -247,9 +258,33 @@ class GANTrainer:
         logits = self.discriminator(torch.cat([fake, cond], dim=1))
         loss = F.softplus(-logits).mean()
         loss = loss + self._condition_loss(raw, cond, chosen)
-        if self.config.marginal_weight:
+        if self.config.marginal_weight and not self._tables:  # the tables hold the 1-way
             loss = loss + self.config.marginal_weight * self._marginal_loss(fake)
+        if self.config.table_weight and self._tables:
+            loss = loss + self.config.table_weight * self._table_loss(raw)
         return loss
+
+    def _table_loss(self, raw: torch.Tensor) -> torch.Tensor:
+        """KL from the DP-measured tables to the generator's: the generator's slot
+        probabilities given each row's noise are its exact conditional distribution (sampling
+        draws from them), so their batch means are unbiased estimates of its marginals."""
+        segments = self.generator.segments
+        probs = segments.softmax(raw.index_select(1, segments.columns))
+        return self._tables.loss(probs)
+
+    def _table_warmup(self, batch: int) -> None:
+        """Generator-only steps that fit the DP marginals (and the conditional vectors'
+        cross-entropy) before the first DP-SGD step: post-processing, no row is read."""
+        if not self._tables or not self.config.table_warmup_steps:
+            return
+        for _ in range(self.config.table_warmup_steps):
+            _, raw, cond, chosen = self._fake(batch)
+            loss = self._table_loss(raw) + self._condition_loss(raw, cond, chosen)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        if self.ema is not None:
+            self.ema.load_state_dict(self.generator.state_dict())
 
     def _condition_loss(
         self, raw: torch.Tensor, cond: torch.Tensor, chosen: torch.Tensor
@@ -349,6 +384,8 @@ class GANTrainer:
         *,
         noise_multiplier: float,
         total_steps: int,
+        sampling_rate: float,
+        batch: int,
         epsilon_at: Callable[[int], float],
         on_progress: Callable[[TrainingProgress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
@@ -356,15 +393,21 @@ class GANTrainer:
         checkpoint_every_s: float = 60.0,
         progress_every: int | None = None,
     ) -> int:
-        """Run DP steps until ``total_steps``; returns the number of steps run in total."""
+        """Run DP steps until ``total_steps``; returns the number of steps run in total.
+
+        ``sampling_rate`` and ``batch`` (the expected real rows per step) come from a DP
+        estimate of the row count, never from ``len(data)``: Poisson sampling at a public rate
+        is what the accountant analyses.
+        """
         n = len(data)
-        batch = self.config.expected_batch_size(n)
-        q = batch / n
         # The table stays on the device as (hot column per span, scalars): a few bytes per
         # cell instead of a float per one-hot slot.
         starts = torch.from_numpy(self.encoder.slot_starts).to(self.device)
         self._hot = torch.from_numpy(data.slots).to(self.device).long() + starts
         self._scalars = torch.from_numpy(np.ascontiguousarray(data.scalars)).to(self.device)
+        q = sampling_rate
+        if self.step == 0:
+            self._table_warmup(batch)
         ema_decay = max(min(self.config.ema_decay, 1 - 10 / total_steps), 0.0)
         step_args = (noise_multiplier, batch, ema_decay)
         start = time.monotonic()
@@ -466,6 +509,51 @@ class GANTrainer:
 
 
 _EAGER_WARMUP_STEPS = 3
+
+
+class _TableTargets:
+    """The DP-measured tables as tensors: per table, the slot -> cell matrix of each of its
+    columns (over the generator's flat softmax slots) and its projected target."""
+
+    def __init__(self, encoder: TableEncoder, marginals: list[Marginal],
+                 device: torch.device) -> None:
+        offsets = np.cumsum([0, *[s.width for s in encoder.discrete_spans]])
+        self.one_way: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.two_way: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for m in marginals:
+            mats = []
+            for column, groups in zip(m.columns, m.groups, strict=True):
+                width = encoder.discrete_spans[column].width
+                mat = torch.zeros(int(offsets[-1]), max(groups) + 1)
+                mat[int(offsets[column]) + torch.arange(width), torch.tensor(groups)] = 1.0
+                mats.append(mat.to(device))
+            target = torch.tensor(m.target, dtype=torch.float32, device=device)
+            if len(mats) == 1:
+                self.one_way.append((mats[0], target))
+            else:
+                self.two_way.append((mats[0], mats[1], target))
+
+    def __bool__(self) -> bool:
+        return bool(self.one_way or self.two_way)
+
+    def loss(self, probs: torch.Tensor) -> torch.Tensor:
+        """Mean KL(target || model) over the tables; ``probs`` is rows x flat softmax slots."""
+        total = probs.new_zeros(())
+        for mat, target in self.one_way:
+            total = total + _kl(target, (probs @ mat).mean(0))
+        rows = probs.shape[0]
+        for mat_a, mat_b, target in self.two_way:
+            joint = (probs @ mat_a).t() @ (probs @ mat_b) / rows
+            total = total + _kl(target, joint.reshape(-1))
+        return total / (len(self.one_way) + len(self.two_way))
+
+
+def _kl(target: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
+    """KL(target || model), plus the L1 distance: KL alone barely charges mass the model puts
+    where the target has none (a value outside the real range, a null that never occurs)."""
+    t = target.clamp_min(1e-8)
+    kl = (target * (t.log() - model.clamp_min(1e-8).log())).sum()
+    return kl + (model - target).abs().sum()
 
 
 class _IterationGraphs:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from synthgen.errors import BudgetError
+from synthgen.privacy.accountant import gaussian_noise_multiplier
 
 MIN_EPSILON = 0.05
 MAX_EPSILON = 100.0
 
 
-def default_delta(rows: int) -> float:
-    """min(1e-6, 1/(10 n)): well below 1/n, fixed before any mechanism runs."""
-    return min(1e-6, 1.0 / (10 * max(rows, 1)))
+DEFAULT_DELTA = 1e-6
+
+
+def default_delta() -> float:
+    """1e-6, whatever the table: a default computed from the row count would release it (the
+    row count is not public). Below 1/(10 n) for tables up to 100,000 rows; pass a smaller
+    delta for larger tables (the report warns when the DP row count says so)."""
+    return DEFAULT_DELTA
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,12 @@ class BudgetPlan:
     delta: float
     preprocessing_share: float = 0.1
     threshold_delta_share: float = 0.1
+    # Share of epsilon for the DP marginals (pair selection and measurement); None: the rule
+    # of :func:`marginal_share`, from the DP row count and the table's width.
+    marginal_share: float | None = None
+    # How the marginals' budget (in Gaussian terms, 1/sigma^2) is split between the one-way
+    # tables, the pair selection and the two-way tables.
+    marginal_split: tuple[float, float, float] = (0.25, 0.2, 0.55)
 
     def __post_init__(self) -> None:
         if not MIN_EPSILON <= self.epsilon <= MAX_EPSILON:
@@ -39,6 +52,11 @@ class BudgetPlan:
             raise BudgetError(f"delta must be in (0, 1e-3); got {self.delta}")
         if not 0 < self.preprocessing_share < 1:
             raise BudgetError("the preprocessing share must be strictly between 0 and 1")
+        if self.marginal_share is not None and not (
+            0 <= self.marginal_share < 1 - self.preprocessing_share
+        ):
+            raise BudgetError("the marginal share must be at least 0 and leave room for the "
+                              "preprocessing share and DP-SGD (their sum below 1)")
 
     @property
     def preprocessing_epsilon(self) -> float:
@@ -51,3 +69,34 @@ class BudgetPlan:
     @property
     def accountant_delta(self) -> float:
         return self.delta - self.threshold_delta
+
+
+def marginal_share(rows_estimate: float, columns: int) -> float:
+    """The share of epsilon spent on DP marginals when none is given.
+
+    Small tables carry little signal per DP-SGD step, while a marginal's noise shrinks relative
+    to its counts as rows grow in the same way for every size: so small tables spend mostly on
+    marginals, large ones keep more for DP-SGD (which learns what marginals of two columns
+    cannot). From 0.8 at 1,000 rows down to 0.5 at 100,000 and above (bench/README.md, "Budget
+    split", has the measurements behind it). Post-processing of DP outputs only.
+    """
+    del columns  # the selection adapts the number of tables to the width itself
+    size = math.log10(max(rows_estimate, 1.0) / 1000.0)
+    return float(min(0.8, max(0.5, 0.8 - 0.15 * size)))
+
+
+def marginal_multipliers(
+    plan: BudgetPlan, share: float, accountant_delta: float
+) -> tuple[float, float, float]:
+    """Noise multipliers (per unit of L2 sensitivity) of the one-way tables, the pair selection
+    and the two-way tables, so that the domain histograms and these three compose, as Gaussian
+    mechanisms do (1/sigma^2 adds up), to exactly one Gaussian release of (preprocessing +
+    marginal share) of epsilon. DP-SGD is then calibrated on the whole ledger for the rest."""
+    if share <= 0:
+        return 0.0, 0.0, 0.0
+    domain = gaussian_noise_multiplier(plan.preprocessing_epsilon, accountant_delta)
+    joint = gaussian_noise_multiplier(plan.epsilon * (plan.preprocessing_share + share),
+                                      accountant_delta)
+    rest = 1.0 / joint**2 - 1.0 / domain**2
+    one_way, select, two_way = (1.0 / math.sqrt(part * rest) for part in plan.marginal_split)
+    return one_way, select, two_way

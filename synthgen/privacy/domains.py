@@ -40,7 +40,12 @@ FALSE_BIN_RATE = 0.01
 # (or too small a table for its budget): it is dropped, decided from DP outputs only. One whose
 # "Other" holds more than this share of its values is kept, with a warning.
 OTHER_WARNING_SHARE = 0.2
-MAX_NUMERIC_BINS = 48
+MAX_NUMERIC_BINS = 64
+# Encoding bins per measured octave (the DP 1-way marginal at this resolution is measured with
+# the other marginals, see privacy/marginals.py): the generator learns shapes inside an octave
+# from DP counts, not only from the discriminator.
+SUB_BINS = 8
+INTEGER_PIECES = 16
 
 _OCTAVES = 2.0 ** np.arange(-10, 64)
 OCTAVE_EDGES = np.concatenate([-_OCTAVES[::-1], _OCTAVES])  # public, data-independent
@@ -163,8 +168,34 @@ def _split_bin(lo: float, hi: float, parts: int, log_scale: bool) -> list[tuple[
     return [(float(a), float(b)) for a, b in zip(points[:-1], points[1:], strict=True)]
 
 
+def _grow(keep: np.ndarray, plausible: np.ndarray) -> np.ndarray:
+    """The kept bins, extended over neighbours whose noisy count is plausibly real (over two
+    sigma), as far as such neighbours go. A tail below the significance threshold is the rule
+    on small tables (an octave of a few hundred rows); its mass is measured again, with more
+    budget, by the one-way marginal (privacy/marginals.py). Gaps are not filled: between a
+    spurious far bin and the data they would span every octave in between."""
+    keep = keep.copy()
+    while True:
+        neighbour = np.zeros_like(keep)
+        neighbour[1:] |= keep[:-1]
+        neighbour[:-1] |= keep[1:]
+        add = neighbour & plausible & ~keep
+        if not add.any():
+            return keep
+        keep |= add
+
+
+def _split_integer_bin(lo: float, hi: float, parts: int) -> list[tuple[float, float]]:
+    """[lo, hi) cut at whole numbers into at most ``parts`` pieces of about equal width."""
+    a, b = math.ceil(lo), math.ceil(hi)
+    if b - a <= 1:
+        return [(lo, hi)] if b > a else []
+    points = np.unique(np.round(np.linspace(a, b, min(parts, b - a) + 1)))
+    return [(float(x), float(y)) for x, y in zip(points[:-1], points[1:], strict=True)]
+
+
 def _numeric_domain(
-    spec: ColumnSpec, grid: _Grid, noisy: np.ndarray, sigma: float, rows: int
+    spec: ColumnSpec, grid: _Grid, noisy: np.ndarray, sigma: float, rows: float
 ) -> ColumnDomain:
     null_count = max(noisy[0], 0.0)
     value_noisy = noisy[1:]
@@ -178,6 +209,8 @@ def _numeric_domain(
         neighbour[1:] |= keep[:-1]
         neighbour[:-1] |= keep[1:]
         keep &= neighbour | (value_noisy > 2 * threshold)
+        if keep.any():
+            keep = _grow(keep, value_noisy > 2 * sigma)
     if not keep.any():
         keep[int(np.argmax(value_noisy))] = True
     bins: list[tuple[float, float]] = []
@@ -192,10 +225,14 @@ def _numeric_domain(
             continue
         i = key - int(grid.zero_key)
         lo, hi = float(grid.edges[i]), float(grid.edges[i + 1])
-        parts = 4 if grid.log_scale else 1
-        if spec.kind is ColumnKind.INTEGER:
-            parts = max(1, min(parts, int(hi - lo)))
-        pieces = _split_bin(lo, hi, parts, grid.log_scale)
+        if spec.kind is ColumnKind.INTEGER and grid.log_scale:
+            # whole-number pieces (unit bins up to 16, then 16 equal pieces an octave), so a
+            # piece holds whole values and decoding never lands between two of them
+            pieces = _split_integer_bin(lo, hi, INTEGER_PIECES)
+        else:
+            pieces = _split_bin(lo, hi, SUB_BINS if grid.log_scale else 1, grid.log_scale)
+        if not pieces:  # an octave below 1 holds no whole number
+            continue
         bins.extend(pieces)
         weights.extend([weight / len(pieces)] * len(pieces))
         groups.extend([int(key)] * len(pieces))
@@ -226,7 +263,7 @@ def _numeric_domain(
     )
 
 
-def _normalise(freqs: np.ndarray, rows: int) -> list[float]:
+def _normalise(freqs: np.ndarray, rows: float) -> list[float]:
     freqs = np.clip(freqs, 0.0, None)
     total = freqs.sum()
     if total <= 0:
@@ -288,6 +325,10 @@ class DomainEstimate:
     domains: list[ColumnDomain]
     entry: LedgerEntry | None
     warnings: list[str]
+    # The row count, released in the same Gaussian mechanism (one more key each row adds 1 to):
+    # the exact count is not public, and everything sized by it (the sampling rate, the number
+    # of steps, the default output size, the report) uses this instead.
+    rows_estimate: float
 
 
 def estimate_domains(
@@ -299,9 +340,11 @@ def estimate_domains(
     k = len(learned)
     warnings: list[str] = []
     if k == 0:
-        return DomainEstimate(_dropped_all(schema), None, ["no column can be learned"])
+        return DomainEstimate(_dropped_all(schema), None, ["no column can be learned"], 0.0)
     multiplier = gaussian_noise_multiplier(plan.preprocessing_epsilon, plan.accountant_delta)
-    sigma = multiplier * math.sqrt(k)  # the joint histogram vector has L2 sensitivity sqrt(k)
+    # the joint vector (k histograms and the row count) has L2 sensitivity sqrt(k + 1)
+    sigma = multiplier * math.sqrt(k + 1)
+    rows_estimate = float(noisy_counts(np.array([rows]), sigma, rng)[0])
     discovered = [
         c for c in learned if c.kind is ColumnKind.CATEGORICAL and c.categories is None
     ]
@@ -314,12 +357,13 @@ def estimate_domains(
             continue
         values = df[spec.name]
         if spec.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
-            domain = _discrete_domain(spec, values, sigma, threshold, rng, rows)
+            domain = _discrete_domain(spec, values, sigma, threshold, rng, rows_estimate)
         else:
             grid = _grid_for(spec)
             x = numeric_values(values, spec.kind)
             counts = np.bincount(grid.codes(x), minlength=1 + grid.value_keys)
-            domain = _numeric_domain(spec, grid, noisy_counts(counts, sigma, rng), sigma, rows)
+            domain = _numeric_domain(spec, grid, noisy_counts(counts, sigma, rng), sigma,
+                                    rows_estimate)
         if domain.source == "dropped":
             warnings.append(f"column {spec.name!r} dropped: {domain.note}")
         elif domain.note:
@@ -330,7 +374,7 @@ def estimate_domains(
         mechanism="gaussian_histograms",
         reads=(
             f"one histogram per learned column ({k}): category sets and frequencies, null rates, "
-            "value ranges on a public grid"
+            "value ranges on a public grid; and the row count"
         ),
         noise_multiplier=multiplier,
         sampling_rate=1.0,
@@ -339,14 +383,15 @@ def estimate_domains(
         extra_delta=plan.threshold_delta if discovered else 0.0,
         params={
             "sigma": sigma,
-            "l2_sensitivity": math.sqrt(k),
+            "l2_sensitivity": math.sqrt(k + 1),
             "columns": k,
+            "rows_estimate": rows_estimate,
             "discovered_category_columns": len(discovered),
             "threshold": threshold,
             "numeric_bin_threshold": significance_threshold(sigma, len(OCTAVE_EDGES)),
         },
     )
-    return DomainEstimate(domains, entry, warnings)
+    return DomainEstimate(domains, entry, warnings, rows_estimate)
 
 
 def _discrete_domain(
@@ -355,7 +400,7 @@ def _discrete_domain(
     sigma: float,
     threshold: float,
     rng: np.random.Generator,
-    rows: int,
+    rows: float,
 ) -> ColumnDomain:
     public: list[Any] | None = [False, True] if spec.kind is ColumnKind.BOOLEAN else (
         spec.categories)

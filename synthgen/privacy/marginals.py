@@ -1,0 +1,287 @@
+"""DP-measured marginals: the generator's second teacher.
+
+After the domain histograms (:mod:`synthgen.privacy.domains`) every learned column is a one-hot
+span of "slots" (released categories, Other, null; numeric bins, null). Three Gaussian releases
+read the encoded table here, each one entry of the ledger:
+
+1. **One-way tables** of every learned column at slot resolution (numeric columns: the encoder's
+   bins, finer than the domain histogram's grid). Each row adds 1 to one cell of each table: L2
+   sensitivity sqrt(columns).
+2. **Pair selection** (as MST and AIM select, with Gaussian noise so that the accountant
+   composes it): for every candidate pair of columns, the L1 distance between its two-way counts
+   and the product of its own one-way counts (:func:`independence_distance`: each score moves by
+   less than 4 when a row is added or removed, the vector of P scores by 4 sqrt(P) in L2).
+   Measured against the pair's own margins, not the released one-way tables, so that a
+   column's one-way noise does not make all its pairs look related. Which pairs to measure is
+   post-processing of the noisy scores: a spanning tree and then the largest expected gains
+   over the measurement's own error, as MST and AIM weigh candidates.
+3. **Two-way tables** of the selected pairs: L2 sensitivity sqrt(pairs).
+
+Each noisy table is projected onto the probability simplex (Euclidean projection: the
+least-squares fit under Gaussian noise, which also soft-thresholds the noise in empty cells):
+post-processing. The trainer fits the generator's marginals to these targets.
+
+Numeric columns enter pairs through at most ``PAIR_GROUPS`` groups of neighbouring bins of about
+equal released mass (a public function of DP outputs), so a pair's table stays small.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from synthgen.privacy.ledger import LedgerEntry
+from synthgen.schema import ColumnKind
+
+PAIR_GROUPS = 12
+# L2 sensitivity of one pair's selection score (see independence_distance)
+SCORE_SENSITIVITY = 4.0
+# Pairs measured at most: a few per column is where the measured gain stops paying for the noise
+# every extra table adds to all the others.
+MAX_PAIRS_PER_COLUMN = 2.0
+# The largest 2-way table measured (cells): bigger tables are mostly noise at these budgets.
+MAX_PAIR_CELLS = 1024
+
+
+@dataclass
+class Marginal:
+    """One measured table: the columns (indices into the encoder's learned columns), the slot ->
+    cell map of each, and the projected DP answer (cells in C order, sums to 1)."""
+
+    columns: list[int]
+    groups: list[list[int]]
+    target: list[float]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(max(g) + 1 for g in self.groups)
+
+
+@dataclass
+class MarginalRelease:
+    marginals: list[Marginal] = field(default_factory=list)
+    entries: list[LedgerEntry] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"marginals": [asdict(m) for m in self.marginals]}
+
+
+def project_to_simplex(y: np.ndarray) -> np.ndarray:
+    """The Euclidean projection of ``y`` onto {p >= 0, sum p = 1} (Duchi et al. 2008)."""
+    u = np.sort(y)[::-1]
+    css = np.cumsum(u) - 1.0
+    k = np.arange(1, len(u) + 1)
+    rho = int(np.nonzero(u - css / k > 0)[0][-1])
+    theta = css[rho] / (rho + 1)
+    return np.clip(y - theta, 0.0, None)
+
+
+def slot_groups(frequencies: list[float], numeric: bool, bins: int, limit: int) -> list[int]:
+    """Slot -> cell of a column in a pair's table. Discrete columns keep every slot; numeric ones
+    merge neighbouring bins into at most ``limit`` groups of about equal released mass (the null
+    slot, last, stays a group of its own)."""
+    width = len(frequencies)
+    if not numeric or bins <= limit:
+        return list(range(width))
+    mass = np.asarray(frequencies[:bins], dtype=np.float64)
+    cdf = np.cumsum(mass) / max(mass.sum(), 1e-12)
+    # bin i joins group floor(limit * mass before its middle): contiguous, monotone
+    middle = cdf - mass / max(mass.sum(), 1e-12) / 2
+    group = np.minimum((middle * limit).astype(int), limit - 1)
+    _, group = np.unique(group, return_inverse=True)
+    return [*group.tolist(), int(group.max()) + 1]
+
+
+def _cells(slots: np.ndarray, groups: list[list[int]], columns: tuple[int, ...]) -> np.ndarray:
+    """Each row's cell in the (columns) table, as a flat C-order index."""
+    index = np.zeros(slots.shape[0], dtype=np.int64)
+    for c in columns:
+        g = np.asarray(groups[c], dtype=np.int64)
+        index = index * (int(g.max()) + 1) + g[slots[:, c]]
+    return index
+
+
+def measure_marginals(
+    slots: np.ndarray,
+    kinds: list[ColumnKind],
+    frequencies: list[list[float]],
+    bins: list[int],
+    rows_estimate: float,
+    multipliers: tuple[float, float, float],
+    rng: np.random.Generator,
+) -> MarginalRelease:
+    """Measure the one-way tables, select pairs, measure their two-way tables (see the module
+    docstring).
+
+    ``slots`` is the encoded table (rows x learned columns: the hot slot of each),
+    ``frequencies`` the domain histograms' released frequencies over each column's slots (they
+    size the numeric columns' groups), ``bins`` each numeric column's bin count (0 for discrete
+    ones), ``rows_estimate`` a DP estimate of the row count. ``multipliers`` are the noise
+    multipliers (per unit of L2 sensitivity) of the three releases: a release of T tables adds
+    noise of standard deviation ``multiplier * sqrt(T)`` to each cell.
+    """
+    one_way_multiplier, select_multiplier, two_way_multiplier = multipliers
+    columns = len(kinds)
+    numeric = [k not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) for k in kinds]
+    fine_groups = [list(range(len(f))) for f in frequencies]
+    release = MarginalRelease()
+    n = max(rows_estimate, 1.0)
+
+    # 1. every column's one-way table at slot resolution
+    one_way = _measure(slots, fine_groups, [(c,) for c in range(columns)], n,
+                       one_way_multiplier, rng, sparse=[numeric[c] for c in range(columns)])
+    release.marginals += one_way
+    release.entries.append(_entry(
+        "gaussian_one_way_marginals",
+        f"the one-way table of each learned column ({columns}) at the encoder's resolution",
+        one_way_multiplier, columns, {}))
+    released = [np.asarray(m.target) for m in one_way]
+
+    # 2. which pairs: noisy L1 distance from independence under the released one-way tables
+    pair_groups = [slot_groups(p.tolist(), num, b, PAIR_GROUPS)
+                   for p, num, b in zip(released, numeric, bins, strict=True)]
+    candidates = [
+        (a, b) for a, b in itertools.combinations(range(columns), 2)
+        if _size(pair_groups, (a, b)) <= MAX_PAIR_CELLS
+    ]
+    if not candidates:
+        return release
+    scores = np.array([independence_distance(slots, pair_groups, pair) for pair in candidates])
+    noisy = scores + rng.normal(0.0, select_multiplier * SCORE_SENSITIVITY
+                                * math.sqrt(len(candidates)), size=scores.shape)
+    release.entries.append(_entry(
+        "gaussian_pair_selection",
+        f"for each of {len(candidates)} column pairs, the L1 distance of its two-way counts "
+        "from the product of its one-way counts",
+        select_multiplier, len(candidates), {"candidates": len(candidates)},
+        per_table=SCORE_SENSITIVITY))
+    selected = _choose_pairs(candidates, noisy, pair_groups, columns, two_way_multiplier)
+
+    # 3. the selected pairs' two-way tables
+    if selected:
+        release.marginals += _measure(slots, pair_groups, selected, n, two_way_multiplier, rng)
+        release.entries.append(_entry(
+            "gaussian_two_way_marginals", f"the two-way tables of {len(selected)} column pairs",
+            two_way_multiplier, len(selected), {"pairs": [list(p) for p in selected]}))
+    return release
+
+
+def _measure(
+    slots: np.ndarray, groups: list[list[int]], tables: list[tuple[int, ...]], n: float,
+    multiplier: float, rng: np.random.Generator, sparse: list[bool] | None = None,
+) -> list[Marginal]:
+    """One Gaussian release of several tables (each row adds 1 to one cell of each: L2
+    sensitivity sqrt(tables)), each projected onto the simplex. In a ``sparse`` table (a
+    numeric column's bins) a cell counts only if it is significant (see
+    :func:`significant_cells`): a generated value in a noise-only bin at the end of the range
+    is an outlier the real table never had."""
+    sigma = multiplier * math.sqrt(len(tables))
+    out = []
+    for i, cols in enumerate(tables):
+        size = _size(groups, cols)
+        counts = np.bincount(_cells(slots, groups, cols), minlength=size)
+        noisy = counts + rng.normal(0.0, sigma, size=size)
+        if sparse is not None and sparse[i]:
+            noisy = np.where(significant_cells(noisy, sigma), noisy, 0.0)
+        out.append(Marginal(columns=list(cols), groups=[groups[c] for c in cols],
+                            target=project_to_simplex(noisy / n).tolist()))
+    return out
+
+
+def significant_cells(noisy: np.ndarray, sigma: float) -> np.ndarray:
+    """Cells over two sigma that have a neighbour over two sigma, or are over three sigma
+    themselves (post-processing; the same neighbour rule as the domain's grid bins)."""
+    over = noisy > 2 * sigma
+    neighbour = np.zeros_like(over)
+    neighbour[1:] |= over[:-1]
+    neighbour[:-1] |= over[1:]
+    keep = over & (neighbour | (noisy > 3 * sigma))
+    return keep if keep.any() else noisy == noisy.max()
+
+
+def independence_distance(slots: np.ndarray, groups: list[list[int]],
+                          pair: tuple[int, int]) -> float:
+    """sum |N_ab - N_a N_b / n| over the pair's cells: how far its two-way counts are from
+    what its own one-way counts give under independence. Adding a row moves N_ab by 1 in one
+    cell and the product term by less than 3 in L1 ((3n + 1) / (n + 1)): a sensitivity below
+    ``SCORE_SENSITIVITY``."""
+    a, b = pair
+    shape = (max(groups[a]) + 1, max(groups[b]) + 1)
+    counts = np.bincount(_cells(slots, groups, pair), minlength=shape[0] * shape[1])
+    counts = counts.reshape(shape).astype(np.float64)
+    rows = max(float(counts.sum()), 1.0)
+    expected = np.outer(counts.sum(1), counts.sum(0)) / rows
+    return float(np.abs(counts - expected).sum())
+
+
+def _entry(mechanism: str, reads: str, multiplier: float, tables: int,
+           params: dict[str, Any], per_table: float = 1.0) -> LedgerEntry:
+    sensitivity = per_table * math.sqrt(tables)
+    return LedgerEntry(
+        mechanism=mechanism, reads=reads, noise_multiplier=multiplier, sampling_rate=1.0,
+        steps=1, epsilon=0.0,  # the caller fills in its cost at the ledger's delta
+        params={"sigma": multiplier * sensitivity, "l2_sensitivity": sensitivity,
+                "tables": tables, **params},
+    )
+
+
+def _size(groups: list[list[int]], cols: tuple[int, ...]) -> int:
+    return int(np.prod([max(groups[c]) + 1 for c in cols]))
+
+
+def _choose_pairs(
+    candidates: list[tuple[int, int]],
+    noisy_scores: np.ndarray,
+    groups: list[list[int]],
+    columns: int,
+    measure_multiplier: float,
+) -> list[tuple[int, int]]:
+    """The pairs to measure (post-processing of the noisy scores).
+
+    A pair's expected gain is its noisy L1 distance from independence minus the L1 error its
+    measurement would carry after projection (about half of sqrt(2/pi) sigma per cell: the
+    projection zeroes most noise-only cells). First a maximum spanning tree over the gains (as
+    MST does: every column tied to its most telling partner), then further pairs by gain, while
+    the gain stays positive; sigma grows with the number of tables, so each count is checked
+    with its own sigma.
+    """
+    limit = max(1, int(MAX_PAIRS_PER_COLUMN * columns))
+    sizes = np.array([_size(groups, c) for c in candidates], dtype=np.float64)
+    best: list[tuple[int, int]] = []
+    for k in range(1, min(limit, len(candidates)) + 1):
+        sigma = measure_multiplier * math.sqrt(k)
+        gains = noisy_scores - 0.5 * math.sqrt(2 / math.pi) * sigma * sizes
+        chosen = _tree_then_best(candidates, gains, columns, k)
+        if len(chosen) < k or min(gains[candidates.index(p)] for p in chosen) <= 0:
+            break
+        best = chosen
+    return best
+
+
+def _tree_then_best(candidates: list[tuple[int, int]], gains: np.ndarray, columns: int,
+                    k: int) -> list[tuple[int, int]]:
+    """k pairs: the edges of a maximum spanning forest by gain (Kruskal), then the other
+    candidates by gain."""
+    parent = list(range(columns))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    order = [int(i) for i in np.argsort(-gains) if gains[i] > 0]
+    tree, rest = [], []
+    for i in order:
+        a, b = candidates[i]
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[ra] = rb
+            tree.append(candidates[i])
+        else:
+            rest.append(candidates[i])
+    return (tree + rest)[:k]

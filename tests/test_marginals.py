@@ -1,0 +1,130 @@
+"""DP marginals: each release's noise and sensitivity match its ledger entry, the selection
+picks related pairs, and the generator learns the measured tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthgen import Synthesizer
+from synthgen.privacy.accountant import epsilon_of, gaussian_noise_multiplier
+from synthgen.privacy.budget import BudgetPlan, marginal_multipliers, marginal_share
+from synthgen.privacy.marginals import (
+    independence_distance,
+    measure_marginals,
+    project_to_simplex,
+    slot_groups,
+)
+from synthgen.schema import ColumnKind
+
+
+def _table(rows: int, rng: np.random.Generator) -> tuple[np.ndarray, list[ColumnKind]]:
+    """Slots of four columns: a and b equal (strongly related), c and d independent noise."""
+    a = rng.integers(0, 4, rows)
+    slots = np.stack([a, a, rng.integers(0, 3, rows), rng.integers(0, 5, rows)], axis=1)
+    return slots, [ColumnKind.CATEGORICAL] * 4
+
+
+def _uniform(widths: list[int]) -> list[list[float]]:
+    return [[1.0 / w] * w for w in widths]
+
+
+def test_projection_is_the_nearest_distribution() -> None:
+    y = np.array([0.5, 0.4, 0.3, -0.1])
+    p = project_to_simplex(y)
+    assert p.sum() == pytest.approx(1.0) and (p >= 0).all()
+    # the Euclidean projection shifts every positive cell by the same amount and zeroes the rest
+    shift = y[:3] - p[:3]
+    assert np.allclose(shift, shift[0]) and p[3] == 0
+
+
+def test_noise_of_each_release_matches_its_ledger_entry() -> None:
+    """Measured noise: the spread of each released cell over many runs equals the entry's sigma,
+    and sigma = multiplier * sqrt(tables) (each row adds 1 to one cell of every table)."""
+    rng = np.random.default_rng(0)
+    slots, kinds = _table(50_000, rng)
+    multipliers = (30.0, 40.0, 20.0)
+    widths = [4, 4, 3, 5]
+    counts = np.bincount(slots[:, 2], minlength=3) / 50_000
+    residuals = []
+    for seed in range(60):
+        release = measure_marginals(slots, kinds, _uniform(widths), [0] * 4, 50_000.0,
+                                    multipliers, np.random.default_rng(seed))
+        one_way = [m for m in release.marginals if len(m.columns) == 1]
+        residuals.append(np.array(one_way[2].target) - counts)  # a column with no cell at 0
+    entries = {e.mechanism: e for e in release.entries}
+    assert entries["gaussian_one_way_marginals"].params["sigma"] == pytest.approx(30.0 * 2)
+    assert entries["gaussian_one_way_marginals"].params["l2_sensitivity"] == pytest.approx(2)
+    # each pair's score moves by less than 4 when a row comes or goes
+    assert entries["gaussian_pair_selection"].params["sigma"] == pytest.approx(
+        40.0 * 4 * math.sqrt(6))
+    two_way = entries["gaussian_two_way_marginals"]
+    assert two_way.params["sigma"] == pytest.approx(20.0 * math.sqrt(two_way.params["tables"]))
+    # projection subtracts the mean residual; what is left is the noise's spread per cell
+    spread = np.std(np.concatenate([r - r.mean() for r in residuals])) * 50_000
+    assert spread == pytest.approx(60.0 * math.sqrt(2 / 3), rel=0.15)
+
+
+def test_selection_picks_the_related_pair_first() -> None:
+    rng = np.random.default_rng(1)
+    slots, kinds = _table(20_000, rng)
+    release = measure_marginals(slots, kinds, _uniform([4, 4, 3, 5]), [0] * 4, 20_000.0,
+                                (5.0, 5.0, 100.0), rng)
+    pairs = [m.columns for m in release.marginals if len(m.columns) == 2]
+    assert pairs and pairs[0] == [0, 1]
+    assert [2, 3] not in pairs  # independent: measuring it would add more noise than it fixes
+    target = np.array(release.marginals[4].target).reshape(4, 4)
+    assert np.trace(target) > 0.95  # a and b are equal: the diagonal
+
+
+def test_selection_score_sensitivity_is_below_four() -> None:
+    """Adding one row moves a pair's independence distance by less than 4, wherever it lands
+    (the bound its ledger entry's sensitivity rests on)."""
+    rng = np.random.default_rng(3)
+    groups = [list(range(5)), list(range(4))]
+    worst = 0.0
+    for _ in range(300):
+        rows = int(rng.integers(1, 40))
+        slots = np.stack([rng.integers(0, 5, rows), rng.integers(0, 4, rows)], axis=1)
+        extra = np.array([[rng.integers(0, 5), rng.integers(0, 4)]])
+        before = independence_distance(slots, groups, (0, 1))
+        after = independence_distance(np.concatenate([slots, extra]), groups, (0, 1))
+        worst = max(worst, abs(after - before))
+    assert 2.0 < worst < 4.0
+
+
+def test_numeric_groups_are_contiguous_and_keep_null_apart() -> None:
+    freqs = [0.01] * 40 + [0.6]  # 40 bins, then the null slot
+    groups = slot_groups(freqs, numeric=True, bins=40, limit=12)
+    assert max(groups[:40]) + 1 <= 12
+    assert groups[:40] == sorted(groups[:40])
+    assert groups[40] == max(groups[:40]) + 1
+
+
+def test_budget_split_composes_to_the_planned_share() -> None:
+    plan = BudgetPlan(1.0, 1e-6)
+    delta = plan.accountant_delta
+    one_way, select, two_way = marginal_multipliers(plan, 0.5, delta)
+    domain = gaussian_noise_multiplier(plan.preprocessing_epsilon, delta)
+    composed = epsilon_of([(domain, 1.0, 1), (one_way, 1.0, 1), (select, 1.0, 1),
+                           (two_way, 1.0, 1)], delta)
+    # exactly one Gaussian release of 0.6 epsilon (PRV's bound sits up to its 0.01 error above)
+    assert 0.6 - 1e-3 <= composed <= 0.6 + 0.015
+    assert marginal_share(1000, 10) > marginal_share(100_000, 10)
+
+
+@pytest.mark.slow
+def test_generator_learns_a_measured_pair() -> None:
+    """Two columns that are always equal: the measured two-way table teaches the generator."""
+    rng = np.random.default_rng(2)
+    a = rng.choice(list("pqrs"), 4000)
+    df = pd.DataFrame({"a": a, "b": a, "c": rng.choice(list("xyz"), 4000)})
+    synth = Synthesizer(epsilon=2.0, seed=0, epochs=5).fit(df)
+    pairs = [e for e in synth.ledger.entries if e.mechanism == "gaussian_two_way_marginals"]
+    assert pairs and [0, 1] in pairs[0].params["pairs"]
+    out = synth.sample(4000)
+    assert (out["a"].astype(str) == out["b"].astype(str)).mean() > 0.9
+    assert synth.spent_epsilon <= 2.0 + 1e-9
