@@ -112,8 +112,9 @@ def run(
 
             synth.fit(train, on_progress=on_progress)
         t0 = time.perf_counter()
-        chunks, kept = keep_head(synth.sample_chunks(rows if rows is not None else len(table)),
-                                 EVALUATION_ROWS if report else 0)
+        if rows is None:  # as many as the input, from the DP row count (the count is private)
+            rows = round(synth.info["rows"] * len(table) / max(len(train), 1))
+        chunks, kept = keep_head(synth.sample_chunks(rows), EVALUATION_ROWS if report else 0)
         written = write_csv(chunks, out)
         synth.info["timings"]["sampling_s"] = time.perf_counter() - t0
         if save_model:

@@ -33,8 +33,9 @@ GUARANTEE = (
     "with respect to adding or removing one row of the training table: every read of the table "
     "(listed in the ledger) is a Gaussian mechanism, and their composition, computed by the "
     "{accountant} accountant, is the epsilon above. Not protected: facts declared public - column "
-    "names, their formats and kinds, any bounds or category lists in a user schema, and the number "
-    "of rows. A person with several rows is protected as several rows (group privacy)."
+    "names, their formats and kinds, and any bounds or category lists in a user schema. The "
+    "number of rows is not public: the report and the default output size use a DP estimate "
+    "of it. A person with several rows is protected as several rows (group privacy)."
 )
 
 SECURE_MODE_NOTE = (
@@ -54,8 +55,8 @@ EXPLANATION_MEANS = (
 )
 
 EXPLANATION_DOES_NOT_MEAN = (
-    "It does not hide what was declared public: column names, their kinds and formats, any "
-    "category lists or bounds in the public schema, and the number of rows.",
+    "It does not hide what was declared public: column names, their kinds and formats, and any "
+    "category lists or bounds in the public schema.",
     "It does not hide patterns of the population, which is what the synthetic table is for: if "
     "most nurses in the table are women, the synthetic table says so, and that can be used to "
     "guess about a nurse who was never in the table.",

@@ -138,6 +138,11 @@ class Synthesizer:
             self.domains = estimate.domains
             self.info = {"warnings": estimate.warnings,
                          "rows_estimate": max(estimate.rows_estimate, 1.0)}
+            if self.delta is None and estimate.rows_estimate * delta > 0.1:
+                self.info["warnings"].append(
+                    f"the default delta ({delta:g}) is above 1/(10 n) for a table of about "
+                    f"{estimate.rows_estimate:,.0f} rows (a DP estimate): pass a smaller "
+                    "--delta for a meaningful guarantee")
         self.schema = schema
         self.encoder = TableEncoder(self.domains)
         if not self.encoder.learned:

@@ -68,9 +68,8 @@ def test_ledger_total_is_composed_from_its_entries_and_deltas_add() -> None:
 
 
 def test_budget_plan_checks_its_inputs() -> None:
-    assert default_delta(32561) == 1e-6
-    assert default_delta(1000) == 1e-6
-    assert default_delta(1_000_000) == pytest.approx(1e-7)  # 1/(10 n) for large tables
+    # a constant: a default computed from the row count would release it
+    assert default_delta() == 1e-6
     with pytest.raises(BudgetError):
         BudgetPlan(0.0, 1e-6)
     with pytest.raises(BudgetError):

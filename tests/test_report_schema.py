@@ -68,7 +68,7 @@ def test_a_real_report_validates(fitted_report: dict[str, Any]) -> None:
     errors = [f"{e.json_path}: {e.message}" for e in validator().iter_errors(fitted_report)]
     assert errors == []
     assert {"quality", "utility", "audit", "holdout"} <= set(fitted_report)
-    assert fitted_report["holdout"]["rows"] == 120 and fitted_report["rows"] == 480
+    assert fitted_report["holdout"]["rows"] == 120 and abs(fitted_report["rows"] - 480) < 60
     assert fitted_report["utility"]["metric"] == "roc_auc"
 
 
@@ -77,7 +77,9 @@ def test_the_report_declares_what_was_spent_and_how_it_composes(
 ) -> None:
     r = fitted_report
     assert r["dp"] is True and r["epsilon"] <= r["target_epsilon"]
-    assert [e["mechanism"] for e in r["ledger"]] == ["gaussian_histograms", "dp_sgd"]
+    assert [e["mechanism"] for e in r["ledger"]] == [
+        "gaussian_histograms", "gaussian_one_way_marginals", "gaussian_pair_selection",
+        "gaussian_two_way_marginals", "dp_sgd"]
     assert r["composition"]["history"] == [
         [e["noise_multiplier"], e["sampling_rate"], e["steps"]] for e in r["ledger"]]
     assert r["composition"]["epsilon"] == r["epsilon"]
