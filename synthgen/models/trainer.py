@@ -512,39 +512,57 @@ _EAGER_WARMUP_STEPS = 3
 
 
 class _TableTargets:
-    """The DP-measured tables as tensors: per table, the slot -> cell matrix of each of its
-    columns (over the generator's flat softmax slots) and its projected target."""
+    """The DP-measured tables as tensors, laid out so that a batch's marginals cost two
+    matmuls and a few small products: one-way tables are the batch's mean slot probabilities
+    (one vector for all columns), two-way tables products of per-column grouped
+    probabilities (one block-diagonal grouping matmul for all columns)."""
 
     def __init__(self, encoder: TableEncoder, marginals: list[Marginal],
                  device: torch.device) -> None:
         offsets = np.cumsum([0, *[s.width for s in encoder.discrete_spans]])
-        self.one_way: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.two_way: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        slots = int(offsets[-1])
+        self.one_way: list[tuple[slice, torch.Tensor]] = []
+        self.two_way: list[tuple[slice, slice, torch.Tensor]] = []
+        # each column's grouping for two-way tables (all of a column's pairs group it alike)
+        grouping: dict[int, list[int]] = {}
         for m in marginals:
-            mats = []
-            for column, groups in zip(m.columns, m.groups, strict=True):
-                width = encoder.discrete_spans[column].width
-                mat = torch.zeros(int(offsets[-1]), max(groups) + 1)
-                mat[int(offsets[column]) + torch.arange(width), torch.tensor(groups)] = 1.0
-                mats.append(mat.to(device))
             target = torch.tensor(m.target, dtype=torch.float32, device=device)
-            if len(mats) == 1:
-                self.one_way.append((mats[0], target))
+            if len(m.columns) == 1:
+                c = m.columns[0]
+                assert m.groups[0] == list(range(len(m.groups[0]))), "one-way: every slot"
+                self.one_way.append((slice(int(offsets[c]), int(offsets[c + 1])), target))
             else:
-                self.two_way.append((mats[0], mats[1], target))
+                for c, g in zip(m.columns, m.groups, strict=True):
+                    grouping.setdefault(c, g)
+        cells = np.cumsum([0, *[max(grouping[c]) + 1 for c in sorted(grouping)]])
+        where = {c: slice(int(cells[i]), int(cells[i + 1])) for i, c in enumerate(sorted(grouping))}
+        matrix = torch.zeros(slots, int(cells[-1]))
+        for c, g in grouping.items():
+            rows = int(offsets[c]) + torch.arange(len(g))
+            matrix[rows, where[c].start + torch.tensor(g)] = 1.0
+        self.grouping = matrix.to(device)
+        for m in marginals:
+            if len(m.columns) == 2:
+                a, b = m.columns
+                target = torch.tensor(m.target, dtype=torch.float32, device=device)
+                self.two_way.append((where[a], where[b], target))
 
     def __bool__(self) -> bool:
         return bool(self.one_way or self.two_way)
 
     def loss(self, probs: torch.Tensor) -> torch.Tensor:
-        """Mean KL(target || model) over the tables; ``probs`` is rows x flat softmax slots."""
+        """Mean KL(target || model) (plus L1) over the tables; ``probs`` is rows x flat
+        softmax slots."""
         total = probs.new_zeros(())
-        for mat, target in self.one_way:
-            total = total + _kl(target, (probs @ mat).mean(0))
-        rows = probs.shape[0]
-        for mat_a, mat_b, target in self.two_way:
-            joint = (probs @ mat_a).t() @ (probs @ mat_b) / rows
-            total = total + _kl(target, joint.reshape(-1))
+        mean = probs.mean(0)
+        for span, target in self.one_way:
+            total = total + _kl(target, mean[span])
+        if self.two_way:
+            grouped = probs @ self.grouping
+            rows = probs.shape[0]
+            for a, b, target in self.two_way:
+                joint = grouped[:, a].t() @ grouped[:, b] / rows
+                total = total + _kl(target, joint.reshape(-1))
         return total / (len(self.one_way) + len(self.two_way))
 
 
