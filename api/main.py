@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import problems
+from api.body_limit import ProblemBodyLimit
 from api.routes import batches, datasets, health, jobs, schedules, webhooks
 from synthgen import __version__
 from synthgen.service.db import Database
@@ -67,7 +68,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    # Outside FastAPI's whole stack: its app-wide body limit sits above user middleware.
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: ProblemBodyLimit(  # type: ignore[method-assign]
+        build(), limit_for=lambda method, path: upload_limit if _is_upload(method, path)
+        else JSON_BODY_LIMIT)
     return app
+
+
+def _is_upload(method: str, path: str) -> bool:
+    return (method == "POST" and path == "/v1/datasets") or (
+        method == "PUT" and path.startswith("/v1/datasets/") and path.endswith("/versions"))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

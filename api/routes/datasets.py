@@ -13,6 +13,7 @@ from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, Storag
 from api.problems import Problem
 from api.schemas import BudgetOut, DatasetOut
 from synthgen.errors import InputError, SchemaError
+from synthgen.io import TableTooLarge
 from synthgen.service.budget import budget_view, locked_dataset
 from synthgen.service.db import Dataset, new_id
 from synthgen.service.settings import Settings
@@ -37,10 +38,11 @@ def _store_upload(storage: Storage, settings: Settings, key: str, file: UploadFi
         raise Problem(413, exc.code, str(exc)) from exc
     try:
         file.file.seek(0)
-        facts = inspect_upload(file.file.read(), name, schema_text)
+        facts = inspect_upload(file.file.read(), name, schema_text, settings.read_limits)
     except (InputError, SchemaError) as exc:
         storage.delete(key)
-        raise Problem(422, exc.code, str(exc)) from exc
+        raise Problem(413 if isinstance(exc, TableTooLarge) else 422, exc.code,
+                      str(exc)) from exc
     except BaseException:
         storage.delete(key)
         raise

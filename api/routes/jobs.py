@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import html
 import json
@@ -24,6 +22,7 @@ from api.deps import (
     StorageDep,
     job_of,
 )
+from api.paging import CURSOR_MAX_LENGTH, newest_first
 from api.problems import Problem, admission_problem
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
@@ -96,36 +95,20 @@ def create_job(
     return JobOut.of(job)
 
 
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
-def _seq(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise Problem(422, "invalid-cursor", "the cursor is not one this API returned") from exc
-
-
 @router.get("", response_model=JobPage)
 async def list_jobs(
     tenant: CurrentTenant,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
 ) -> JobPage:
     """The tenant's jobs, newest first, ``limit`` at a time."""
     query = select(Job).where(Job.tenant_id == tenant)
     if status is not None:
         query = query.where(Job.state == status)
-    if cursor is not None:
-        query = query.where(Job.seq < _seq(cursor))
-    jobs = session.scalars(query.order_by(Job.seq.desc()).limit(limit + 1)).all()
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
-    return JobPage(items=[JobOut.of(j) for j in jobs],
-                   next_cursor=_cursor(jobs[-1].seq) if more else None)
+    jobs, next_cursor = newest_first(session, query, Job, tenant, cursor, limit)
+    return JobPage(items=[JobOut.of(j) for j in jobs], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut)

@@ -101,12 +101,11 @@ class _Heartbeat(threading.Thread):
         self.join(timeout=30)
 
 
-def _load_table(storage: Storage, dataset: Dataset) -> Any:
-    from synthgen.io import check_table, read_csv_bytes, read_parquet_bytes
+def _load_table(storage: Storage, dataset: Dataset, settings: Settings) -> Any:
+    from synthgen.service.tables import read_upload
 
     raw = storage.read_bytes(dataset.storage_key)
-    reader = read_parquet_bytes if dataset.format == "parquet" else read_csv_bytes
-    return check_table(reader(raw, dataset.name), dataset.name)
+    return read_upload(raw, dataset.name, dataset.format, settings.read_limits)
 
 
 def _current_ledger(synth: Any, step: int | None = None) -> dict[str, Any] | None:
@@ -163,7 +162,7 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
         # The report's audit holds rows out of training. The split is decided before fit() and
         # is the same on every attempt (seeded by the job), so a resumed job trains on the same
         # rows its checkpoint was trained on.
-        full = _load_table(storage, dataset)
+        full = _load_table(storage, dataset, settings)
         plan = plan_evaluation(
             full, holdout_share=float(options.get("holdout_share", 0.1)),
             audit=bool(options.get("audit", True)), target=options.get("target"),

@@ -7,9 +7,13 @@ configuration from :class:`Settings`, so one set of variables configures a whole
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from synthgen.io import ReadLimits
 
 MIB = 1024 * 1024
 
@@ -28,6 +32,12 @@ class Settings(BaseSettings):
     # False deletes a dataset's raw upload when its last unfinished job ends.
     retain_uploads: bool = Field(default=True)
     max_upload_bytes: int = Field(default=256 * MIB, ge=1)
+    # What an upload may decode to (checked from a Parquet footer before decoding, and while
+    # reading any table, at upload and when training loads it): a compressed file of a few
+    # hundred KB can hold 100 M rows.
+    max_table_rows: int = Field(default=20_000_000, ge=1)
+    max_table_columns: int = Field(default=2_000, ge=1)
+    max_table_bytes: int = Field(default=2048 * MIB, ge=1)
     # Epsilon cap of a dataset unless its upload names one.
     default_budget_epsilon: float = Field(default=10.0, gt=0)
     max_job_epsilon: float = Field(default=100.0, gt=0)
@@ -87,6 +97,13 @@ class Settings(BaseSettings):
     @property
     def objects_url(self) -> str:
         return self.storage_url or (self.data_dir / "objects").resolve().as_uri()
+
+    @property
+    def read_limits(self) -> ReadLimits:
+        from synthgen.io import ReadLimits  # pandas and pyarrow: only where tables are read
+
+        return ReadLimits(max_rows=self.max_table_rows, max_columns=self.max_table_columns,
+                          max_bytes=self.max_table_bytes)
 
     @property
     def scratch_dir(self) -> Path:

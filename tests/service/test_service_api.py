@@ -110,7 +110,7 @@ def _bad_inputs() -> dict[str, tuple[bytes, int, str]]:
         "too-few-rows": (b"a,b\n1,2\n3,4\n", 422, "too-few-rows"),
         "formula": (_csv(formula), 422, "formula-cells"),
         "oversized": (b"a,b\n" + b"123456789,abcdefgh\n" * 150_000, 413, "too-large"),
-        "not-parquet": (b"PAR1 but not really", 422, "malformed-parquet"),
+        "not-parquet": (b"PAR1 but not really PAR1", 422, "malformed-parquet"),
     }
 
 
