@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_backoff_s: float = Field(default=10.0, gt=0)  # first retry; doubles, capped at 1 h
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Endpoints delivered to at once (one lane each); a slow receiver holds only its own lane.
+    webhook_concurrency: int = Field(default=8, ge=1)
     # Comma-separated hosts a webhook may target even over plain http or on a loopback or
     # private address (e.g. an internal receiver); others must be public https URLs.
     webhook_allowed_hosts: str = Field(default="")
