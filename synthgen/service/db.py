@@ -9,6 +9,7 @@ followed by a conditional write (budget admission, claims) is serialised instead
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -318,6 +319,27 @@ class Database:
         """A transaction that commits on exit; on SQLite it holds the write lock throughout."""
         with self._write.begin() as session:
             yield session
+
+    def check(self) -> bool:
+        """Whether the database answers and, for SQLite, its file is intact: ``PRAGMA
+        quick_check`` on a fresh read-only connection (a pooled one could answer from pages it
+        cached before the file was damaged). Seconds for a service database of a few hundred
+        MB; callers run it now and then, not per request."""
+        if not self.is_sqlite:
+            with self.engine.connect() as live:
+                live.exec_driver_sql("SELECT 1")
+            return True
+        path = self.engine.url.database
+        if not path or path == ":memory:":
+            return True
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        except sqlite3.DatabaseError:
+            return False
+        finally:
+            conn.close()
+        return rows == [("ok",)]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -31,6 +31,7 @@ from synthgen.service.jobs import (
     record_progress,
     settle,
 )
+from synthgen.service.scratch import sweep_scratch
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 from synthgen.service.versions import job_dataset
@@ -129,6 +130,7 @@ def execute_job(job_id: str, owner: str, settings: Settings) -> str:
     db = Database(settings.db_url)
     storage = Storage(settings.objects_url)
     try:
+        sweep_scratch(db, settings.scratch_dir)  # folders of attempts killed on this machine
         claim = claim_job(db, job_id, owner, settings.lease_s)
         if claim is None:
             log.info("job %s: nothing to claim (duplicate delivery or finished)", job_id)

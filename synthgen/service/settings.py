@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # private address (e.g. an internal receiver); others must be public https URLs.
     webhook_allowed_hosts: str = Field(default="")
 
+    # /readyz: how often the database's integrity is checked again (SQLite: PRAGMA quick_check)
+    db_check_every_s: float = Field(default=30.0, ge=0)
+
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -246,6 +246,16 @@ class Api:
         raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}")
 
 
+def training_child(service: Service) -> int | None:
+    """The embedded engine's training subprocess, if one runs."""
+    api_pid = service.procs[0].pid
+    for pid in children_of(api_pid):
+        line = cmdline(pid)
+        if "spawn_main" in line and "resource_tracker" not in line:
+            return pid
+    return None
+
+
 def wait_batch(api: Api, batch_id: str, timeout: float = 240) -> dict[str, Any]:
     """Poll a batch until it ends."""
     deadline = time.monotonic() + timeout
@@ -275,6 +285,8 @@ def assert_resumed_once(service: Service, api: Api, job: dict[str, Any],
     assert [a[0] for a in attempts] == [1, 2]
     assert attempts[1][1] > attempts[0][2], "the second attempt overlapped the first"
     assert attempts[0][3] != attempts[1][3]
+    # the killed attempt's scratch folder was swept, and the last one cleaned up after itself
+    assert not list((service.data_dir / "scratch").glob(f"{job['id']}-*"))
 
 
 # --- database-level tests (no server) ----------------------------------------------------

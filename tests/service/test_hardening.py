@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import os
+import signal
 import socket
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
-from test_io_limits import parquet_bomb
+from bombs import parquet_bomb
 
-from service.svc_helpers import ADULT_SAMPLE, FAST_JOB, Api, Service
+from service.svc_helpers import ADULT_SAMPLE, FAST_JOB, LONG_JOB, Api, Service, training_child
 
 
 def _rss_mb(pid: int) -> float:
@@ -98,3 +103,47 @@ def test_cursors_are_opaque_tenant_scoped_and_validated(
     assert r.status_code == 422 and r.json()["code"] == "invalid-cursor"
     nxt = tenant_a.http.get("/v1/jobs", params={"limit": 1, "cursor": cursor})
     assert nxt.status_code == 200 and nxt.json()["items"][0]["id"] != page["items"][0]["id"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_training_child_exits_when_the_api_is_killed(tmp_path: Path) -> None:
+    service = Service(tmp_path / "svc", {})
+    try:
+        service.start_api()
+        api = Api(service.url, service.key("t"))
+        job = api.submit(api.upload()["id"], **LONG_JOB)
+        api.wait(job["id"], lambda j: j["progress"]["step"] >= 1)
+        child = training_child(service)
+        assert child is not None
+        os.kill(service.procs[0].pid, signal.SIGKILL)  # no chance to stop its children
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the training process runs on without its supervisor"
+    finally:
+        service.stop()
+
+
+def test_readyz_reports_a_corrupt_sqlite_file(tmp_path: Path) -> None:
+    service = Service(tmp_path / "svc", {"SYNTHGEN_DB_CHECK_EVERY_S": "0"})
+    try:
+        service.start_api()
+        service.key("t")  # some rows
+        assert httpx.get(f"{service.url}/readyz").json()["checks"]["database"] is True
+        with sqlite3.connect(service.db_path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with open(service.db_path, "r+b") as fh:  # every page but the first: garbage
+            size = fh.seek(0, 2)
+            fh.seek(4096)
+            fh.write(b"\xa5" * (size - 4096))
+        r = httpx.get(f"{service.url}/readyz")
+        assert r.status_code == 503 and r.json()["checks"]["database"] is False, r.text
+    finally:
+        service.stop()
