@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
-        db.create_all()
+        _prepare_database(db, settings)
         storage = Storage(settings.objects_url)
         dispatcher = make_dispatcher(settings, db, storage)
         app.state.settings, app.state.db, app.state.storage = settings, db, storage
@@ -75,6 +75,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         build(), limit_for=lambda method, path: upload_limit if _is_upload(method, path)
         else JSON_BODY_LIMIT)
     return app
+
+
+def _prepare_database(db: Database, settings: Settings) -> None:
+    from synthgen.service.migrate import check_current, upgrade
+
+    migrate = db.is_sqlite if settings.migrate_on_start is None else settings.migrate_on_start
+    if migrate:
+        upgrade(db)
+    else:
+        check_current(db)  # refuse to serve on a schema this release does not know
 
 
 def _is_upload(method: str, path: str) -> bool:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from api.deps import (
     CurrentTenant,
@@ -22,6 +20,7 @@ from api.deps import (
     StorageDep,
     job_of,
 )
+from api.idempotency import IdempotencyKey, once, request_hash
 from api.paging import CURSOR_MAX_LENGTH, newest_first
 from api.problems import Problem, admission_problem
 from api.schemas import JobCreate, JobOut, JobPage
@@ -37,15 +36,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 # and skipping the thread pool is most of their cost. Routes that write stay sync (thread pool).
 
 RETRY_AFTER = "5"
-
-
-def _replay(db: Database, tenant: str, key: str, request_hash: str) -> Job | None:
-    with db.read() as s:
-        job = s.scalar(select(Job).where(Job.tenant_id == tenant, Job.idempotency_key == key))
-    if job is not None and job.request_hash != request_hash:
-        raise Problem(422, "idempotency-key-reused", "this Idempotency-Key was used with a "
-                      "different request body; use a new key for a new job")
-    return job
 
 
 def _admit(db: Database, settings: Settings, tenant: str, body: JobCreate,
@@ -69,7 +59,7 @@ def create_job(
     dispatcher: DispatcherDep,
     body: JobCreate,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     """Submit a job. Its epsilon is reserved against the dataset's cap in the same transaction
     that accepts it (409 when the cap would be exceeded). With an ``Idempotency-Key``, a retry
@@ -77,19 +67,11 @@ def create_job(
     if body.epsilon > settings.max_job_epsilon:
         raise Problem(422, "epsilon-too-large", f"epsilon {body.epsilon:g} is over this "
                       f"server's limit of {settings.max_job_epsilon:g} per job")
-    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    job = _replay(db, tenant, idempotency_key, request_hash) if idempotency_key else None
-    if job is None:
-        try:
-            job = _admit(db, settings, tenant, body, idempotency_key, request_hash)
-        except IntegrityError:  # a concurrent request with the same key won
-            job = _replay(db, tenant, idempotency_key or "", request_hash)
-            if job is None:
-                raise
-        else:
-            dispatcher.submit(job.id)
-    else:
-        response.headers["Idempotent-Replayed"] = "true"
+    digest = request_hash(body)
+    job, created = once(db, Job, tenant, idempotency_key, digest, lambda: _admit(
+        db, settings, tenant, body, idempotency_key, digest), response)
+    if created:
+        dispatcher.submit(job.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = RETRY_AFTER
     return JobOut.of(job)

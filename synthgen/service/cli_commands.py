@@ -12,6 +12,8 @@ from synthgen.service.settings import Settings
 
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="The service database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 @app.command()
@@ -75,3 +77,25 @@ def create_key(
     typer.echo(key)
     typer.echo(f"tenant {tenant} ({tenant_id}); store this key now, it is not shown again",
                err=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply the schema migrations to SYNTHGEN_DATABASE_URL (or the SQLite file in
+    SYNTHGEN_DATA_DIR). A database made before migrations existed is recognised and kept."""
+    from synthgen.service.db import Database
+    from synthgen.service.migrate import MigrationError, upgrade
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    try:
+        before, after = upgrade(db, revision)
+    except MigrationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"database at revision {after} (was {before or 'empty'})")

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -117,6 +118,8 @@ class Batch(Base):
     settlement of the last child sets the terminal state in the same transaction."""
 
     __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_idempotency", "tenant_id", "idempotency_key",
+                            unique=True),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -130,6 +133,8 @@ class Batch(Base):
     schedule_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Job(Base):
@@ -307,7 +312,10 @@ class Database:
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        Base.metadata.create_all(self.write_engine)
+        """Create or upgrade the tables: the schema migrations up to this release's head."""
+        from synthgen.service.migrate import upgrade
+
+        upgrade(self)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

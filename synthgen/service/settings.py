@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # private address (e.g. an internal receiver); others must be public https URLs.
     webhook_allowed_hosts: str = Field(default="")
 
+    # Apply schema migrations when the API starts. None: on SQLite only (one process owns the
+    # file); with Postgres, replicas starting together would race: run `synthgen db upgrade`.
+    migrate_on_start: bool | None = Field(default=None)
     # /readyz: how often the database's integrity is checked again (SQLite: PRAGMA quick_check)
     db_check_every_s: float = Field(default=30.0, ge=0)
 
