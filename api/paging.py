@@ -12,8 +12,9 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+from fastapi import Query
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,9 @@ from api.problems import Problem
 T = TypeVar("T")
 
 CURSOR_MAX_LENGTH = 80
+Limit = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
+Cursor = Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH, description="The "
+                                     "next_cursor of the previous page.")]
 _ID = re.compile(r"^[a-z]{2,8}_[0-9a-f]{20}$")  # what synthgen.service.db.new_id makes
 
 

@@ -6,9 +6,9 @@ import json
 import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -24,7 +24,7 @@ from api.deps import (
     owned,
 )
 from api.idempotency import IdempotencyKey, once, request_hash
-from api.paging import CURSOR_MAX_LENGTH, newest_first
+from api.paging import Cursor, Limit, newest_first
 from api.problems import Problem, admission_problem
 from api.schemas import JobCreate, JobOut, iso
 from synthgen.service.batches import batch_status, create_batch, job_fields
@@ -137,8 +137,8 @@ class BatchPage(BaseModel):
 async def list_batches(
     tenant: CurrentTenant,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
 ) -> BatchPage:
     """The tenant's batches, newest first, ``limit`` at a time (each with its children)."""
     query = select(Batch).where(Batch.tenant_id == tenant)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy import select, update
 
@@ -21,7 +21,7 @@ from api.deps import (
     job_of,
 )
 from api.idempotency import IdempotencyKey, once, request_hash
-from api.paging import CURSOR_MAX_LENGTH, newest_first
+from api.paging import Cursor, Limit, newest_first
 from api.problems import Problem, admission_problem
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
@@ -81,8 +81,8 @@ def create_job(
 async def list_jobs(
     tenant: CurrentTenant,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
 ) -> JobPage:
     """The tenant's jobs, newest first, ``limit`` at a time."""
