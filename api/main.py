@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.body_limit import ProblemBodyLimit
-from api.routes import batches, datasets, health, jobs, schedules, webhooks
+from api.routes import batches, datasets, health, jobs, metrics, schedules, webhooks
 from synthgen import __version__
 from synthgen.service.db import Database
 from synthgen.service.settings import Settings
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(datasets.router,
                        max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.include_router(jobs.router)

@@ -49,7 +49,9 @@ def _exit_with_parent(parent: int) -> None:
 def child_main(job_id: str, owner: str, settings: Settings, parent: int | None = None) -> None:
     """Entry point of a training subprocess (``parent``: the supervisor's pid)."""
     _exit_with_parent(parent or os.getppid())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from synthgen.service.logs import configure_logging
+
+    configure_logging("INFO", settings.log_format)
     import torch
 
     threads = settings.train_threads or max(1, (os.cpu_count() or 2) - 1)

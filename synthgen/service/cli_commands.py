@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
@@ -27,12 +26,15 @@ def serve(
     import uvicorn
 
     from api.main import create_app
+    from synthgen.service.logs import configure_logging
 
     settings = Settings()
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s "
-                        "%(message)s")
+    configure_logging(log_level, settings.log_format)
+    # JSON: no uvicorn log config, so its loggers (access lines included) propagate to the
+    # root handler above
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level=log_level)
+                log_level=log_level, log_config=log_config)
 
 
 @app.command()
@@ -49,8 +51,10 @@ def worker(
     if not settings.broker_url:
         typer.echo("error: set SYNTHGEN_BROKER_URL (redis://...) to run a worker", err=True)
         raise typer.Exit(2)
+    from synthgen.service.logs import configure_logging
     from workers.celery_app import app as celery_app
 
+    configure_logging(log_level, settings.log_format)
     argv = ["worker", "-Q", queues, "-c", str(concurrency), "--pool", "prefork",
             "--loglevel", log_level, "--without-gossip", "--without-mingle"]
     if hostname:

@@ -7,7 +7,7 @@ configuration from :class:`Settings`, so one set of variables configures a whole
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     migrate_on_start: bool | None = Field(default=None)
     # /readyz: how often the database's integrity is checked again (SQLite: PRAGMA quick_check)
     db_check_every_s: float = Field(default=30.0, ge=0)
+
+    # GET /metrics (Prometheus) needs this token as a Bearer; unset: the route is off.
+    metrics_token: str | None = Field(default=None)
+    # Log lines as JSON objects (one a line) instead of text: "text" or "json".
+    log_format: Literal["text", "json"] = "text"
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -158,8 +158,8 @@ class Service:
         self.procs.append(proc)
         return proc
 
-    def start_api(self) -> subprocess.Popen[bytes]:
-        proc = self.spawn("serve", "--port", str(self.port), "--log-level", "warning",
+    def start_api(self, log_level: str = "warning") -> subprocess.Popen[bytes]:
+        proc = self.spawn("serve", "--port", str(self.port), "--log-level", log_level,
                           log="api.log")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
