@@ -50,7 +50,7 @@ def readyz(db: DatabaseDep, storage: StorageDep, dispatcher: DispatcherDep,
     """The database (intact, for SQLite), the object store and the job engine answer."""
     checks = {"database": _database_ok(db, settings.db_check_every_s)}
     try:
-        storage.fs.ls(storage.root)
+        storage.check()
         checks["storage"] = True
     except Exception:
         checks["storage"] = False

@@ -133,6 +133,55 @@ class RedisServer:
             self.proc.wait(timeout=10)
 
 
+class S3Server:
+    """moto's S3-compatible server (``moto[server]``) on a free loopback port, with a bucket."""
+
+    def __init__(self, workdir: Path, bucket: str = "synthgen") -> None:
+        pytest.importorskip("moto.server", reason="moto[server] is not installed")
+        pytest.importorskip("s3fs", reason="s3fs is not installed")
+        self.dir, self.bucket, self.port = workdir, bucket, free_port()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the service's processes need to reach it (s3fs reads these)."""
+        return {"FSSPEC_S3_ENDPOINT_URL": self.url, "AWS_ENDPOINT_URL": self.url,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=open(self.dir / "moto.log", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.put(f"{self.url}/{self.bucket}", timeout=2).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the S3 server did not start: {(self.dir / 'moto.log').read_text()}")
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object key under ``prefix`` (a fresh listing, no cache)."""
+        import s3fs
+
+        fs = s3fs.S3FileSystem(endpoint_url=self.url, key="testing", secret="testing",
+                               skip_instance_cache=True, use_listings_cache=False)
+        found = fs.find(f"{self.bucket}/{prefix}")
+        return sorted(str(k)[len(self.bucket) + 1:] for k in found)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
 class Service:
     """``python -m synthgen serve`` (or ``worker``) as a subprocess with its own data folder."""
 
