@@ -110,8 +110,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 errors["401"] = "Missing or unknown API key."
             if "{" in path:
                 errors["404"] = "No such object for this tenant."
-            if (path, method) in UPLOADS:
-                errors["413"] = "The upload is over the size limit."
+            if "requestBody" in op:  # unparsable, or past the body limit (api.body_limit)
+                errors["400"] = problems.ERROR_DESCRIPTIONS[400]
+                errors["413"] = ("The upload is over the size limit." if (path, method) in UPLOADS
+                                 else problems.ERROR_DESCRIPTIONS[413])
             for status, text in errors.items():
                 responses.setdefault(status, {"description": text})
             for status, response in responses.items():

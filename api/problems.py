@@ -37,6 +37,22 @@ class Problem(Exception):
         self.extra = extra
 
 
+ERROR_DESCRIPTIONS = {
+    400: "The body is not well-formed (JSON, UTF-8 or multipart).",
+    404: "No such object for this tenant.",
+    409: "The object's state does not allow this (budget exceeded, not finished yet, a "
+         "concurrent change).",
+    410: "The dataset's upload was deleted by the retention policy.",
+    413: "The body is over this route's size limit.",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route answers beyond the common ones
+    (every error is problem+json; see api.main._openapi)."""
+    return {status: {"description": ERROR_DESCRIPTIONS[status]} for status in statuses}
+
+
 def admission_problem(exc: Exception) -> Problem:
     """The answer to a job (or batch) that cannot be accepted: budget, purge, no dataset."""
     from synthgen.service.budget import BudgetExceeded, DatasetPurged

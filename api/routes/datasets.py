@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, StorageDep, dataset_of
-from api.problems import Problem
+from api.problems import Problem, errors
 from api.schemas import BudgetOut, DatasetOut
 from synthgen.errors import InputError, SchemaError
 from synthgen.io import TableTooLarge
@@ -87,7 +87,7 @@ def create_dataset(
     return DatasetOut.of(dataset)
 
 
-@router.put("/{dataset_id}/versions", response_model=DatasetOut)
+@router.put("/{dataset_id}/versions", response_model=DatasetOut, responses=errors(409))
 def add_dataset_version(
     tenant: CurrentTenant,
     db: DatabaseDep,

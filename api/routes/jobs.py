@@ -22,7 +22,7 @@ from api.deps import (
 )
 from api.idempotency import IdempotencyKey, once, request_hash
 from api.paging import Cursor, Limit, newest_first
-from api.problems import Problem, admission_problem
+from api.problems import Problem, admission_problem, errors
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
 from synthgen.service.db import Database, Dataset, Job
@@ -51,7 +51,7 @@ def _admit(db: Database, settings: Settings, tenant: str, body: JobCreate,
     return job
 
 
-@router.post("", status_code=202, response_model=JobOut)
+@router.post("", status_code=202, response_model=JobOut, responses=errors(404, 409, 410))
 def create_job(
     tenant: CurrentTenant,
     db: DatabaseDep,
@@ -103,7 +103,8 @@ async def get_job(tenant: CurrentTenant, session: SessionDep, job_id: str,
     return JobOut.of(job)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut,
+             responses=errors(409))
 def cancel_job(tenant: CurrentTenant, db: DatabaseDep, storage: StorageDep,
                job_id: str) -> JobOut:
     """Cancel cooperatively: a queued job ends at once; a running one stops at its next step.
@@ -131,7 +132,7 @@ def _finished_output(session: SessionDep, tenant: str, job_id: str, allowed: tup
 
 
 @router.get("/{job_id}/synthetic.csv", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+            responses={**errors(409), 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                              "description": "The synthetic table (formula cells escaped)."}})
 def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: StorageDep,
                       job_id: str) -> StreamingResponse:
@@ -149,6 +150,7 @@ def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: Stora
 
 
 @router.get("/{job_id}/report", responses={
+    **errors(409),
     200: {"content": {"application/json": {"schema": {"type": "object"}},
                       "text/html": {"schema": {"type": "string"}}},
           "description": "The privacy-budget report."}})

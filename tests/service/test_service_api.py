@@ -182,7 +182,8 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     key = embedded.key("fuzzer")
     result = subprocess.run(
         [cli, "run", f"{embedded.url}/openapi.json", "--header", f"Authorization: Bearer {key}",
-         "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
+         "--checks", "not_a_server_error,status_code_conformance,response_schema_conformance,"
+         "content_type_conformance",
          "--max-examples", "30", "--phases", "examples,coverage,fuzzing",
          "--generation-deterministic", "--request-timeout", "30", "--no-color"],
         capture_output=True, text=True, timeout=600)
