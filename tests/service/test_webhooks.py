@@ -246,7 +246,9 @@ def test_a_slow_endpoint_does_not_hold_back_another_tenants_event(tmp_path: Path
             enqueue_event(s, "t2", "job.succeeded", {"job_id": "job_fast"})
         created = time.time()
         _until(lambda: bool(fast.acked()), timeout=60)
-        assert fast.acked()[0]["at"] - created < 5, fast.acked()[0]["at"] - created
+        latency = fast.acked()[0]["at"] - created
+        print(f"another tenant's event arrived {latency:.2f} s after it was created")
+        assert latency < 5, latency
         with db.read() as s:  # one timeout, then the whole endpoint backs off
             tried = s.scalars(select(WebhookEvent.attempts).where(
                 WebhookEvent.tenant_id == "t1").order_by(WebhookEvent.seq)).all()
