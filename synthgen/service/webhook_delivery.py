@@ -76,12 +76,8 @@ class Deliveries:
     """The lanes of one process. :meth:`pump` starts lanes and returns at once (the API's
     loop); :meth:`deliver_due` runs one pass to the end (beat's task, tests)."""
 
-    def __init__(self, db: Database, settings: Settings, http: httpx.Client | None = None
-                 ) -> None:
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db, self.settings = db, settings
-        self._own_http = http is None
-        self.http = http or httpx.Client(timeout=settings.webhook_timeout_s,
-                                         follow_redirects=False)
         self._pool = ThreadPoolExecutor(settings.webhook_concurrency,
                                         thread_name_prefix="webhook-lane")
         self._busy: set[str] = set()  # tenants (endpoints) with a lane started
@@ -109,17 +105,20 @@ class Deliveries:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._own_http:
-            self.http.close()
 
     def _lane(self, tenant: str, now_s: float | None) -> int:
         delivered = 0
+        # A client per turn of one endpoint: requests go to a pinned address, and a pooled
+        # connection must never carry another host's request (its TLS name was checked for
+        # the host it was opened for).
         try:
-            for _ in range(LANE_TURN):
-                event = self._claim_next(tenant, now() if now_s is None else now_s)
-                if event is None or not self._deliver(event, now_s):
-                    break
-                delivered += 1
+            with httpx.Client(timeout=self.settings.webhook_timeout_s,
+                              follow_redirects=False) as http:
+                for _ in range(LANE_TURN):
+                    event = self._claim_next(tenant, now() if now_s is None else now_s)
+                    if event is None or not self._deliver(http, event, now_s):
+                        break
+                    delivered += 1
         except Exception:
             log.exception("webhook lane of tenant %s failed", tenant)
         finally:
@@ -140,7 +139,7 @@ class Deliveries:
                              .execution_options(synchronize_session=False))
             return event if done.rowcount == 1 else None  # type: ignore[attr-defined]
 
-    def _deliver(self, event: WebhookEvent, now_s: float | None) -> bool:
+    def _deliver(self, http: httpx.Client, event: WebhookEvent, now_s: float | None) -> bool:
         settings = self.settings
         with self.db.read() as s:
             endpoint = s.scalar(select(WebhookEndpoint).where(
@@ -151,7 +150,7 @@ class Deliveries:
             status, error = None, "the tenant's webhook endpoint was deleted"
             attempts = settings.webhook_max_attempts
         else:
-            status, error = _send(self.http, endpoint, event, settings)
+            status, error = _send(http, endpoint, event, settings)
             attempts = event.attempts + 1
         done = now() if now_s is None else now_s
         retry_at = None
@@ -174,10 +173,9 @@ class Deliveries:
         return error is None
 
 
-def deliver_due(db: Database, settings: Settings, *, now_s: float | None = None,
-                http: httpx.Client | None = None) -> int:
+def deliver_due(db: Database, settings: Settings, *, now_s: float | None = None) -> int:
     """One delivery pass to the end, in lanes per endpoint. Returns how many were delivered."""
-    deliveries = Deliveries(db, settings, http)
+    deliveries = Deliveries(db, settings)
     try:
         return deliveries.deliver_due(now_s)
     finally:
