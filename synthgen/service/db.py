@@ -328,16 +328,17 @@ class Database:
         with self._write.begin() as session:
             yield session
 
-    def check(self) -> bool:
-        """Whether the database answers and, for SQLite, its file is intact: ``PRAGMA
-        quick_check`` on a fresh read-only connection (a pooled one could answer from pages it
-        cached before the file was damaged). Seconds for a service database of a few hundred
-        MB; callers run it now and then, not per request."""
-        if not self.is_sqlite:
-            with self.engine.connect() as live:
-                live.exec_driver_sql("SELECT 1")
-            return True
-        path = self.engine.url.database
+    def ping(self) -> None:
+        """Raise unless the database answers a query."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def intact(self) -> bool:
+        """For SQLite, whether the file is intact: ``PRAGMA quick_check`` on a fresh read-only
+        connection (a pooled one could answer from pages it cached before the file was
+        damaged). Seconds for a database of a few hundred MB: callers run it now and then, not
+        per request. Other databases check themselves: True."""
+        path = self.engine.url.database if self.is_sqlite else None
         if not path or path == ":memory:":
             return True
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
