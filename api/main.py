@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api import problems
 from api.routes import batches, datasets, health, jobs, schedules, webhooks
-from synthgen import __version__
+from synthgen._version import __version__
 from synthgen.service.db import Database
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import opacus
 
-from synthgen import __version__
+from synthgen._version import __version__
 from synthgen.privacy.accountant import epsilon_of
 
 if TYPE_CHECKING:
@@ -207,7 +207,13 @@ def write_report(report: dict[str, Any], path: str | Path,
     path = Path(path)
     text = json.dumps(jsonable(report), indent=2, default=str, allow_nan=False)
     path.write_text(text, encoding="utf-8")
-    html_path = path.with_suffix(".html") if path.suffix.lower() != ".html" else (
+    html = html_path(path)
+    html.write_text(render_html(report, budget), encoding="utf-8")
+    return html
+
+
+def html_path(path: str | Path) -> Path:
+    """Where :func:`write_report` puts the HTML of a report written at ``path``."""
+    path = Path(path)
+    return path.with_suffix(".html") if path.suffix.lower() != ".html" else (
         path.with_name(path.name + ".html"))
-    html_path.write_text(render_html(report, budget), encoding="utf-8")
-    return html_path

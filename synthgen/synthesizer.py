@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthgen import __version__
+from synthgen._version import __version__
 from synthgen.errors import ArtifactError, BudgetError
 from synthgen.io import check_table
 from synthgen.models.networks import Generator
