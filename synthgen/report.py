@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import opacus
@@ -20,8 +20,8 @@ from synthgen._version import __version__
 from synthgen.privacy.accountant import epsilon_of
 
 if TYPE_CHECKING:
+    from synthgen.privacy.domains import ColumnDomain
     from synthgen.privacy.ledger import PrivacyLedger
-    from synthgen.synthesizer import Synthesizer
 
 REPORT_SCHEMA_VERSION = 2
 # Points of the epsilon-vs-steps curve computed with the ledger's accountant (PRV costs about
@@ -126,7 +126,21 @@ def epsilon_curve(
     return curve
 
 
-def build_report(synth: Synthesizer) -> dict[str, Any]:
+class FittedModel(Protocol):
+    """What a report reads of a fitted :class:`~synthgen.synthesizer.Synthesizer` (which
+    imports this module: the report depends on this shape, not on the class)."""
+
+    @property
+    def ledger(self) -> PrivacyLedger | None: ...
+
+    @property
+    def info(self) -> dict[str, Any]: ...
+
+    @property
+    def domains(self) -> list[ColumnDomain]: ...
+
+
+def build_report(synth: FittedModel) -> dict[str, Any]:
     ledger = synth.ledger
     if ledger is None:
         raise RuntimeError("fit the synthesizer first")

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ from synthgen.service.db import Database, Dataset, Job
 from synthgen.service.jobs import (
     Claim,
     apply_retention,
+    checkpoint_key,
     claim_job,
     heartbeat,
     record_progress,
@@ -36,21 +35,6 @@ from synthgen.service.storage import Storage
 from synthgen.service.versions import job_dataset
 
 log = logging.getLogger("synthgen.service")
-
-
-def checkpoint_key(job: Job) -> str:
-    return Storage.job_key(job.tenant_id, job.id, "checkpoint.pt")
-
-
-def fetch_checkpoint(storage: Storage, job: Job) -> Path | None:
-    """A local copy of the job's last stored checkpoint, or None."""
-    fd, name = tempfile.mkstemp(suffix=".pt", prefix=f"{job.id}-")
-    os.close(fd)
-    path = Path(name)
-    if storage.get_file(checkpoint_key(job), path):
-        return path
-    path.unlink(missing_ok=True)
-    return None
 
 
 class _Heartbeat(threading.Thread):
