@@ -85,7 +85,8 @@ def create_dataset(
     return DatasetOut.of(dataset)
 
 
-@router.put("/{dataset_id}/versions", response_model=DatasetOut)
+@router.put("/{dataset_id}/versions", response_model=DatasetOut, responses={
+    409: {"description": "Another version was uploaded at the same time (version-conflict)."}})
 def add_dataset_version(
     tenant: CurrentTenant,
     db: DatabaseDep,
