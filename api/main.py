@@ -115,6 +115,8 @@ def _common_errors(path: str, method: str, op: dict[str, Any]) -> dict[str, str]
     if "requestBody" in op:
         errors["413"] = ("The upload is over the size limit." if (path, method) in UPLOADS
                          else "The request body is over 1 MiB.")
+    if (path, method) in UPLOADS:
+        errors["415"] = "The file is neither CSV nor Parquet (unsupported-format)."
     return errors
 
 
