@@ -107,10 +107,9 @@ def _current_ledger(synth: Any, step: int | None = None) -> dict[str, Any] | Non
 def execute_job(job_id: str, owner: str, settings: Settings) -> str:
     """Claim and run one job. Returns what happened (for logs): a terminal state, 'lost'
     (another worker holds the job now) or 'not-claimed' (a duplicate delivery)."""
-    if settings.train_threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(settings.train_threads)
+    torch.set_num_threads(settings.training_threads)  # the same in both engines
     db = Database(settings.db_url)
     storage = Storage(settings.objects_url)
     try:
