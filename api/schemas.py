@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthgen.service.budget import ledger_delta
 from synthgen.service.db import Dataset, Job
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -98,7 +99,9 @@ class JobOut(BaseModel):
     batch_id: str | None
     status: JobStatus
     epsilon: float
-    delta: float | None
+    delta: float | None = Field(description="The delta asked for; without one, the default "
+                                "(min(1e-6, 1/(10 n))) once training has started: what the "
+                                "report and the dataset's budget count.")
     rows: int | None
     options: dict[str, Any]
     progress: Progress
@@ -118,7 +121,8 @@ class JobOut(BaseModel):
         return cls(
             id=j.id, dataset_id=j.dataset_id, dataset_version=j.dataset_version,
             batch_id=j.batch_id, status=j.state,  # type: ignore[arg-type]
-            epsilon=j.epsilon, delta=j.delta, rows=j.rows, options=j.options or {},
+            epsilon=j.epsilon, delta=j.delta if j.delta is not None else ledger_delta(j.ledger),
+            rows=j.rows, options=j.options or {},
             progress=Progress(step=j.progress_step, total_steps=j.progress_total,
                               epoch=j.progress_epoch, epsilon_spent=j.progress_epsilon),
             attempt=j.attempt, cancel_requested=j.cancel_requested,

@@ -178,6 +178,16 @@ def build_report(synth: FittedModel) -> dict[str, Any]:
     }
 
 
+def run_header(input_name: str, *, command: str | None = None,
+               job_id: str | None = None) -> dict[str, Any]:
+    """The report's ``run`` section: which file, when, and how (the command, or the service's
+    job id). Shown in the HTML's header, so a saved report says what it is about."""
+    from datetime import UTC, datetime
+
+    return {"input": input_name, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command, "job_id": job_id}
+
+
 def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars made plain and NaN/infinity made ``null``: strict JSON, which
     is what JSON Schema validators and browsers' ``JSON.parse`` accept."""

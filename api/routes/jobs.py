@@ -157,12 +157,17 @@ def cancel_job(tenant: CurrentTenant, db: DatabaseDep, storage: StorageDep,
         return JobOut.of(job_of(s, tenant, job_id))
 
 
-def _finished_output(session: SessionDep, tenant: str, job_id: str, allowed: tuple[str, ...]
-                     ) -> Job:
+def _finished_output(session: SessionDep, tenant: str, job_id: str, allowed: tuple[str, ...],
+                     output: str) -> Job:
     job = job_of(session, tenant, job_id)
-    if job.state not in allowed:
-        raise Problem(409, "output-not-ready", f"job {job_id} is {job.state}; this output "
+    if job.state in ("queued", "running"):
+        raise Problem(409, "output-not-ready", f"job {job_id} is {job.state}; its {output} "
                       f"exists once it is {' or '.join(allowed)}")
+    if job.state not in allowed:  # it ended without this output: never "not yet"
+        ended = "was cancelled" if job.state == "cancelled" else job.state
+        raise Problem(409, "output-not-ready", f"job {job_id} {ended}, so it has no {output}"
+                      + ("; its privacy report says what it spent" if job.state == "cancelled"
+                         else ""))
     return job
 
 
@@ -173,7 +178,7 @@ def _finished_output(session: SessionDep, tenant: str, job_id: str, allowed: tup
 def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: StorageDep,
                       job_id: str) -> StreamingResponse:
     """Stream the synthetic table of a succeeded job."""
-    job = _finished_output(session, tenant, job_id, ("succeeded",))
+    job = _finished_output(session, tenant, job_id, ("succeeded",), "synthetic table")
     handle = storage.open(Storage.job_key(tenant, job.id, "synthetic.csv"), "rb")
 
     def chunks() -> Iterator[bytes]:
@@ -194,7 +199,7 @@ def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: Stora
 def get_report(tenant: CurrentTenant, session: SessionDep, storage: StorageDep, job_id: str,
                format: Literal["json", "html"] = "json") -> Response:
     """The privacy-budget report (ledger, accountant figures) of a succeeded or cancelled job."""
-    job = _finished_output(session, tenant, job_id, ("succeeded", "cancelled"))
+    job = _finished_output(session, tenant, job_id, ("succeeded", "cancelled"), "report")
     key = Storage.job_key(tenant, job.id, "report.json")
     if not storage.exists(key):
         raise Problem(409, "output-not-ready", f"job {job_id} ended before writing a report")

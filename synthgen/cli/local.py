@@ -63,7 +63,7 @@ def run(
     from synthgen.evaluate import keep_head, plan_evaluation
     from synthgen.evaluate.job import EVALUATION_ROWS, evaluate_job
     from synthgen.io import read_table, write_csv
-    from synthgen.report import write_report
+    from synthgen.report import run_header, write_report
     from synthgen.schema import load_schema
     from synthgen.synthesizer import Synthesizer
 
@@ -115,7 +115,8 @@ def run(
             synthetic = pd.concat(kept, ignore_index=True) if kept else table.iloc[:0]
             evaluate_job(doc, plan, train, synthetic, seed=seed)
             doc["timings"]["total_s"] = time.perf_counter() - started
-            doc["run"] = _run_header(input)
+            doc["run"] = run_header(input.name,
+                                    command=shlex.join(["synthgen", *sys.argv[1:]]))
             written_to += [str(report), str(write_report(doc, report))]
     except (SynthgenError, ValueError) as exc:
         raise fail(exc) from exc
@@ -165,14 +166,6 @@ def _check_outputs(input: Path, **outputs: Path | None) -> None:
     if len(set(named)) < len(named):
         usage_error("--out, --report and --save-model must name different files",
                     "bad-output-path")
-
-
-def _run_header(input: Path) -> dict[str, str]:
-    """What the report's header says about the run: the input file, when, and the command."""
-    from datetime import UTC, datetime
-
-    return {"input": input.name, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": shlex.join(["synthgen", *sys.argv[1:]])}
 
 
 def _set_threads(threads: int | None) -> None:

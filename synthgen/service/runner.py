@@ -233,6 +233,7 @@ def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
     from synthgen.evaluate import keep_head
     from synthgen.evaluate.job import EVALUATION_ROWS
     from synthgen.io import write_csv
+    from synthgen.report import run_header
 
     rows = job.rows or dataset.rows
     key = Storage.job_key(job.tenant_id, job.id, "synthetic.csv")
@@ -245,5 +246,6 @@ def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
     synth.save(model)
     storage.put_file(model, Storage.job_key(job.tenant_id, job.id, "model.zip"))
     report["output_rows"] = written
+    report["run"] = run_header(dataset.name, job_id=job.id)
     _write_json(storage, job, "report.json", report)
     return written
