@@ -18,6 +18,7 @@ import opacus
 
 from synthgen._version import __version__
 from synthgen.privacy.accountant import epsilon_of
+from synthgen.report_html import html_path
 
 if TYPE_CHECKING:
     from synthgen.privacy.domains import ColumnDomain
@@ -235,9 +236,3 @@ def write_report(report: dict[str, Any], path: str | Path,
     html.write_text(render_html(report, budget), encoding="utf-8")
     return html
 
-
-def html_path(path: str | Path) -> Path:
-    """Where :func:`write_report` puts the HTML of a report written at ``path``."""
-    path = Path(path)
-    return path.with_suffix(".html") if path.suffix.lower() != ".html" else (
-        path.with_name(path.name + ".html"))

@@ -16,6 +16,7 @@ import html
 import io
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -56,6 +57,14 @@ code{background:#f5f5f7;padding:0 3px;border-radius:3px}
 ul{margin:4px 0 8px 20px;padding:0}
 footer{margin-top:32px;color:#777;font-size:12px}
 """
+
+
+def html_path(path: str | Path) -> Path:
+    """Where a report written at ``path`` (JSON) has its HTML: same name, ``.html``. Here,
+    not in :mod:`synthgen.report`, so that the CLI checks it before importing anything heavy."""
+    path = Path(path)
+    return path.with_suffix(".html") if path.suffix.lower() != ".html" else (
+        path.with_name(path.name + ".html"))
 
 
 def _e(value: Any) -> str:
