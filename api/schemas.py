@@ -54,7 +54,7 @@ class JobCreate(BaseModel):
     dataset_id: str = Field(max_length=64)
     epsilon: float = Field(gt=0, le=100, description="Privacy budget of this job (reserved "
                            "against the dataset's cap when the job is accepted).")
-    delta: float | None = Field(None, gt=0, le=1e-3, description="Default min(1e-6, 1/(10 n)).")
+    delta: float | None = Field(None, gt=0, le=1e-3, description="Default 1e-6.")
     rows: int | None = Field(None, ge=1, le=50_000_000, description="Synthetic rows (default: "
                              "as many as the table).")
     epochs: float | None = Field(None, gt=0, le=10_000)
@@ -99,9 +99,9 @@ class JobOut(BaseModel):
     batch_id: str | None
     status: JobStatus
     epsilon: float
-    delta: float | None = Field(description="The delta asked for; without one, the default "
-                                "(min(1e-6, 1/(10 n))) once training has started: what the "
-                                "report and the dataset's budget count.")
+    delta: float | None = Field(description="The delta asked for; without one, the delta the "
+                                "job runs at (the default, 1e-6) once training has started: "
+                                "what the report and the dataset's budget count.")
     rows: int | None
     options: dict[str, Any]
     progress: Progress

@@ -28,8 +28,8 @@ def run(
                                                 "here, and its HTML beside it.")] = None,
     rows: Annotated[int | None, typer.Option(help="Rows to generate (default: as many as the "
                                              "input).", min=1)] = None,
-    delta: Annotated[float | None,
-                     typer.Option(help="Delta (default min(1e-6, 1/(10 n))).")] = None,
+    delta: Annotated[float | None, typer.Option(
+        help="Delta (default 1e-6; give a smaller one for tables over 100,000 rows).")] = None,
     schema: Annotated[Path | None, typer.Option(
         help="Public schema JSON (synthgen format or SDV metadata): declared facts cost no budget."
     )] = None,
