@@ -37,6 +37,15 @@ class Problem(Exception):
         self.extra = extra
 
 
+# The answers of admission_problem, for the OpenAPI document of the routes that use it.
+ADMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such dataset (for this tenant)."},
+    409: {"description": "The dataset's privacy budget would be exceeded (budget-exceeded)."},
+    410: {"description": "The dataset's upload was deleted by the retention policy "
+                         "(dataset-purged)."},
+}
+
+
 def admission_problem(exc: Exception) -> Problem:
     """The answer to a job (or batch) that cannot be accepted: budget, purge, no dataset."""
     from synthgen.service.budget import BudgetExceeded, DatasetPurged

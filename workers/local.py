@@ -30,11 +30,7 @@ log = logging.getLogger("synthgen.service")
 def child_main(job_id: str, owner: str, settings: Settings) -> None:
     """Entry point of a training subprocess."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    import torch
-
-    threads = settings.train_threads or max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
-    from synthgen.service.runner import execute_job
+    from synthgen.service.runner import execute_job  # sets torch's threads
 
     execute_job(job_id, owner, settings)
 

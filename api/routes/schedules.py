@@ -128,7 +128,8 @@ def _check(session: Session, settings: Settings, tenant: str, body: _Template,
             raise Problem(404, "not-found", f"there is no dataset {job.dataset_id!r}")
 
 
-@router.post("", status_code=201, response_model=ScheduleOut)
+@router.post("", status_code=201, response_model=ScheduleOut, responses={
+    404: {"description": "The template names a dataset this tenant does not have."}})
 def create_schedule(tenant: CurrentTenant, db: DatabaseDep, settings: SettingsDep,
                     body: ScheduleCreate, response: Response) -> ScheduleOut:
     """Create a schedule. Its first run is the next fire time from now; each run submits the

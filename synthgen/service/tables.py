@@ -8,17 +8,12 @@ from typing import Any
 import pandas as pd
 
 from synthgen.errors import InputError, SchemaError
-from synthgen.io import check_table, read_csv_bytes, read_parquet_bytes
+from synthgen.io import check_table, detect_format, read_csv_bytes, read_parquet_bytes
 from synthgen.schema import TableSchema, infer_schema, parse_schema
 
-PARQUET_MAGIC = b"PAR1"
 # Text that a spreadsheet would run as a formula (OWASP "CSV injection"); numbers such as -3 or
 # +4.5 are read as numbers by the parser and never reach this check.
 _FORMULA = r"^[=+\-@\t\r]"
-
-
-def table_format(raw: bytes) -> str:
-    return "parquet" if raw[:4] == PARQUET_MAGIC else "csv"
 
 
 def find_formula_cells(df: pd.DataFrame, limit: int = 5) -> list[str]:
@@ -53,7 +48,7 @@ def parse_public_schema(text: str | None) -> TableSchema | None:
 
 def inspect_upload(raw: bytes, name: str, schema_text: str | None) -> dict[str, Any]:
     """Parse and check an upload; raise InputError or SchemaError (the caller answers 4xx)."""
-    fmt = table_format(raw)
+    fmt = detect_format(raw[:64], name)
     df = read_parquet_bytes(raw, name) if fmt == "parquet" else read_csv_bytes(raw, name)
     df = check_table(df, name)
     formulas = find_formula_cells(df)

@@ -26,7 +26,7 @@ import httpx
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from synthgen import __version__
+from synthgen._version import __version__
 from synthgen.service.db import Database, WebhookEndpoint, WebhookEvent, new_id, now
 from synthgen.service.settings import Settings
 from synthgen.signing import new_secret, sign

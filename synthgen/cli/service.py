@@ -1,4 +1,8 @@
-"""``synthgen serve | worker | keys create``: the service's commands (registered on the CLI)."""
+"""``synthgen serve | worker | keys``: run the service (the ``db`` group belongs here too).
+
+The only module of ``synthgen/`` that starts ``api/`` and ``workers/``, each imported inside the
+command that runs it; the settings (pydantic-settings) are read there too.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,11 @@ from typing import Annotated
 
 import typer
 
-from synthgen.cli import app
-from synthgen.service.settings import Settings
+from synthgen.cli._common import usage_error
 
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (SYNTHGEN_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (SYNTHGEN_PORT).")] = None,
@@ -25,6 +26,7 @@ def serve(
     import uvicorn
 
     from api.main import create_app
+    from synthgen.service.settings import Settings
 
     settings = Settings()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s "
@@ -33,7 +35,6 @@ def serve(
                 log_level=log_level)
 
 
-@app.command()
 def worker(
     queues: Annotated[str, typer.Option(help="Queues to consume: gpu (training) and/or "
                                         "control (lease reconciler).")] = "gpu",
@@ -43,10 +44,10 @@ def worker(
     log_level: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker of the cluster engine (needs SYNTHGEN_BROKER_URL)."""
-    settings = Settings()
-    if not settings.broker_url:
-        typer.echo("error: set SYNTHGEN_BROKER_URL (redis://...) to run a worker", err=True)
-        raise typer.Exit(2)
+    from synthgen.service.settings import Settings
+
+    if not Settings().broker_url:
+        usage_error("set SYNTHGEN_BROKER_URL (redis://...) to run a worker", "no-broker")
     from workers.celery_app import app as celery_app
 
     argv = ["worker", "-Q", queues, "-c", str(concurrency), "--pool", "prefork",
@@ -63,6 +64,7 @@ def create_key(
     """Create an API key for TENANT and print it (it is stored hashed: shown only once)."""
     from synthgen.service.db import Database
     from synthgen.service.keys import create_key as make_key
+    from synthgen.service.settings import Settings
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
