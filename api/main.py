@@ -10,17 +10,20 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import problems
+from api import docs, problems
 from api.body_limit import ProblemBodyLimit
 from api.routes import batches, datasets, health, jobs, metrics, schedules, webhooks
-from synthgen import __version__
+from synthgen._version import __version__
 from synthgen.service.db import Database
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 
 JSON_BODY_LIMIT = 1024 * 1024
 MULTIPART_OVERHEAD = 1024 * 1024  # the schema field and part headers beside the file
-UPLOADS = {("/v1/datasets", "post"), ("/v1/datasets/{dataset_id}/versions", "put")}
+# The multipart routes, and the names of their form models in the OpenAPI document (FastAPI
+# would call them Body_<operation id>).
+UPLOADS = {("/v1/datasets", "post"): "DatasetUpload",
+           ("/v1/datasets/{dataset_id}/versions", "put"): "DatasetVersionUpload"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,8 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "synthetic CSV and its privacy report. Errors are RFC 9457 problem details.",
         lifespan=lifespan,
         max_body_size=JSON_BODY_LIMIT,
+        docs_url=None,  # served by api.docs from installed assets, not a CDN
+        redoc_url=None,
     )
     problems.install(app)
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(datasets.router,
@@ -94,7 +100,9 @@ def _is_upload(method: str, path: str) -> bool:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, with every error response documented as problem+json."""
+    """FastAPI's schema, with every status a route can answer and every error response
+    documented as problem+json. Route-specific answers (409, 410, ...) are declared in the
+    routes' ``responses``; the ones every route of a kind can give are added here."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
@@ -105,21 +113,42 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     for path, item in schema["paths"].items():
         for method, op in item.items():
             responses = op.setdefault("responses", {})
-            errors = {"422": "Invalid request (problem details)."}
-            if path.startswith("/v1/"):
-                errors["401"] = "Missing or unknown API key."
-            if "{" in path:
-                errors["404"] = "No such object for this tenant."
-            if "requestBody" in op:  # unparsable, or past the body limit (api.body_limit)
-                errors["400"] = problems.ERROR_DESCRIPTIONS[400]
-                errors["413"] = ("The upload is over the size limit." if (path, method) in UPLOADS
-                                 else problems.ERROR_DESCRIPTIONS[413])
-            for status, text in errors.items():
+            for status, text in _common_errors(path, method, op).items():
                 responses.setdefault(status, {"description": text})
             for status, response in responses.items():
                 if status.startswith(("4", "5")) and status != "503":
                     response["content"] = problem
+            if (path, method) in UPLOADS:
+                _name_form_model(op, components, UPLOADS[(path, method)])
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     app.openapi_schema = schema
     return schema
+
+
+def _common_errors(path: str, method: str, op: dict[str, Any]) -> dict[str, str]:
+    """The answers every route of its kind can give (auth, lookups, input, body size)."""
+    errors = {"500": "Unexpected server error (logged; problem details)."}
+    if op.get("parameters") or "requestBody" in op:
+        errors["422"] = "Invalid request (problem details)."
+    if path.startswith("/v1/"):
+        errors["401"] = "Missing or unknown API key."
+    if "{" in path:
+        errors["404"] = "No such object for this tenant."
+    if "requestBody" in op:  # unparsable, or past the body limit (api.body_limit)
+        errors["400"] = "The body is not well-formed (JSON, UTF-8 or multipart)."
+        errors["413"] = ("The upload is over the size limit." if (path, method) in UPLOADS
+                         else "The request body is over 1 MiB.")
+    if (path, method) in UPLOADS:
+        errors["415"] = "The file is neither CSV nor Parquet (unsupported-format)."
+    return errors
+
+
+def _name_form_model(op: dict[str, Any], components: dict[str, Any], name: str) -> None:
+    """Rename FastAPI's generated ``Body_...`` model of a multipart route to ``name``."""
+    media = op["requestBody"]["content"]["multipart/form-data"]
+    generated = media["schema"]["$ref"].rsplit("/", 1)[1]
+    model = components.pop(generated)
+    model["title"] = name
+    components[name] = model
+    media["schema"]["$ref"] = f"#/components/schemas/{name}"

@@ -37,20 +37,13 @@ class Problem(Exception):
         self.extra = extra
 
 
-ERROR_DESCRIPTIONS = {
-    400: "The body is not well-formed (JSON, UTF-8 or multipart).",
-    404: "No such object for this tenant.",
-    409: "The object's state does not allow this (budget exceeded, not finished yet, a "
-         "concurrent change).",
-    410: "The dataset's upload was deleted by the retention policy.",
-    413: "The body is over this route's size limit.",
+# The answers of admission_problem, for the OpenAPI document of the routes that use it.
+ADMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such dataset (for this tenant)."},
+    409: {"description": "The dataset's privacy budget would be exceeded (budget-exceeded)."},
+    410: {"description": "The dataset's upload was deleted by the retention policy "
+                         "(dataset-purged)."},
 }
-
-
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route answers beyond the common ones
-    (every error is problem+json; see api.main._openapi)."""
-    return {status: {"description": ERROR_DESCRIPTIONS[status]} for status in statuses}
 
 
 def admission_problem(exc: Exception) -> Problem:

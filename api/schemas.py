@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthgen.service.budget import ledger_delta
 from synthgen.service.db import Dataset, Job
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -53,7 +54,7 @@ class JobCreate(BaseModel):
     dataset_id: str = Field(max_length=64)
     epsilon: float = Field(gt=0, le=100, description="Privacy budget of this job (reserved "
                            "against the dataset's cap when the job is accepted).")
-    delta: float | None = Field(None, gt=0, le=1e-3, description="Default min(1e-6, 1/(10 n)).")
+    delta: float | None = Field(None, gt=0, le=1e-3, description="Default 1e-6.")
     rows: int | None = Field(None, ge=1, le=50_000_000, description="Synthetic rows (default: "
                              "as many as the table).")
     epochs: float | None = Field(None, gt=0, le=10_000)
@@ -98,7 +99,9 @@ class JobOut(BaseModel):
     batch_id: str | None
     status: JobStatus
     epsilon: float
-    delta: float | None
+    delta: float | None = Field(description="The delta asked for; without one, the delta the "
+                                "job runs at (the default, 1e-6) once training has started: "
+                                "what the report and the dataset's budget count.")
     rows: int | None
     options: dict[str, Any]
     progress: Progress
@@ -118,7 +121,8 @@ class JobOut(BaseModel):
         return cls(
             id=j.id, dataset_id=j.dataset_id, dataset_version=j.dataset_version,
             batch_id=j.batch_id, status=j.state,  # type: ignore[arg-type]
-            epsilon=j.epsilon, delta=j.delta, rows=j.rows, options=j.options or {},
+            epsilon=j.epsilon, delta=j.delta if j.delta is not None else ledger_delta(j.ledger),
+            rows=j.rows, options=j.options or {},
             progress=Progress(step=j.progress_step, total_steps=j.progress_total,
                               epoch=j.progress_epoch, epsilon_spent=j.progress_epsilon),
             attempt=j.attempt, cancel_requested=j.cancel_requested,

@@ -31,6 +31,10 @@ TARGET = "Y"
 
 
 def load_adult(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found. These benchmarks read UCI Adult (CC BY 4.0): "
+                         "put adult.data and adult.test from the UCI repository in one folder "
+                         "and give it with --data")
     df = pd.read_csv(path, skipinitialspace=True, na_values=["?"])
     df[TARGET] = df[TARGET].str.rstrip(".")
     return df

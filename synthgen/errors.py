@@ -44,3 +44,9 @@ class ArtifactError(SynthgenError):
     """A saved model cannot be loaded."""
 
     code = "invalid-artifact"
+
+
+class SynthgenWarning(UserWarning):
+    """Something a fit decided that the user should know: a column dropped, rare values folded
+    into ``Other``. Raised through :mod:`warnings` (filter it by this class), and listed in the
+    report's ``warnings`` too."""

@@ -88,6 +88,41 @@ CHUNK_BYTES = 32 * 1024**2
 _SCAN_BYTES = 16 * 1024**2
 
 
+SUPPORTED = "CSV (UTF-8, header row) and Parquet"
+PARQUET_MAGIC = b"PAR1"
+# Formats people upload by mistake, known by their first bytes: named in the error, rather than
+# reported as a CSV with a bad encoding or no rows.
+_OTHER_FORMATS = (
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx or OpenDocument .ods workbook is one)"),
+    (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (.xls)"),
+    (b"\x1f\x8b", "gzip-compressed"),
+    (b"%PDF", "a PDF document"),
+    (b"SQLite format 3", "an SQLite database"),
+    (b"ARROW1", "an Arrow/Feather file"),
+    (b"Obj\x01", "an Avro file"),
+)
+_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".geojson")
+
+
+def detect_format(head: bytes, name: str = "the file") -> str:
+    """``"parquet"`` or ``"csv"`` from a file's first bytes (and its name, for JSON); raise an
+    ``unsupported-format`` InputError that names the format for anything else."""
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    found = next((what for magic, what in _OTHER_FORMATS if head.startswith(magic)), None)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    # A CSV header may start with "[" (a column named "[id]"); a JSON array goes on with a
+    # value: an object, an array, a string or its end.
+    array = text[:1] == b"[" and text[1:].lstrip()[:1] in (b"{", b"[", b'"', b"]")
+    if found is None and (name.lower().endswith(_JSON_SUFFIXES) or text[:1] == b"{" or array):
+        found = "JSON"
+    if found is not None:
+        raise InputError(f"{name} is {found}, which synthgen does not read; supported formats: "
+                         f"{SUPPORTED}. Export the table as one of them and try again",
+                         code="unsupported-format")
+    return "csv"
+
+
 def _bad_encoding(source: BinaryIO, name: str) -> InputError | None:
     """The error for the first byte that is not UTF-8, found in bounded slices (no full copy)."""
     source.seek(0)
@@ -341,7 +376,9 @@ def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
             f"{path.name} is {size:,} bytes, over the limit of {max_bytes:,}",
             code="too-large",
         )
-    if path.suffix.lower() in {".parquet", ".pq"}:
+    with open(path, "rb") as handle:
+        fmt = detect_format(handle.read(64), path.name)
+    if fmt == "parquet" or path.suffix.lower() in {".parquet", ".pq"}:
         df = _read_parquet(str(path), path.name, limits=limits)
     else:
         with open(path, "rb") as handle:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import opacus
 
-from synthgen import __version__
+from synthgen._version import __version__
 from synthgen.privacy.accountant import epsilon_of
+from synthgen.report_html import html_path
 
 if TYPE_CHECKING:
+    from synthgen.privacy.domains import ColumnDomain
     from synthgen.privacy.ledger import PrivacyLedger
-    from synthgen.synthesizer import Synthesizer
 
 REPORT_SCHEMA_VERSION = 2
 # Points of the epsilon-vs-steps curve computed with the ledger's accountant (PRV costs about
@@ -126,7 +127,21 @@ def epsilon_curve(
     return curve
 
 
-def build_report(synth: Synthesizer) -> dict[str, Any]:
+class FittedModel(Protocol):
+    """What a report reads of a fitted :class:`~synthgen.synthesizer.Synthesizer` (which
+    imports this module: the report depends on this shape, not on the class)."""
+
+    @property
+    def ledger(self) -> PrivacyLedger | None: ...
+
+    @property
+    def info(self) -> dict[str, Any]: ...
+
+    @property
+    def domains(self) -> list[ColumnDomain]: ...
+
+
+def build_report(synth: FittedModel) -> dict[str, Any]:
     ledger = synth.ledger
     if ledger is None:
         raise RuntimeError("fit the synthesizer first")
@@ -162,6 +177,16 @@ def build_report(synth: Synthesizer) -> dict[str, Any]:
         "composition": composition(ledger, spent),
         "epsilon_curve": epsilon_curve(ledger, spent),
     }
+
+
+def run_header(input_name: str, *, command: str | None = None,
+               job_id: str | None = None) -> dict[str, Any]:
+    """The report's ``run`` section: which file, when, and how (the command, or the service's
+    job id). Shown in the HTML's header, so a saved report says what it is about."""
+    from datetime import UTC, datetime
+
+    return {"input": input_name, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command, "job_id": job_id}
 
 
 def jsonable(value: Any) -> Any:
@@ -207,7 +232,7 @@ def write_report(report: dict[str, Any], path: str | Path,
     path = Path(path)
     text = json.dumps(jsonable(report), indent=2, default=str, allow_nan=False)
     path.write_text(text, encoding="utf-8")
-    html_path = path.with_suffix(".html") if path.suffix.lower() != ".html" else (
-        path.with_name(path.name + ".html"))
-    html_path.write_text(render_html(report, budget), encoding="utf-8")
-    return html_path
+    html = html_path(path)
+    html.write_text(render_html(report, budget), encoding="utf-8")
+    return html
+

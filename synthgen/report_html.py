@@ -16,6 +16,7 @@ import html
 import io
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -56,6 +57,14 @@ code{background:#f5f5f7;padding:0 3px;border-radius:3px}
 ul{margin:4px 0 8px 20px;padding:0}
 footer{margin-top:32px;color:#777;font-size:12px}
 """
+
+
+def html_path(path: str | Path) -> Path:
+    """Where a report written at ``path`` (JSON) has its HTML: same name, ``.html``. Here,
+    not in :mod:`synthgen.report`, so that the CLI checks it before importing anything heavy."""
+    path = Path(path)
+    return path.with_suffix(".html") if path.suffix.lower() != ".html" else (
+        path.with_name(path.name + ".html"))
 
 
 def _e(value: Any) -> str:
@@ -258,9 +267,46 @@ def _header(report: dict[str, Any]) -> str:
     status = _badge(within, "within budget", "OVER BUDGET")
     if report.get("completed") is False:
         status += ' <span class="badge warn">stopped early (cancelled)</span>'
-    return (f"<h1>Privacy report</h1><p class=\"sub\">Differentially private synthetic table, "
+    return (f"<h1>Privacy report</h1>{_run_line(report.get('run'))}"
+            f"<p class=\"sub\">Differentially private synthetic table, "
             f"privacy unit: {_e(report.get('privacy_unit', 'one row'))}. {status}</p>"
             f'<div class="cards">{cards_html}</div>')
+
+
+def _run_line(run: dict[str, Any] | None) -> str:
+    """Which input, when, and how: a saved report says what it is about."""
+    if not run:
+        return ""
+    parts = [f"Input <b>{_e(run.get('input'))}</b>",
+             f"finished {_e(str(run.get('finished_at', '')).replace('T', ' '))}"]
+    if run.get("command"):
+        parts.append(f"<code>{_e(run['command'])}</code>")
+    if run.get("job_id"):
+        parts.append(f"job <code>{_e(run['job_id'])}</code>")
+    return f'<p class="sub">{" &middot; ".join(parts)}</p>'
+
+
+def utility_verdict(u: dict[str, Any]) -> str | None:
+    """A sentence on what the train-on-synthetic score means, next to the real data's."""
+    syn, real = u.get("synthetic_score"), u.get("real_score")
+    if not isinstance(syn, int | float) or not isinstance(real, int | float):
+        return None
+    if u.get("metric") == "roc_auc":
+        if syn <= 0.55:
+            return (f"Weak: a ROC AUC of {syn:.2f} is about chance (0.5). A model trained on "
+                    "this synthetic table does not learn to predict the target; on a small "
+                    "table or at a small epsilon the noise drowns the relation. More rows, a "
+                    "larger epsilon or a declared schema (which frees budget) may help.")
+        gap = real - syn
+        if gap > 0.1:
+            return (f"Partial: {syn:.2f} against {real:.2f} on real data. The synthetic table "
+                    "keeps part of the relation to the target; expect weaker models from it.")
+        return (f"Good: {syn:.2f} against {real:.2f} on real data. Models trained on the "
+                "synthetic table predict the target almost as well.")
+    if syn <= 0:
+        return (f"Weak: an R\u00b2 of {syn:.2f} is no better than predicting the mean. The "
+                "synthetic table does not keep this target's relation to the other columns.")
+    return None
 
 
 def _meaning(report: dict[str, Any]) -> str:
@@ -372,10 +418,12 @@ def _utility(u: dict[str, Any]) -> str:
          _num(u.get("real_train_rows"), ",")),
     ]
     notes = "".join(f"<li>{_e(n)}</li>" for n in u.get("notes", []))
+    verdict = utility_verdict(u)
     return (f"<h3>Machine-learning utility: predicting <code>{_e(u.get('target'))}</code></h3>"
             f"<p>{_e(u.get('task', ''))}, {_e(u.get('model', ''))}; test set: "
             f"{_num(u.get('test_rows'), ',')} holdout rows.</p>"
             + _table(("model", metric, "training rows"), rows, {1, 2})
+            + (f'<p class="verdict"><b>{_e(verdict)}</b></p>' if verdict else "")
             + (f"<ul>{notes}</ul>" if notes else ""))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import time
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
@@ -15,8 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthgen import __version__
-from synthgen.errors import ArtifactError, BudgetError
+from synthgen._version import __version__
+from synthgen.errors import ArtifactError, BudgetError, SynthgenWarning
 from synthgen.io import check_table
 from synthgen.models.networks import Generator
 from synthgen.models.sampling import DeviceDecoder, generate_slots
@@ -143,6 +144,10 @@ class Synthesizer:
                     f"the default delta ({delta:g}) is above 1/(10 n) for a table of about "
                     f"{estimate.rows_estimate:,.0f} rows (a DP estimate): pass a smaller "
                     "--delta for a meaningful guarantee")
+            # Dropped columns, values folded into Other, a default delta too large: through
+            # Python's warnings too, as a library tells its caller.
+            for message in self.info["warnings"]:
+                warnings.warn(message, SynthgenWarning, stacklevel=2)
         self.schema = schema
         self.encoder = TableEncoder(self.domains)
         if not self.encoder.learned:

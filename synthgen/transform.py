@@ -292,6 +292,7 @@ class TableEncoder:
         t += grid.tlo[idx]
         x = _slog_inv(t) if d.log_scale else t
         if grid.whole:
+            assert grid.first is not None and grid.last is not None
             np.floor(x, out=x)
             np.clip(x, grid.first[idx], grid.last[idx], out=x)
         elif d.kind is ColumnKind.INTEGER:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 # The test models are tiny and the suite shares 2 cores with the servers and workers it starts:
-# spinning OpenMP threads would only fight each other (see synthgen.cli._set_threads).
+# spinning OpenMP threads would only fight each other (see synthgen.cli.local._set_threads).
 torch.set_num_threads(1)
 
 ADULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult" / "adult.data"

@@ -39,6 +39,25 @@ def test_bad_csv_gets_a_clear_error(tmp_path: Path, data: bytes, code: str) -> N
     assert str(info.value)  # a sentence, not a traceback
 
 
+@pytest.mark.parametrize(("name", "data", "named"), [
+    ("people.xlsx", b"PK\x03\x04" + bytes(60), "zip archive"),
+    ("people.xls", b"\xd0\xcf\x11\xe0" + bytes(60), "Excel 97-2003"),
+    ("people.json", b'[{"a": 1, "b": 2}]', "JSON"),
+    ("people.csv", b'\n  {"a": 1}\n{"a": 2}\n', "JSON"),
+])
+def test_other_formats_are_named_and_the_supported_ones_listed(
+        tmp_path: Path, name: str, data: bytes, named: str) -> None:
+    with pytest.raises(InputError) as info:
+        read_table(_write(tmp_path, name, data))
+    assert info.value.code == "unsupported-format"
+    assert named in str(info.value) and "CSV" in str(info.value) and "Parquet" in str(info.value)
+
+
+def test_a_csv_whose_header_starts_with_a_bracket_is_still_a_csv(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i % 3}\n" for i in range(30))
+    assert len(read_table(_write(tmp_path, "t.csv", ("[id],group\n" + rows).encode()))) == 30
+
+
 def test_ragged_rows_are_rejected_with_the_line(tmp_path: Path) -> None:
     body = b"a,b\n" + b"1,2\n" * 30 + b"1,2,3,4\n"
     with pytest.raises(InputError) as info:

@@ -18,7 +18,8 @@ import pytest
 from synthgen.evaluate import evaluate, split_holdout
 from synthgen.privacy import LedgerEntry, PrivacyLedger, epsilon_of, gaussian_epsilon
 from synthgen.privacy.domains import ColumnDomain
-from synthgen.report import attach_evaluation, build_report, render_html
+from synthgen.report import attach_evaluation, build_report, render_html, run_header
+from synthgen.report_html import utility_verdict
 from synthgen.schema import ColumnKind
 
 EVIL = '<script>alert("x")</script>'
@@ -140,3 +141,26 @@ def test_render_time_of_an_adult_sized_report_is_under_two_seconds() -> None:
     started = time.perf_counter()
     render_html(big)
     assert time.perf_counter() - started < 2.0
+
+
+def test_the_header_names_the_input_the_time_and_the_command() -> None:
+    report = make_report()
+    report["run"] = run_header("<people>.csv", command="synthgen run '<people>.csv' --epsilon 1")
+    page = render_html(report)
+    title = page[page.index("<h1>"):page.index('<div class="cards">')]
+    assert "Input <b>&lt;people&gt;.csv</b>" in title
+    assert report["run"]["finished_at"][:10] in title and "--epsilon 1" in title
+
+
+@pytest.mark.parametrize(("metric", "synthetic", "real", "word"), [
+    ("roc_auc", 0.44, 0.90, "Weak"), ("roc_auc", 0.70, 0.90, "Partial"),
+    ("roc_auc", 0.86, 0.90, "Good"), ("r2", -0.1, 0.6, "Weak"),
+])
+def test_a_utility_score_comes_with_a_word_of_interpretation(
+        metric: str, synthetic: float, real: float, word: str) -> None:
+    utility = {"metric": metric, "synthetic_score": synthetic, "real_score": real,
+               "target": "y"}
+    verdict = utility_verdict(utility)
+    assert verdict is not None and verdict.startswith(word)
+    report = {**make_report(), "utility": utility}
+    assert verdict.split(":")[0] in render_html(report)

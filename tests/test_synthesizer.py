@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthgen import Synthesizer
+from synthgen import Synthesizer, SynthgenWarning
 from synthgen.models.trainer import TrainingProgress
 
 
@@ -30,6 +30,23 @@ def test_fit_and_sample_keep_columns_dtypes_and_budget(people: pd.DataFrame) -> 
         "gaussian_two_way_marginals", "dp_sgd"]
     assert {"rows", "columns", "accountant", "timings", "ledger"} <= set(report)
     assert synth.sample(37).shape == (37, people.shape[1])
+
+
+def test_fit_warns_about_dropped_columns_and_other_folds() -> None:
+    """Python users hear what the report lists, through warnings (filterable by class)."""
+    n = 3000
+    df = pd.DataFrame({
+        "age": np.random.default_rng(0).integers(18, 90, n),
+        "email": [f"user{i}@example.org" for i in range(n)],  # an identifier: dropped
+        "rel": ["Husband"] * (n // 2) + [f"r{i % 40}" for i in range(n - n // 2)],  # folds
+    })
+    with pytest.warns(SynthgenWarning) as caught:
+        synth = Synthesizer(epsilon=1.0, epochs=1, seed=0).fit(df)
+    messages = [str(w.message) for w in caught if w.category is SynthgenWarning]
+    assert messages == synth.report()["warnings"]
+    assert any("'email' dropped" in m for m in messages)
+    assert any("'rel'" in m and "Other" in m for m in messages)
+    assert all(w.filename == __file__ for w in caught)  # points at the caller's line
 
 
 def test_training_stops_exactly_at_the_budget(people: pd.DataFrame) -> None:

@@ -52,11 +52,7 @@ def child_main(job_id: str, owner: str, settings: Settings, parent: int | None =
     from synthgen.service.logs import configure_logging
 
     configure_logging("INFO", settings.log_format)
-    import torch
-
-    threads = settings.train_threads or max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
-    from synthgen.service.runner import execute_job
+    from synthgen.service.runner import execute_job  # sets torch's threads
 
     execute_job(job_id, owner, settings)
 

@@ -25,7 +25,7 @@ from api.deps import (
 )
 from api.idempotency import IdempotencyKey, once, request_hash
 from api.paging import Cursor, Limit, newest_first
-from api.problems import Problem, admission_problem, errors
+from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
 from api.schemas import JobCreate, JobOut, iso
 from synthgen.service.batches import batch_status, create_batch, job_fields
 from synthgen.service.budget import BudgetExceeded, DatasetNotFound, DatasetPurged
@@ -96,8 +96,10 @@ def _batch_of(session: Session, tenant: str, batch_id: str) -> tuple[Batch, list
     return batch, list(jobs)
 
 
-@router.post("", status_code=202, response_model=BatchOut,
-             responses=errors(404, 409, 410))
+@router.post("", status_code=202, response_model=BatchOut, responses={
+    **ADMISSION_RESPONSES,
+    409: {"description": "A dataset's privacy budget would be exceeded: no job of the batch "
+                         "is accepted (budget-exceeded)."}})
 def submit_batch(tenant: CurrentTenant, db: DatabaseDep, settings: SettingsDep,
                  dispatcher: DispatcherDep, body: BatchCreate, response: Response,
                  idempotency_key: IdempotencyKey = None) -> BatchOut:
@@ -199,10 +201,10 @@ def _zip_stream(storage: Storage, manifest: dict[str, Any],
 
 
 @router.get("/{batch_id}/download", response_class=StreamingResponse, responses={
-    **errors(409),
     200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
           "description": "A zip: manifest.json, and <job id>/synthetic.csv and "
-          "<job id>/report.json of every child that succeeded."}})
+          "<job id>/report.json of every child that succeeded."},
+    409: {"description": "The batch is still running (output-not-ready)."}})
 def download_batch(tenant: CurrentTenant, session: SessionDep, storage: StorageDep,
                    batch_id: str) -> StreamingResponse:
     """Stream one zip of the synthetic CSVs and privacy reports of a finished batch."""

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, StorageDep, dataset_of
-from api.problems import Problem, errors
+from api.problems import Problem
 from api.schemas import BudgetOut, DatasetOut
 from synthgen.errors import InputError, SchemaError
 from synthgen.io import TableTooLarge
@@ -24,10 +24,26 @@ from synthgen.service.versions import add_version, version_key
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 CHUNK = 1024 * 1024
+SCHEMA_LIMIT = 512 * 1024  # a schema file part (the form's whole overhead is capped at 1 MiB)
+# The schema as a form field (-F 'schema=<schema.json' or -F schema='{...}') or as a file part
+# (-F schema=@schema.json, what curl users type first): both are accepted.
+SchemaPart = UploadFile | str | None
+
+
+def _schema_text(part: SchemaPart) -> str | None:
+    if part is None or isinstance(part, str):
+        return part
+    raw = part.file.read(SCHEMA_LIMIT + 1)
+    if len(raw) > SCHEMA_LIMIT:
+        raise Problem(413, "too-large", f"the schema file is over {SCHEMA_LIMIT:,} bytes")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Problem(422, "invalid-schema", "the schema file is not UTF-8 JSON") from exc
 
 
 def _store_upload(storage: Storage, settings: Settings, key: str, file: UploadFile,
-                  schema_text: str | None) -> dict[str, Any]:
+                  schema: SchemaPart) -> dict[str, Any]:
     """Stream an upload to ``key`` (size-capped, hashed), parse and check it; a 4xx leaves
     nothing stored. Returns the upload's fields for the dataset (or version) row."""
     name = (file.filename or "upload")[-200:]
@@ -38,11 +54,15 @@ def _store_upload(storage: Storage, settings: Settings, key: str, file: UploadFi
         raise Problem(413, exc.code, str(exc)) from exc
     try:
         file.file.seek(0)
-        facts = inspect_upload(file.file.read(), name, schema_text, settings.read_limits)
+        facts = inspect_upload(file.file.read(), name, _schema_text(schema),
+                               settings.read_limits)
     except (InputError, SchemaError) as exc:
         storage.delete(key)
-        raise Problem(413 if isinstance(exc, TableTooLarge) else 422, exc.code,
-                      str(exc)) from exc
+        if isinstance(exc, TableTooLarge):
+            raise Problem(413, exc.code, str(exc)) from exc
+        if exc.code == "unsupported-format":
+            raise Problem(415, exc.code, str(exc)) from exc
+        raise Problem(422, exc.code, str(exc)) from exc
     except BaseException:
         storage.delete(key)
         raise
@@ -60,9 +80,9 @@ def create_dataset(
     response: Response,
     file: Annotated[UploadFile, File(description="The table: CSV (UTF-8, header row) or "
                                      "Parquet.")],
-    public_schema: Annotated[str | None, Form(
-        alias="schema", description="Public schema JSON (synthgen format or SDV metadata): "
-        "declared facts cost no budget.")] = None,
+    public_schema: Annotated[SchemaPart, Form(
+        alias="schema", description="Public schema JSON (synthgen format or SDV metadata), as "
+        "a text field or a file part: declared facts cost no budget.")] = None,
     budget_epsilon: Annotated[float | None, Form(gt=0, le=1000, description="Epsilon cap of "
                                                  "this dataset (default: the server's).")] = None,
     budget_policy: Annotated[Literal["shared", "fresh"], Form(
@@ -87,7 +107,8 @@ def create_dataset(
     return DatasetOut.of(dataset)
 
 
-@router.put("/{dataset_id}/versions", response_model=DatasetOut, responses=errors(409))
+@router.put("/{dataset_id}/versions", response_model=DatasetOut, responses={
+    409: {"description": "Another version was uploaded at the same time (version-conflict)."}})
 def add_dataset_version(
     tenant: CurrentTenant,
     db: DatabaseDep,
@@ -95,9 +116,9 @@ def add_dataset_version(
     settings: SettingsDep,
     dataset_id: str,
     file: Annotated[UploadFile, File(description="The new version of the table.")],
-    public_schema: Annotated[str | None, Form(
-        alias="schema", description="Public schema JSON for this version (default: the "
-        "dataset's).")] = None,
+    public_schema: Annotated[SchemaPart, Form(
+        alias="schema", description="Public schema JSON for this version, as a text field or "
+        "a file part (default: the dataset's).")] = None,
 ) -> DatasetOut:
     """Upload a new version of a dataset's table. Jobs accepted from now on (schedules
     included) read it; jobs accepted before keep reading theirs. The budget follows the

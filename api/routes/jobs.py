@@ -22,7 +22,7 @@ from api.deps import (
 )
 from api.idempotency import IdempotencyKey, once, request_hash
 from api.paging import Cursor, Limit, newest_first
-from api.problems import Problem, admission_problem, errors
+from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
 from synthgen.service.db import Database, Dataset, Job
@@ -51,7 +51,7 @@ def _admit(db: Database, settings: Settings, tenant: str, body: JobCreate,
     return job
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=errors(404, 409, 410))
+@router.post("", status_code=202, response_model=JobOut, responses=ADMISSION_RESPONSES)
 def create_job(
     tenant: CurrentTenant,
     db: DatabaseDep,
@@ -104,7 +104,7 @@ async def get_job(tenant: CurrentTenant, session: SessionDep, job_id: str,
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobOut,
-             responses=errors(409))
+             responses={409: {"description": "The job already ended (job-finished)."}})
 def cancel_job(tenant: CurrentTenant, db: DatabaseDep, storage: StorageDep,
                job_id: str) -> JobOut:
     """Cancel cooperatively: a queued job ends at once; a running one stops at its next step.
@@ -122,22 +122,28 @@ def cancel_job(tenant: CurrentTenant, db: DatabaseDep, storage: StorageDep,
         return JobOut.of(job_of(s, tenant, job_id))
 
 
-def _finished_output(session: SessionDep, tenant: str, job_id: str, allowed: tuple[str, ...]
-                     ) -> Job:
+def _finished_output(session: SessionDep, tenant: str, job_id: str, allowed: tuple[str, ...],
+                     output: str) -> Job:
     job = job_of(session, tenant, job_id)
-    if job.state not in allowed:
-        raise Problem(409, "output-not-ready", f"job {job_id} is {job.state}; this output "
+    if job.state in ("queued", "running"):
+        raise Problem(409, "output-not-ready", f"job {job_id} is {job.state}; its {output} "
                       f"exists once it is {' or '.join(allowed)}")
+    if job.state not in allowed:  # it ended without this output: never "not yet"
+        ended = "was cancelled" if job.state == "cancelled" else job.state
+        raise Problem(409, "output-not-ready", f"job {job_id} {ended}, so it has no {output}"
+                      + ("; its privacy report says what it spent" if job.state == "cancelled"
+                         else ""))
     return job
 
 
 @router.get("/{job_id}/synthetic.csv", response_class=StreamingResponse,
-            responses={**errors(409), 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                             "description": "The synthetic table (formula cells escaped)."}})
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "The synthetic table (formula cells escaped)."},
+                        409: {"description": "The job has not succeeded (output-not-ready)."}})
 def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: StorageDep,
                       job_id: str) -> StreamingResponse:
     """Stream the synthetic table of a succeeded job."""
-    job = _finished_output(session, tenant, job_id, ("succeeded",))
+    job = _finished_output(session, tenant, job_id, ("succeeded",), "synthetic table")
     handle = storage.open(Storage.job_key(tenant, job.id, "synthetic.csv"), "rb")
 
     def chunks() -> Iterator[bytes]:
@@ -150,14 +156,15 @@ def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: Stora
 
 
 @router.get("/{job_id}/report", responses={
-    **errors(409),
     200: {"content": {"application/json": {"schema": {"type": "object"}},
                       "text/html": {"schema": {"type": "string"}}},
-          "description": "The privacy-budget report."}})
+          "description": "The privacy-budget report."},
+    409: {"description": "The job has not ended, or failed before writing a report "
+                         "(output-not-ready)."}})
 def get_report(tenant: CurrentTenant, session: SessionDep, storage: StorageDep, job_id: str,
                format: Literal["json", "html"] = "json") -> Response:
     """The privacy-budget report (ledger, accountant figures) of a succeeded or cancelled job."""
-    job = _finished_output(session, tenant, job_id, ("succeeded", "cancelled"))
+    job = _finished_output(session, tenant, job_id, ("succeeded", "cancelled"), "report")
     key = Storage.job_key(tenant, job.id, "report.json")
     if not storage.exists(key):
         raise Problem(409, "output-not-ready", f"job {job_id} ended before writing a report")

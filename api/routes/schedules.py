@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, owned
-from api.problems import Problem, errors
+from api.problems import Problem
 from api.routes.batches import BatchCreate, check_epsilons
 from api.schemas import JobCreate, iso
 from synthgen.service.db import Dataset, Schedule, ScheduleRun, new_id, now
@@ -128,7 +128,8 @@ def _check(session: Session, settings: Settings, tenant: str, body: _Template,
             raise Problem(404, "not-found", f"there is no dataset {job.dataset_id!r}")
 
 
-@router.post("", status_code=201, response_model=ScheduleOut, responses=errors(404))
+@router.post("", status_code=201, response_model=ScheduleOut, responses={
+    404: {"description": "The template names a dataset this tenant does not have."}})
 def create_schedule(tenant: CurrentTenant, db: DatabaseDep, settings: SettingsDep,
                     body: ScheduleCreate, response: Response) -> ScheduleOut:
     """Create a schedule. Its first run is the next fire time from now; each run submits the

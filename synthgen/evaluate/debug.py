@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthgen import __version__
+from synthgen._version import __version__
 from synthgen.io import check_table
 from synthgen.models.trainer import GANTrainer
 from synthgen.privacy.domains import ColumnDomain, category_labels, numeric_values

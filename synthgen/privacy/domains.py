@@ -236,6 +236,8 @@ def _numeric_domain(
         bins.extend(pieces)
         weights.extend([weight / len(pieces)] * len(pieces))
         groups.extend([int(key)] * len(pieces))
+    if not bins:  # only octaves below 1 were kept for a whole-number column: noise
+        bins, weights, groups = [(0.0, 0.0)], [1.0], [0]
     while len(bins) > MAX_NUMERIC_BINS:  # merge neighbours; keep point masses apart
         j = min(
             (k for k in range(len(bins) - 1) if bins[k][0] != bins[k][1]

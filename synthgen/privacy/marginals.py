@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -171,7 +172,7 @@ def measure_marginals(
 
 
 def _measure(
-    slots: np.ndarray, groups: list[list[int]], tables: list[tuple[int, ...]], n: float,
+    slots: np.ndarray, groups: list[list[int]], tables: Sequence[tuple[int, ...]], n: float,
     multiplier: float, rng: np.random.Generator, sparse: list[bool] | None = None,
 ) -> list[Marginal]:
     """One Gaussian release of several tables (each row adds 1 to one cell of each: L2

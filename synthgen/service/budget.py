@@ -50,6 +50,14 @@ def ledger_epsilon(summary: dict[str, Any]) -> float:
                       summary["accountant"])
 
 
+def ledger_delta(summary: dict[str, Any] | None) -> float | None:
+    """The delta a ledger spends (the accountant's, plus the thresholds' failure
+    probability): the report's ``delta``, and a job's share of the budget's ``spent_delta``."""
+    if not summary:
+        return None
+    return float(summary["accountant_delta"]) + float(summary.get("extra_delta", 0.0))
+
+
 def sgd_steps(summary: dict[str, Any] | None) -> int:
     return int(summary["history"][-1][2]) if summary and summary["history"] else -1
 

@@ -10,8 +10,11 @@ report, settle or charge anything. The reconciler re-queues jobs whose lease exp
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -159,12 +162,25 @@ def apply_retention(db: Database, storage: Storage, dataset_id: str, retain: boo
     return True
 
 
+def checkpoint_key(job: Job) -> str:
+    return Storage.job_key(job.tenant_id, job.id, "checkpoint.pt")
+
+
+def fetch_checkpoint(storage: Storage, job: Job) -> Path | None:
+    """A local copy of the job's last stored checkpoint, or None."""
+    fd, name = tempfile.mkstemp(suffix=".pt", prefix=f"{job.id}-")
+    os.close(fd)
+    path = Path(name)
+    if storage.get_file(checkpoint_key(job), path):
+        return path
+    path.unlink(missing_ok=True)
+    return None
+
+
 def known_spend(job: Job, storage: Storage) -> tuple[dict[str, Any] | None, float]:
     """What a job that lost its worker is charged: the longest ledger it left (progress in the
     database or its last checkpoint). Without either, a claimed job is charged its whole
     reservation, since nothing shows what it read."""
-    from synthgen.service.runner import fetch_checkpoint
-
     best = job.ledger if job.ledger and job.ledger.get("history") else None
     local = fetch_checkpoint(storage, job)
     if local is not None:

@@ -10,19 +10,26 @@ upgraded schema with the models and fails when one is missing.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
-
-from synthgen.service.db import Database
+from sqlalchemy import Connection, Engine, inspect
 
 BASELINE = "0001"
 # Columns of 0001 that a database made by an older build may lack (then it cannot be stamped).
 _BASELINE_COLUMNS = {"datasets": {"version", "budget_policy"},
                      "jobs": {"dataset_version", "batch_id"}}
+
+
+class Database(Protocol):
+    """What migrations need of :class:`synthgen.service.db.Database` (not imported: its
+    ``create_all`` runs these migrations, and the two modules would import each other)."""
+
+    @property
+    def write_engine(self) -> Engine: ...
 
 
 class MigrationError(RuntimeError):

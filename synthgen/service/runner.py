@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ from synthgen.service.db import Database, Dataset, Job
 from synthgen.service.jobs import (
     Claim,
     apply_retention,
+    checkpoint_key,
     claim_job,
     heartbeat,
     record_progress,
@@ -37,21 +36,6 @@ from synthgen.service.storage import Storage
 from synthgen.service.versions import job_dataset
 
 log = logging.getLogger("synthgen.service")
-
-
-def checkpoint_key(job: Job) -> str:
-    return Storage.job_key(job.tenant_id, job.id, "checkpoint.pt")
-
-
-def fetch_checkpoint(storage: Storage, job: Job) -> Path | None:
-    """A local copy of the job's last stored checkpoint, or None."""
-    fd, name = tempfile.mkstemp(suffix=".pt", prefix=f"{job.id}-")
-    os.close(fd)
-    path = Path(name)
-    if storage.get_file(checkpoint_key(job), path):
-        return path
-    path.unlink(missing_ok=True)
-    return None
 
 
 class _Heartbeat(threading.Thread):
@@ -123,10 +107,9 @@ def _current_ledger(synth: Any, step: int | None = None) -> dict[str, Any] | Non
 def execute_job(job_id: str, owner: str, settings: Settings) -> str:
     """Claim and run one job. Returns what happened (for logs): a terminal state, 'lost'
     (another worker holds the job now) or 'not-claimed' (a duplicate delivery)."""
-    if settings.train_threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(settings.train_threads)
+    torch.set_num_threads(settings.training_threads)  # the same in both engines
     db = Database(settings.db_url)
     storage = Storage(settings.objects_url)
     try:
@@ -251,6 +234,7 @@ def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
     from synthgen.evaluate import keep_head
     from synthgen.evaluate.job import EVALUATION_ROWS
     from synthgen.io import write_csv
+    from synthgen.report import run_header
 
     rows = job.rows or dataset.rows
     key = Storage.job_key(job.tenant_id, job.id, "synthetic.csv")
@@ -263,5 +247,6 @@ def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
     synth.save(model)
     storage.put_file(model, Storage.job_key(job.tenant_id, job.id, "model.zip"))
     report["output_rows"] = written
+    report["run"] = run_header(dataset.name, job_id=job.id)
     _write_json(storage, job, "report.json", report)
     return written

@@ -11,24 +11,28 @@ from synthgen.errors import InputError, SchemaError
 from synthgen.io import (
     FORMULA_PATTERN,
     NO_LIMITS,
+    PARQUET_MAGIC,
     ReadLimits,
     check_table,
+    detect_format,
     read_csv_bytes,
     read_parquet_bytes,
     starts_like_formula,
 )
 from synthgen.schema import TableSchema, infer_schema, parse_schema
 
-PARQUET_MAGIC = b"PAR1"
-
 
 def table_format(raw: bytes, name: str = "") -> str:
     """Parquet when the bytes are framed by its magic at both ends (a CSV whose header starts
     with ``PAR1`` is still a CSV) or when the name says so (then a broken file is reported as
-    malformed Parquet, not as a strange CSV)."""
+    malformed Parquet, not as a strange CSV); CSV otherwise, unless its first bytes are
+    another format's (an ``unsupported-format`` InputError, see
+    :func:`synthgen.io.detect_format`)."""
     framed = len(raw) >= 12 and raw[:4] == PARQUET_MAGIC and raw[-4:] == PARQUET_MAGIC
-    named = name.lower().endswith((".parquet", ".pq"))
-    return "parquet" if framed or named else "csv"
+    if framed or name.lower().endswith((".parquet", ".pq")):
+        return "parquet"
+    detect_format(raw[:64], name)  # another format (xlsx, JSON, gzip, ...): unsupported-format
+    return "csv"
 
 
 def read_upload(raw: bytes, name: str, fmt: str, limits: ReadLimits = NO_LIMITS

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, update
 
-from synthgen import __version__
+from synthgen._version import __version__
 from synthgen.service.db import Database, WebhookEndpoint, WebhookEvent, now
 from synthgen.service.settings import Settings
 from synthgen.service.webhooks import TargetRefused, check_target, pinned

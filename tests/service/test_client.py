@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 
 from service.svc_helpers import ADULT_SAMPLE, ROOT, Api, Service, free_port
 from synthgen.cli import app
-from synthgen.client import ApiError, Client, WaitTimeout
-from synthgen.service.remote_cli import (
+from synthgen.cli.remote import (
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_HTTP,
@@ -25,6 +24,7 @@ from synthgen.service.remote_cli import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
+from synthgen.client import ApiError, Client, WaitTimeout
 
 
 @pytest.fixture(scope="module")

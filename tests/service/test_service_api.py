@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,19 @@ def _bad_inputs() -> dict[str, tuple[bytes, int, str]]:
         "formula": (_csv(formula), 422, "formula-cells"),
         "oversized": (b"a,b\n" + b"123456789,abcdefgh\n" * 150_000, 413, "too-large"),
         "not-parquet": (b"PAR1 but not really PAR1", 422, "malformed-parquet"),
+        "xlsx": (_xlsx(), 415, "unsupported-format"),
+        "json": (json.dumps(good.head(30).to_dict("records")).encode(), 415,
+                 "unsupported-format"),
     }
+
+
+def _xlsx() -> bytes:
+    """The container of an Excel workbook (a zip with the workbook's parts)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("xl/workbook.xml", "<workbook/>")
+    return out.getvalue()
 
 
 @pytest.mark.parametrize("case", list(_bad_inputs()))
@@ -127,6 +140,9 @@ def test_bad_upload_is_a_clear_4xx_and_changes_nothing(
     problem = r.json()
     assert problem["code"] == code and problem["status"] == status
     assert problem["type"].endswith(code) and len(problem["detail"]) > 20
+    if status == 415:  # says what is supported, not "save it as UTF-8"
+        assert "CSV" in problem["detail"] and "Parquet" in problem["detail"]
+        assert "UTF-8 and upload" not in problem["detail"]
     assert _stored(embedded) == before_files
     assert embedded.query("SELECT count(*) FROM datasets") == before_rows
 
@@ -136,6 +152,22 @@ def test_bad_schema_is_422(tenant_b: Api) -> None:
         r = tenant_b.http.post("/v1/datasets", files={"file": ("a.csv", fh)},
                                data={"schema": json.dumps({"columns": [{"name": "nope",
                                                                          "kind": "integer"}]})})
+    assert r.status_code == 422 and r.json()["code"] == "invalid-schema"
+
+
+def test_schema_as_a_file_part(tenant_b: Api, tmp_path: Path) -> None:
+    """curl -F file=@adult.csv -F schema=@schema.json: the schema comes as a file part."""
+    schema = {"columns": [{"name": "sex", "kind": "drop"}]}
+    with open(ADULT_SAMPLE, "rb") as fh:
+        r = tenant_b.http.post("/v1/datasets", files={
+            "file": ("a.csv", fh), "schema": ("schema.json", json.dumps(schema).encode(),
+                                              "application/json")})
+    assert r.status_code == 201, r.text
+    kinds = {c["name"]: c["kind"] for c in r.json()["columns"]}
+    assert kinds["sex"] == "drop"  # the declared kind, not the inferred categorical
+    with open(ADULT_SAMPLE, "rb") as fh:
+        r = tenant_b.http.post("/v1/datasets", files={
+            "file": ("a.csv", fh), "schema": ("schema.json", b"{not json")})
     assert r.status_code == 422 and r.json()["code"] == "invalid-schema"
 
 

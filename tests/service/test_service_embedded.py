@@ -45,8 +45,13 @@ def test_upload_submit_poll_download_report(tenant_a: Api, finished_job: dict[st
     html = tenant_a.http.get(f"/v1/jobs/{job['id']}/report", params={"format": "html"})
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
 
+    assert report["run"]["input"] == dataset["name"] and report["run"]["job_id"] == job["id"]
+    assert dataset["name"] in html.text and job["id"] in html.text  # the header says which
+
     budget = tenant_a.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
     assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9
+    # One delta everywhere: the job's (default, not asked), the report's, the budget's.
+    assert job["delta"] == report["delta"] == budget["spent_delta"] > 0
     assert budget["reserved_epsilon"] == 0
     assert [j["job_id"] for j in budget["jobs"]] == [job["id"]]
 
@@ -161,4 +166,6 @@ def test_api_stays_responsive_and_cancel_keeps_spent_budget(tenant_a: Api) -> No
     assert 0 < done["epsilon_charged"] == report["epsilon"] < job["epsilon"]
     budget = tenant_a.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
     assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9
-    assert tenant_a.http.get(f"/v1/jobs/{job['id']}/synthetic.csv").status_code == 409
+    r = tenant_a.http.get(f"/v1/jobs/{job['id']}/synthetic.csv")
+    assert r.status_code == 409 and "was cancelled" in r.json()["detail"]
+    assert "exists once" not in r.json()["detail"]  # it never will

@@ -1,41 +1,23 @@
-"""The ``synthgen`` command line."""
+"""``synthgen run`` and ``synthgen sample``: tables and models on this machine."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from synthgen.cli._common import check_output_path, fail, usage_error, warning
 from synthgen.errors import SynthgenError
 
-app = typer.Typer(
-    name="synthgen",
-    help="Differentially private synthetic tables: train a DP GAN on a table, sample from it.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
-def fail(exc: SynthgenError | ValueError) -> typer.Exit:
-    code = getattr(exc, "code", "invalid-argument")
-    err.print(f"[bold red]error[/] ({code}): {exc}")
-    return typer.Exit(2)
-
-
-@app.command()
 def run(
     input: Annotated[Path, typer.Argument(help="Table to learn from: .csv (UTF-8, header row, "
                                           "empty cells for missing values) or .parquet.")],
@@ -46,8 +28,8 @@ def run(
                                                 "here, and its HTML beside it.")] = None,
     rows: Annotated[int | None, typer.Option(help="Rows to generate (default: as many as the "
                                              "input).", min=1)] = None,
-    delta: Annotated[float | None,
-                     typer.Option(help="Delta (default min(1e-6, 1/(10 n))).")] = None,
+    delta: Annotated[float | None, typer.Option(
+        help="Delta (default 1e-6; give a smaller one for tables over 100,000 rows).")] = None,
     schema: Annotated[Path | None, typer.Option(
         help="Public schema JSON (synthgen format or SDV metadata): declared facts cost no budget."
     )] = None,
@@ -75,12 +57,15 @@ def run(
         "--no-audit", help="No empirical privacy audit in the report.")] = False,
 ) -> None:
     """Train a DP GAN on INPUT and write a synthetic CSV (and a privacy report)."""
+    # Before importing torch and pandas (seconds): a typo in a path answers at once.
+    _check_outputs(input, out=out, report=report, save_model=save_model)
     import pandas as pd
 
+    from synthgen.errors import SynthgenWarning
     from synthgen.evaluate import keep_head, plan_evaluation
     from synthgen.evaluate.job import EVALUATION_ROWS, evaluate_job
     from synthgen.io import read_table, write_csv
-    from synthgen.report import write_report
+    from synthgen.report import run_header, write_report
     from synthgen.schema import load_schema
     from synthgen.synthesizer import Synthesizer
 
@@ -101,7 +86,9 @@ def run(
             device=device, seed=seed, accountant=accountant,
             preprocessing_share=preprocessing_share,
         )
-        with _progress(quiet) as progress:
+        with _progress(quiet) as progress, warnings.catch_warnings():
+            # fit() warns through Python's warnings too; here they close the run, once.
+            warnings.simplefilter("ignore", SynthgenWarning)
             task = progress.add_task("training", total=None, eps="-", losses="")
 
             def on_progress(p: Any) -> None:
@@ -122,25 +109,30 @@ def run(
         doc = synth.report()
         doc["output_rows"] = written
         doc["timings"]["total_s"] = time.perf_counter() - started
+        written_to = [str(out)]
+        if save_model:
+            written_to.append(str(save_model))
         if report:
             synthetic = pd.concat(kept, ignore_index=True) if kept else table.iloc[:0]
             evaluate_job(doc, plan, train, synthetic, seed=seed)
             doc["timings"]["total_s"] = time.perf_counter() - started
-            write_report(doc, report)
+            doc["run"] = run_header(input.name,
+                                    command=shlex.join(["synthgen", *sys.argv[1:]]))
+            written_to += [str(report), str(write_report(doc, report))]
     except (SynthgenError, ValueError) as exc:
         raise fail(exc) from exc
     if not quiet:
-        err.print(
-            f"wrote {written:,} rows to {out}; spent ε = {doc['epsilon']:.4f} of {epsilon:g} "
-            f"(δ = {doc['delta']:.2g}) in {doc['timings']['total_s']:.1f} s"
-        )
-        for warning in doc["warnings"]:
-            err.print(f"[yellow]warning[/]: {warning}")
+        for text in doc["warnings"]:
+            warning(text)
+        # The last line names every file written, so a script (or a person) finds them.
+        typer.echo(
+            f"spent ε = {doc['epsilon']:.4f} of {epsilon:g} (δ = {doc['delta']:.2g}) in "
+            f"{doc['timings']['total_s']:.1f} s; wrote {written:,} rows to "
+            + ", ".join(written_to), err=True)
 
 
-@app.command()
 def sample(
-    model: Annotated[Path, typer.Argument(help="A model saved by `run --save-model`.")],
+    model: Annotated[Path, typer.Argument(help="A model saved by run --save-model.")],
     rows: Annotated[int, typer.Option(help="Rows to generate.", min=1)],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
         "synthetic.csv"),
@@ -148,6 +140,7 @@ def sample(
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
 ) -> None:
     """Generate rows from a saved model (reads no training data, spends no budget)."""
+    check_output_path("--out", out, inputs=(model,))
     from synthgen.io import write_csv
     from synthgen.synthesizer import Synthesizer
 
@@ -157,7 +150,23 @@ def sample(
         written = write_csv(synth.sample_chunks(rows, seed=seed), out)
     except (SynthgenError, ValueError) as exc:
         raise fail(exc) from exc
-    err.print(f"wrote {written:,} rows to {out}")
+    typer.echo(f"wrote {written:,} rows to {out}", err=True)
+
+
+def _check_outputs(input: Path, **outputs: Path | None) -> None:
+    """Every file the run will write, checked before the table is read (exit 2)."""
+    paths = {f"--{name.replace('_', '-')}": path for name, path in outputs.items() if path}
+    report = outputs.get("report")
+    if report is not None:
+        from synthgen.report_html import html_path  # light: no numpy, no matplotlib
+
+        paths["--report (its HTML)"] = html_path(report)
+    for option, path in paths.items():
+        check_output_path(option, path, inputs=(input,))
+    named = [path.resolve() for path in paths.values()]
+    if len(set(named)) < len(named):
+        usage_error("--out, --report and --save-model must name different files",
+                    "bad-output-path")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -172,6 +181,16 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _progress(quiet: bool) -> Progress:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -180,18 +199,7 @@ def _progress(quiet: bool) -> Progress:
         TextColumn("{task.fields[losses]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=Console(stderr=True),
         disable=quiet,
         transient=False,
     )
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
-
-import synthgen.service.cli_commands  # noqa: E402,F401  (registers serve, worker, keys)
-import synthgen.service.remote_cli  # noqa: E402,F401  (registers remote ...)

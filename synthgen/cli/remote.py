@@ -17,36 +17,44 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from synthgen.cli import app
-from synthgen.client import ApiError, Client, WaitTimeout
+from synthgen.cli._common import EXIT_USAGE as EXIT_USAGE
+from synthgen.cli._common import check_output_path, error, usage_error
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 3
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from synthgen.client import Client
+
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 3
 EXIT_TIMEOUT, EXIT_HTTP, EXIT_UNREACHABLE = 4, 5, 6
 WAIT_EXITS = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
 
-remote_app = typer.Typer(help="Use a synthgen server (SYNTHGEN_URL, SYNTHGEN_API_KEY). Exit "
-                         "codes: 0 ok, 1 job failed, 2 usage, 3 cancelled, 4 timeout, 5 HTTP "
-                         "error, 6 unreachable.", no_args_is_help=True)
-datasets_app = typer.Typer(help="Upload tables.", no_args_is_help=True)
-jobs_app = typer.Typer(help="Submit, follow and download jobs.", no_args_is_help=True)
-schedules_app = typer.Typer(help="Recurring runs.", no_args_is_help=True)
-batches_app = typer.Typer(help="Several jobs at once.", no_args_is_help=True)
+
+def _group(text: str) -> typer.Typer:
+    return typer.Typer(help=text, no_args_is_help=True, rich_markup_mode=None)
+
+
+remote_app = _group("Use a synthgen server (SYNTHGEN_URL, SYNTHGEN_API_KEY). Exit codes: 0 ok, "
+                    "1 job failed, 2 usage, 3 cancelled, 4 timeout, 5 HTTP error, 6 server "
+                    "unreachable.")
+datasets_app = _group("Upload tables.")
+jobs_app = _group("Submit, follow and download jobs.")
+schedules_app = _group("Recurring runs.")
+batches_app = _group("Several jobs at once.")
 remote_app.add_typer(datasets_app, name="datasets")
 remote_app.add_typer(jobs_app, name="jobs")
 remote_app.add_typer(batches_app, name="batches")
 remote_app.add_typer(schedules_app, name="schedules")
-app.add_typer(remote_app, name="remote")
 
-err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
+TimeoutOpt = Annotated[float | None, typer.Option(help="Give up after this many seconds "
+                                                  "(exit 4).")]
+PollOpt = Annotated[float, typer.Option(help="Seconds between polls.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 @remote_app.callback()
@@ -63,21 +71,30 @@ def remote(
 @contextmanager
 def _client(ctx: typer.Context) -> Iterator[Client]:
     """A client for the command; API and connection errors become the documented exits."""
+    import httpx
+
+    from synthgen.client import ApiError, Client
+
     url, api_key = ctx.obj
     if not url or not api_key:
-        err.print("[bold red]error[/]: set SYNTHGEN_URL and SYNTHGEN_API_KEY (or --url and "
-                  "--api-key)")
-        raise typer.Exit(EXIT_USAGE)
+        usage_error("set SYNTHGEN_URL and SYNTHGEN_API_KEY (or --url and --api-key)",
+                    "no-server")
     try:
         with Client(url, api_key) as client:
             yield client
     except ApiError as exc:
-        err.print(f"[bold red]error[/] {exc.status} ({exc.code}): {exc.detail}")
-        err.print(json.dumps(exc.problem), markup=False, highlight=False)
+        error(f"HTTP {exc.status}: {exc.detail}", exc.code)
+        # The whole problem on one line: what a log keeps and grep finds.
+        typer.echo(json.dumps(exc.problem), err=True)
         raise typer.Exit(EXIT_HTTP) from exc
     except httpx.TransportError as exc:
-        err.print(f"[bold red]error[/]: cannot reach {url}: {exc}")
+        error(f"cannot reach {url}: {exc}", "unreachable")
         raise typer.Exit(EXIT_UNREACHABLE) from exc
+
+
+def _note(text: str) -> None:
+    """A line for the person at the terminal (stderr: stdout is for scripts)."""
+    typer.echo(text, err=True)
 
 
 def _out(body: Any, as_json: bool, plain: str) -> None:
@@ -105,7 +122,7 @@ def upload(
         else:
             body = client.upload_dataset(file, budget_epsilon=budget_epsilon,
                                          budget_policy=budget_policy, schema=document)
-    err.print(f"dataset {body['id']} version {body.get('version', 1)}: {body['rows']} rows, "
+    _note(f"dataset {body['id']} version {body.get('version', 1)}: {body['rows']} rows, "
               f"{body['column_count']} columns")
     _out(body, as_json, body["id"])
 
@@ -134,7 +151,7 @@ def submit(
 
 @jobs_app.command("status")
 def status(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
-    """Print a job's status (exit 0 whatever it is; ``wait`` maps it to an exit code)."""
+    """Print a job's status (exit 0 whatever it is; wait maps it to an exit code)."""
     with _client(ctx) as client:
         job = client.get_job(job_id)
     progress = job["progress"]
@@ -142,10 +159,24 @@ def status(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
          f" epsilon {progress['epsilon_spent']:.3g}/{job['epsilon']:g}")
 
 
+def _bar(quiet: bool, *fields: str) -> Progress:
+    """A progress bar on stderr (Rich, imported here: only the wait commands draw one)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    *(TextColumn(f"{{task.fields[{f}]}}") for f in fields), TimeElapsedColumn(),
+                    console=Console(stderr=True), disable=quiet)
+
+
 def _progress_bar(quiet: bool) -> tuple[Progress, Callable[[dict[str, Any]], None]]:
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[eps]}"), TimeElapsedColumn(), console=err,
-                   disable=quiet)
+    bar = _bar(quiet, "eps")
     task = bar.add_task("queued", total=None, eps="")
 
     def update(job: dict[str, Any]) -> None:
@@ -156,27 +187,34 @@ def _progress_bar(quiet: bool) -> tuple[Progress, Callable[[dict[str, Any]], Non
     return bar, update
 
 
+def _wait(ctx: typer.Context, bar: Progress,
+          wait: Callable[[Client], dict[str, Any]]) -> dict[str, Any]:
+    """``wait(client)``'s answer, with the bar drawn meanwhile; a timeout exits 4."""
+    from synthgen.client import WaitTimeout
+
+    with _client(ctx) as client, bar:
+        try:
+            return wait(client)
+        except WaitTimeout as exc:
+            _note(f"timeout: {exc}")
+            raise typer.Exit(EXIT_TIMEOUT) from exc
+
+
 @jobs_app.command("wait")
 def wait(
     ctx: typer.Context,
     job_id: str,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds "
-                                                  "(exit 4).")] = None,
-    poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 2.0,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    timeout: TimeoutOpt = None,
+    poll: PollOpt = 2.0,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Wait for a job to end, showing its progress; the exit code says how it ended."""
     bar, update = _progress_bar(quiet)
-    with _client(ctx) as client, bar:
-        try:
-            job = client.wait_job(job_id, timeout=timeout, poll_s=poll, on_update=update)
-        except WaitTimeout as exc:
-            err.print(f"timeout: {exc}")
-            raise typer.Exit(EXIT_TIMEOUT) from exc
+    job = _wait(ctx, bar, lambda client: client.wait_job(job_id, timeout=timeout, poll_s=poll,
+                                                         on_update=update))
     if job.get("error"):
-        err.print(f"[bold red]{job['status']}[/] ({job['error']['code']}): "
-                  f"{job['error']['message']}")
+        error(f"job {job['status']}: {job['error']['message']}", job["error"]["code"])
     _out(job, as_json, job["status"])
     raise typer.Exit(WAIT_EXITS[job["status"]])
 
@@ -191,11 +229,14 @@ def download(
                                                 "here.")] = None,
 ) -> None:
     """Download a succeeded job's synthetic CSV (and its report)."""
+    check_output_path("--out", out)
+    if report is not None:
+        check_output_path("--report", report)
     with _client(ctx) as client:
         client.download_synthetic(job_id, out)
         if report is not None:
             report.write_text(json.dumps(client.get_report(job_id), indent=2))
-    err.print(f"wrote {out}" + (f" and {report}" if report else ""))
+    _note(f"wrote {out}" + (f" and {report}" if report else ""))
 
 
 @batches_app.command("submit")
@@ -216,15 +257,13 @@ def submit_batch(
 def wait_batch(
     ctx: typer.Context,
     batch_id: str,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds "
-                                                  "(exit 4).")] = None,
-    poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 2.0,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    timeout: TimeoutOpt = None,
+    poll: PollOpt = 2.0,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Wait for a batch to end: exit 0 if every job succeeded, 1 if any did not."""
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=err, disable=quiet)
+    bar = _bar(quiet)
     task = bar.add_task("queued", total=None)
 
     def update(batch: dict[str, Any]) -> None:
@@ -232,12 +271,8 @@ def wait_batch(
         bar.update(task, description=batch["status"], total=counts["total"],
                    completed=counts["total"] - counts["queued"] - counts["running"])
 
-    with _client(ctx) as client, bar:
-        try:
-            batch = client.wait_batch(batch_id, timeout=timeout, poll_s=poll, on_update=update)
-        except WaitTimeout as exc:
-            err.print(f"timeout: {exc}")
-            raise typer.Exit(EXIT_TIMEOUT) from exc
+    batch = _wait(ctx, bar, lambda client: client.wait_batch(batch_id, timeout=timeout,
+                                                             poll_s=poll, on_update=update))
     _out(batch, as_json, batch["status"])
     raise typer.Exit(EXIT_OK if batch["status"] == "succeeded" else EXIT_FAILED)
 
@@ -249,9 +284,10 @@ def download_batch(
     out: Annotated[Path, typer.Option("--out", "-o", help="Zip to write.")] = Path("batch.zip"),
 ) -> None:
     """Download a finished batch's zip (synthetic CSVs, reports, manifest)."""
+    check_output_path("--out", out)
     with _client(ctx) as client:
         client.download_batch(batch_id, out)
-    err.print(f"wrote {out}")
+    _note(f"wrote {out}")
 
 
 @schedules_app.command("create")
@@ -279,12 +315,11 @@ def create_schedule(
                                  ("epochs", epochs)) if v is not None}
         batch = None
     else:
-        err.print("[bold red]error[/]: give --dataset and --epsilon, or --template")
-        raise typer.Exit(EXIT_USAGE)
+        usage_error("give --dataset and --epsilon, or --template")
     with _client(ctx) as client:
         schedule = client.create_schedule(cron, timezone=timezone, job=job, batch=batch,
                                           name=name, enabled=not disabled)
-    err.print(f"schedule {schedule['id']}: next run {schedule['next_fire_at']}")
+    _note(f"schedule {schedule['id']}: next run {schedule['next_fire_at']}")
     _out(schedule, as_json, schedule["id"])
 
 
@@ -296,6 +331,9 @@ def list_schedules(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         _out(items, True, "")
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("id", "name", "cron", "timezone", "enabled", "next run", "last run")
     for s in items:
         last = s["recent_runs"][0] if s["recent_runs"] else None

@@ -1,4 +1,8 @@
-"""``synthgen serve | worker | keys create``: the service's commands (registered on the CLI)."""
+"""``synthgen serve | worker | keys | db``: run the service and manage its database.
+
+The only module of ``synthgen/`` that starts ``api/`` and ``workers/``, each imported inside the
+command that runs it; the settings (pydantic-settings) are read there too.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,12 @@ from typing import Annotated
 
 import typer
 
-from synthgen.cli import app
-from synthgen.service.settings import Settings
+from synthgen.cli._common import error, usage_error
 
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-db_app = typer.Typer(help="The service database.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True, rich_markup_mode=None)
+db_app = typer.Typer(help="The service database.", no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (SYNTHGEN_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (SYNTHGEN_PORT).")] = None,
@@ -27,6 +27,7 @@ def serve(
 
     from api.main import create_app
     from synthgen.service.logs import configure_logging
+    from synthgen.service.settings import Settings
 
     settings = Settings()
     configure_logging(log_level, settings.log_format)
@@ -37,7 +38,6 @@ def serve(
                 log_level=log_level, log_config=log_config)
 
 
-@app.command()
 def worker(
     queues: Annotated[str, typer.Option(help="Queues to consume: gpu (training) and/or "
                                         "control (lease reconciler).")] = "gpu",
@@ -47,11 +47,12 @@ def worker(
     log_level: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker of the cluster engine (needs SYNTHGEN_BROKER_URL)."""
+    from synthgen.service.logs import configure_logging
+    from synthgen.service.settings import Settings
+
     settings = Settings()
     if not settings.broker_url:
-        typer.echo("error: set SYNTHGEN_BROKER_URL (redis://...) to run a worker", err=True)
-        raise typer.Exit(2)
-    from synthgen.service.logs import configure_logging
+        usage_error("set SYNTHGEN_BROKER_URL (redis://...) to run a worker", "no-broker")
     from workers.celery_app import app as celery_app
 
     configure_logging(log_level, settings.log_format)
@@ -69,6 +70,7 @@ def create_key(
     """Create an API key for TENANT and print it (it is stored hashed: shown only once)."""
     from synthgen.service.db import Database
     from synthgen.service.keys import create_key as make_key
+    from synthgen.service.settings import Settings
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +93,7 @@ def db_upgrade(
     SYNTHGEN_DATA_DIR). A database made before migrations existed is recognised and kept."""
     from synthgen.service.db import Database
     from synthgen.service.migrate import MigrationError, upgrade
+    from synthgen.service.settings import Settings
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +101,7 @@ def db_upgrade(
     try:
         before, after = upgrade(db, revision)
     except MigrationError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        error(str(exc), "migration-failed")
         raise typer.Exit(1) from exc
     finally:
         db.dispose()
