@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthgen.service.budget import ledger_delta
 from synthgen.service.db import Dataset, Job
 
+Scalar = str | int | float | bool | None
+MAX_SEED_ROWS = 100_000
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -67,10 +70,27 @@ class JobCreate(BaseModel):
     audit: bool = Field(True, description="Run the empirical privacy audit for the report.")
     target: str | None = Field(None, max_length=256, description="Column for the report's "
                                "train-on-synthetic, test-on-real utility test.")
+    conditions: dict[str, Scalar | list[Scalar | None]] | list[str] | None = Field(
+        None, description="Values every output row honours (post-processing: no budget): "
+        '{"sex": "Female", "age": ">=60"}, a range {"age": [60, 70]} (inclusive; null for an '
+        'open end), or ["sex=Female", "age>=60"].')
+    rebalance: dict[str, dict[str, float]] | None = Field(
+        None, description='Shares of a categorical column\'s values in the output, e.g. '
+        '{"Y": {">50K": 0.5}}; the other rows follow the model.')
+    seed_rows: list[dict[str, Scalar]] | None = Field(
+        None, min_length=1, max_length=MAX_SEED_ROWS, description="Partial rows (POST /v1/jobs "
+        "only): each output row keeps its seed row's non-null values and the model fills in "
+        "the rest. Your input to sampling, not training data: not covered by the privacy "
+        "guarantee, and deleted when the job ends.")
 
     def options(self) -> dict[str, Any]:
-        return self.model_dump(include={"epochs", "batch_size", "seed", "accountant",
-                                        "holdout_share", "audit", "target"}, exclude_none=True)
+        options = self.model_dump(include={"epochs", "batch_size", "seed", "accountant",
+                                           "holdout_share", "audit", "target", "conditions",
+                                           "rebalance"}, exclude_none=True)
+        if self.seed_rows is not None:  # the rows themselves go to storage, not the database
+            options["seed_rows"] = {"rows": len(self.seed_rows),
+                                    "columns": sorted({c for r in self.seed_rows for c in r})}
+        return options
 
 
 class Progress(BaseModel):

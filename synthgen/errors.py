@@ -50,3 +50,10 @@ class SynthgenWarning(UserWarning):
     """Something a fit decided that the user should know: a column dropped, rare values folded
     into ``Other``. Raised through :mod:`warnings` (filter it by this class), and listed in the
     report's ``warnings`` too."""
+
+
+class ConditionError(SynthgenError):
+    """A sampling condition, rebalancing or seed row cannot be honoured as asked (an unknown
+    column or category, a share outside (0, 1), contradictory conditions, too rare a case)."""
+
+    code = "invalid-condition"

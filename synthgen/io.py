@@ -361,8 +361,10 @@ def _read_parquet(source: str | pa.NativeFile, name: str, *, categorical_text: b
 
 
 def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
-               chunk_bytes: int = CHUNK_BYTES, limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
-    """Read a CSV or Parquet file (by its suffix) and check it is usable for synthesis.
+               chunk_bytes: int = CHUNK_BYTES, limits: ReadLimits = NO_LIMITS,
+               min_rows: int = MIN_ROWS) -> pd.DataFrame:
+    """Read a CSV or Parquet file (by its suffix) and check it is usable for synthesis
+    (``min_rows``: 1 for a file that is not trained on, such as seed rows).
 
     The file is streamed, never held whole in memory (see :func:`read_csv`).
     """
@@ -386,16 +388,17 @@ def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
                 raise InputError(f"{path.name} is empty; give a CSV with a header row and data "
                                  "rows", code="empty-table")
             df = read_csv(handle, path.name, chunk_bytes=chunk_bytes, limits=limits)
-    return check_table(df, path.name)
+    return check_table(df, path.name, min_rows=min_rows)
 
 
-def check_table(df: pd.DataFrame, name: str = "the table") -> pd.DataFrame:
+def check_table(df: pd.DataFrame, name: str = "the table", *,
+                min_rows: int = MIN_ROWS) -> pd.DataFrame:
     """Refuse tables that cannot be synthesised, with a message that says why."""
     if df.shape[1] == 0:
         raise InputError(f"{name} has no columns", code="empty-table")
     if len(df) == 0:
         raise InputError(f"{name} has a header but no data rows", code="empty-table")
-    if len(df) < MIN_ROWS:
+    if len(df) < min_rows:
         raise InputError(
             f"{name} has {len(df)} row(s); differentially private synthesis needs at least "
             f"{MIN_ROWS} (with fewer, the noise is all there is)",
@@ -463,6 +466,11 @@ def write_csv(
         for i, chunk in enumerate(chunks):
             escape_formulas(chunk).to_csv(handle, index=False, header=(i == 0))
             rows += len(chunk)
+    except BaseException:
+        if close:  # a file of ours: no partial output left behind (e.g. too rare a condition)
+            handle.close()
+            Path(target).unlink(missing_ok=True)  # type: ignore[arg-type]
+        raise
     finally:
         if close:
             handle.close()

@@ -176,6 +176,7 @@ def build_report(synth: FittedModel) -> dict[str, Any]:
         "explanation": explanation(spent, delta),
         "composition": composition(ledger, spent),
         "epsilon_curve": epsilon_curve(ledger, spent),
+        **({"sampling": sampling} if (sampling := getattr(synth, "sampling", None)) else {}),
     }
 
 
@@ -209,7 +210,8 @@ def attach_evaluation(
     """Add :func:`synthgen.evaluate.evaluate`'s owner-only sections (and the holdout split it
     used) to a report, in place; returns the report."""
     report["holdout"] = jsonable(holdout)
-    report["evaluation"] = jsonable({k: evaluation[k] for k in ("notice", "skipped", "seconds")
+    report["evaluation"] = jsonable({k: evaluation[k] for k in ("notice", "skipped", "seconds",
+                                                              "compared_with")
                                      if k in evaluation})
     for section in ("quality", "utility", "audit"):
         if section in evaluation:

@@ -388,6 +388,26 @@ def _columns(report: dict[str, Any]) -> str:
     return out
 
 
+def _sampling(report: dict[str, Any]) -> str:
+    sampling = report.get("sampling")
+    if not sampling:
+        return ""
+    rows = [("fixed values and ranges", _e(", ".join(sampling.get("conditions", [])) or "-"))]
+    if sampling.get("rebalance"):
+        r = sampling["rebalance"]
+        rows.append(("rebalanced", _e(", ".join(f"{r['column']}={v}: {s:g}"
+                                                for v, s in r["shares"].items()))))
+    seed = sampling.get("seed_rows")
+    if seed:
+        rows.append(("seed rows", _e(f"{seed['rows']:,} rows fixing "
+                                     f"{', '.join(seed['columns'])}")))
+    out = "<h2>Conditioned output</h2>" + _table(("", "asked for"), rows)
+    out += f"<p>{_e(sampling.get('note', ''))}</p>"
+    if seed:
+        out += f'<div class="banner warn">{_e(seed.get("note", ""))}</div>'
+    return out
+
+
 def _quality(plots: _Plots, q: dict[str, Any]) -> str:
     rows = [(_e(c["column"]), _e(c["sdtype"]), _e(c["metric"]), _num(c.get("score"), ".3f"),
              _num(c.get("pair_trends_mean"), ".3f"), _num(c.get("real_missing_share"), ".1%"),
@@ -475,6 +495,9 @@ def _owner_only(plots: _Plots, report: dict[str, Any]) -> str:
                    f"used for: {_e(', '.join(holdout.get('used_for', [])))}. "
                    f"{_e(holdout.get('note', ''))} The model learned from "
                    f"{_num(holdout.get('training_rows'), ',')} rows.</p>")
+    if evaluation.get("compared_with"):
+        out.append(f"<p><b>Conditioned output.</b> Compared with {_e(evaluation['compared_with'])}"
+                   ".</p>")
     if report.get("quality"):
         out.append(_quality(plots, report["quality"]))
     if report.get("utility"):
@@ -495,7 +518,7 @@ def render(report: dict[str, Any], budget: dict[str, Any] | None = None) -> str:
     if dp:
         parts += [_meaning(report), _budget(budget), _ledger(report),
                   "<h2>Epsilon over training</h2>", _epsilon_plot(plots, report),
-                  _training(report), _columns(report)]
+                  _training(report), _columns(report), _sampling(report)]
     parts.append(_owner_only(plots, report))
     parts.append(f"<footer>synthgen {_e(report.get('synthgen_version', '?'))}; report schema "
                  f"version {_e(report.get('report_schema_version', '?'))}.</footer>")

@@ -19,8 +19,11 @@ import torch
 from synthgen._version import __version__
 from synthgen.errors import ArtifactError, BudgetError, SynthgenWarning
 from synthgen.io import check_table
+from synthgen.models.conditional_sampling import SamplingPlan, generate_rows
+from synthgen.models.conditions import ConditionsSpec, RebalanceSpec, facts_of
+from synthgen.models.conditions import check as check_conditions
 from synthgen.models.networks import Generator
-from synthgen.models.sampling import DeviceDecoder, generate_slots
+from synthgen.models.sampling import DeviceDecoder, default_chunk, generate_slots
 from synthgen.models.trainer import (
     ConditionSampler,
     GANTrainer,
@@ -99,6 +102,9 @@ class Synthesizer:
         self.generator: Generator | None = None
         self.cond: ConditionSampler | None = None
         self.info: dict[str, Any] = {}
+        # What the last sample asked for (conditions, rebalancing, seed rows): the report's
+        # ``sampling`` section. Not saved with the model.
+        self.sampling: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------- fit
 
@@ -315,15 +321,30 @@ class Synthesizer:
         return self.encoder, self.generator, self.cond
 
     def sample_chunks(
-        self, n: int | None = None, *, chunk: int | None = None, seed: int | None = None
+        self, n: int | None = None, *, chunk: int | None = None, seed: int | None = None,
+        conditions: ConditionsSpec = None, rebalance: RebalanceSpec = None,
+        seed_rows: pd.DataFrame | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Synthetic rows in chunks of at most ``chunk`` rows (for streaming large outputs;
-        default 65,536 on a CPU, up to 1,048,576 on a GPU)."""
-        encoder, generator, cond = self._require_fitted()
+        default 65,536 on a CPU, up to 1,048,576 on a GPU).
+
+        ``conditions``, ``rebalance`` and ``seed_rows`` ask for rows (see :meth:`sample`);
+        they are checked here, before the first chunk is asked for (a caller writing a file
+        opens it after this call).
+        """
+        self._require_fitted()
+        if seed_rows is not None and n is None:
+            n = len(seed_rows)
         n = int(self.info.get("rows", 0)) if n is None else int(n)
-        gen = torch.Generator(device=cond.device)
+        plan = self.sampling_plan(n, conditions, rebalance, seed_rows)
         if seed is None:
             seed = self.seed if self.seed is not None else fresh_seed()
+        return self._chunks(n, chunk, seed, plan)
+
+    def _chunks(self, n: int, chunk: int | None, seed: int, plan: SamplingPlan | None
+                ) -> Iterator[pd.DataFrame]:
+        encoder, generator, cond = self._require_fitted()
+        gen = torch.Generator(device=cond.device)
         gen.manual_seed(seed)
         # On a GPU the host's decoding is what bounds the rate: decode columns on every core
         # (the generator runs ahead on the device, needing one thread to launch). On a CPU the
@@ -332,13 +353,67 @@ class Synthesizer:
         on_gpu = cond.device.type == "cuda"
         threads = (os.cpu_count() or 1) if on_gpu else 1
         decoder = DeviceDecoder(encoder, cond.device) if on_gpu else None
+        if plan is not None:
+            yield from self._conditioned_chunks(plan, chunk, seed, threads, decoder)
+            return
         for slots, scalars in generate_slots(generator, cond, n, encoder.nullable, chunk=chunk,
                                              gen=gen, decoder=decoder):
             yield encoder.decode(slots, scalars, threads=threads, predecoded=on_gpu)
 
-    def sample(self, n: int | None = None, *, seed: int | None = None) -> pd.DataFrame:
+    def sampling_plan(
+        self, n: int, conditions: ConditionsSpec = None, rebalance: RebalanceSpec = None,
+        seed_rows: pd.DataFrame | None = None,
+    ) -> SamplingPlan | None:
+        """The checked request in the encoder's terms (None for plain sampling); raises a
+        ConditionError that says what is wrong. Records what was asked in :attr:`sampling`
+        (the report's ``sampling`` section)."""
+        encoder, _, cond = self._require_fitted()
+        self.sampling = None
+        if not conditions and not rebalance and seed_rows is None:
+            return None
+        spec = check_conditions(conditions, rebalance, *facts_of(encoder.domains))
+        plan = SamplingPlan(encoder, cond, spec, n, seed_rows)
+        self.sampling = plan.describe()
+        return plan
+
+    def _conditioned_chunks(
+        self, plan: SamplingPlan, chunk: int | None, seed: int, threads: int,
+        decoder: DeviceDecoder | None,
+    ) -> Iterator[pd.DataFrame]:
+        encoder, generator, cond = self._require_fitted()
+        gen = torch.Generator(device=cond.device)
+        gen.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        chunk = chunk or default_chunk(cond.device, encoder.width)
+
+        def decode(slots: torch.Tensor, scalars: torch.Tensor) -> pd.DataFrame:
+            if decoder is not None:
+                slots, scalars = decoder(slots, scalars)
+            return encoder.decode(slots.cpu().numpy(), scalars.cpu().numpy(), threads=threads,
+                                  predecoded=decoder is not None)
+
+        for start in range(0, plan.n, chunk):
+            size = min(chunk, plan.n - start)
+            df = generate_rows(generator, cond, encoder, plan, plan.rows(start, size, rng),
+                               decode, gen, chunk)
+            yield plan.finish(df, start)
+
+    def sample(
+        self, n: int | None = None, *, seed: int | None = None,
+        conditions: ConditionsSpec = None, rebalance: RebalanceSpec = None,
+        seed_rows: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """``n`` synthetic rows (default: as many as the training table had).
+
+        ``conditions`` fixes values in every row: ``{"sex": "Female", "age": ">=60"}`` (or
+        ``["sex=Female", "age>=60"]``). ``rebalance`` sets a categorical column's shares:
+        ``{"Y": {">50K": 0.5}}``. ``seed_rows`` is a table of partial rows: each output row
+        keeps the seed row's non-empty values and the model fills in the rest. All of it is
+        post-processing of the released model: no budget, no training row.
+        """
         t0 = time.perf_counter()
-        parts = list(self.sample_chunks(n, seed=seed))
+        parts = list(self.sample_chunks(n, seed=seed, conditions=conditions,
+                                        rebalance=rebalance, seed_rows=seed_rows))
         out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         self.info.setdefault("timings", {})["sampling_s"] = time.perf_counter() - t0
         return out

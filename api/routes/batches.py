@@ -26,6 +26,7 @@ from api.deps import (
 from api.idempotency import IdempotencyKey, once, request_hash
 from api.paging import Cursor, Limit, newest_first
 from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
+from api.sampling import check_sampling
 from api.schemas import JobCreate, JobOut, iso
 from synthgen.service.batches import batch_status, create_batch, job_fields
 from synthgen.service.budget import BudgetExceeded, DatasetNotFound, DatasetPurged
@@ -108,6 +109,8 @@ def submit_batch(tenant: CurrentTenant, db: DatabaseDep, settings: SettingsDep,
     ``Idempotency-Key``, a retry returns the first batch instead of creating (and charging)
     another."""
     check_epsilons(settings, body.jobs)
+    with db.read() as s:
+        check_sampling(s, tenant, body.jobs)
     specs = [job_fields(j.model_dump(), settings.max_attempts) for j in body.jobs]
     digest = request_hash(body)
 

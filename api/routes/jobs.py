@@ -23,10 +23,11 @@ from api.deps import (
 from api.idempotency import IdempotencyKey, once, request_hash
 from api.paging import Cursor, Limit, newest_first
 from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
+from api.sampling import check_sampling
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
 from synthgen.service.db import Database, Dataset, Job
-from synthgen.service.jobs import known_spend, settle
+from synthgen.service.jobs import delete_seed_rows, known_spend, seed_rows_key, settle
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 
@@ -57,6 +58,7 @@ def create_job(
     db: DatabaseDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
+    storage: StorageDep,
     body: JobCreate,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -67,10 +69,15 @@ def create_job(
     if body.epsilon > settings.max_job_epsilon:
         raise Problem(422, "epsilon-too-large", f"epsilon {body.epsilon:g} is over this "
                       f"server's limit of {settings.max_job_epsilon:g} per job")
+    with db.read() as s:
+        check_sampling(s, tenant, [body], seed_rows_allowed=True)
     digest = request_hash(body)
     job, created = once(db, Job, tenant, idempotency_key, digest, lambda: _admit(
         db, settings, tenant, body, idempotency_key, digest), response)
     if created:
+        if body.seed_rows is not None:  # before the worker can look for them
+            with storage.open(seed_rows_key(job), "w", encoding="utf-8") as fh:
+                json.dump(body.seed_rows, fh)
         dispatcher.submit(job.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = RETRY_AFTER
@@ -114,7 +121,9 @@ def cancel_job(tenant: CurrentTenant, db: DatabaseDep, storage: StorageDep,
     if job.state in ("succeeded", "failed", "cancelled"):
         raise Problem(409, "job-finished", f"job {job_id} already ended ({job.state})")
     ledger, charged = known_spend(job, storage) if job.attempt else (None, 0.0)
-    if not settle(db, job_id, "cancelled", owner=None, ledger=ledger, charged=charged):
+    if settle(db, job_id, "cancelled", owner=None, ledger=ledger, charged=charged):
+        delete_seed_rows(storage, job)
+    else:
         with db.write() as s:  # it was claimed meanwhile: ask the worker to stop
             s.execute(update(Job).where(Job.id == job_id, Job.state == "running")
                       .values(cancel_requested=True))

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, owned
 from api.problems import Problem
 from api.routes.batches import BatchCreate, check_epsilons
+from api.sampling import check_sampling
 from api.schemas import JobCreate, iso
 from synthgen.service.db import Dataset, Schedule, ScheduleRun, new_id, now
 from synthgen.service.schedules import InvalidSchedule, check_cron, schedule_values
@@ -126,6 +127,7 @@ def _check(session: Session, settings: Settings, tenant: str, body: _Template,
         if session.scalar(select(Dataset.id).where(Dataset.id == job.dataset_id,
                                                    Dataset.tenant_id == tenant)) is None:
             raise Problem(404, "not-found", f"there is no dataset {job.dataset_id!r}")
+    check_sampling(session, tenant, bodies)
 
 
 @router.post("", status_code=201, response_model=ScheduleOut, responses={

@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 
+Where = Annotated[list[str] | None, typer.Option(
+    "--where", help="Fix a value in every row: COLUMN=VALUE (categorical, boolean) or "
+    "COLUMN>=, >, <=, <, = NUMBER or date (numeric); repeat for more. Quote values with "
+    "shell characters: --where Y='>50K'.")]
+Rebalance = Annotated[list[str] | None, typer.Option(
+    "--rebalance", help="Set a categorical column's share of a value: COLUMN=VALUE:SHARE, "
+    "e.g. Y='>50K':0.5; repeat for more values of the same column. The other rows follow "
+    "the model.")]
+SeedRows = Annotated[Path | None, typer.Option(
+    "--seed-rows", help="CSV of partial rows: each output row keeps its seed row's non-empty "
+    "cells and the model fills in the rest. Your input, not training data: not covered by "
+    "the privacy guarantee.")]
+
+
 def run(
     input: Annotated[Path, typer.Argument(help="Table to learn from: .csv (UTF-8, header row, "
                                           "empty cells for missing values) or .parquet.")],
@@ -55,6 +69,9 @@ def run(
              "utility test (0: none).")] = 0.1,
     no_audit: Annotated[bool, typer.Option(
         "--no-audit", help="No empirical privacy audit in the report.")] = False,
+    where: Where = None,
+    rebalance: Rebalance = None,
+    seed_rows: SeedRows = None,
 ) -> None:
     """Train a DP GAN on INPUT and write a synthetic CSV (and a privacy report)."""
     # Before importing torch and pandas (seconds): a typo in a path answers at once.
@@ -65,8 +82,10 @@ def run(
     from synthgen.evaluate import keep_head, plan_evaluation
     from synthgen.evaluate.job import EVALUATION_ROWS, evaluate_job
     from synthgen.io import read_table, write_csv
+    from synthgen.models.conditions import check as check_conditions
+    from synthgen.models.conditions import facts_of_schema
     from synthgen.report import run_header, write_report
-    from synthgen.schema import load_schema
+    from synthgen.schema import infer_schema, load_schema
     from synthgen.synthesizer import Synthesizer
 
     started = time.perf_counter()
@@ -81,6 +100,11 @@ def run(
                                audit=not no_audit, target=target, seed=seed)
         train = plan.training_table(table)
         declared = load_schema(schema) if schema else None
+        # conditions checked before training as far as the table's kinds and the public
+        # schema tell; the released categories are checked before sampling
+        asked = _sampling_request(where, rebalance, seed_rows)
+        check_conditions(asked["conditions"], asked["rebalance"],
+                         facts_of_schema(infer_schema(train, declared)))
         synth = Synthesizer(
             epsilon, delta, schema=declared, epochs=epochs, batch_size=batch_size,
             device=device, seed=seed, accountant=accountant,
@@ -99,9 +123,11 @@ def run(
 
             synth.fit(train, on_progress=on_progress)
         t0 = time.perf_counter()
-        if rows is None:  # as many as the input, from the DP row count (the count is private)
+        if rows is None and asked["seed_rows"] is None:
+            # as many as the input, from the DP row count (the count is private)
             rows = round(synth.info["rows"] * len(table) / max(len(train), 1))
-        chunks, kept = keep_head(synth.sample_chunks(rows), EVALUATION_ROWS if report else 0)
+        chunks, kept = keep_head(synth.sample_chunks(rows, **asked),
+                                 EVALUATION_ROWS if report else 0)
         written = write_csv(chunks, out)
         synth.info["timings"]["sampling_s"] = time.perf_counter() - t0
         if save_model:
@@ -122,6 +148,8 @@ def run(
     except (SynthgenError, ValueError) as exc:
         raise fail(exc) from exc
     if not quiet:
+        if synth.sampling:
+            typer.echo(f"conditions: {_said(synth.sampling)}", err=True)
         for text in doc["warnings"]:
             warning(text)
         # The last line names every file written, so a script (or a person) finds them.
@@ -133,11 +161,16 @@ def run(
 
 def sample(
     model: Annotated[Path, typer.Argument(help="A model saved by run --save-model.")],
-    rows: Annotated[int, typer.Option(help="Rows to generate.", min=1)],
+    rows: Annotated[int | None, typer.Option(help="Rows to generate (required unless "
+                                             "--seed-rows gives one row per seed row).",
+                                             min=1)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
         "synthetic.csv"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    where: Where = None,
+    rebalance: Rebalance = None,
+    seed_rows: SeedRows = None,
 ) -> None:
     """Generate rows from a saved model (reads no training data, spends no budget)."""
     check_output_path("--out", out, inputs=(model,))
@@ -146,11 +179,38 @@ def sample(
 
     try:
         _set_threads(None)
+        asked = _sampling_request(where, rebalance, seed_rows)
+        if rows is None and asked["seed_rows"] is None:
+            raise ValueError("--rows is required (or --seed-rows, for one row per seed row)")
         synth = Synthesizer.load(model, device=device)
-        written = write_csv(synth.sample_chunks(rows, seed=seed), out)
+        written = write_csv(synth.sample_chunks(rows, seed=seed, **asked), out)
     except (SynthgenError, ValueError) as exc:
         raise fail(exc) from exc
     typer.echo(f"wrote {written:,} rows to {out}", err=True)
+    if synth.sampling:
+        typer.echo(f"conditions: {_said(synth.sampling)}", err=True)
+
+
+def _sampling_request(where: list[str] | None, rebalance: list[str] | None,
+                      seed_rows: Path | None) -> dict[str, Any]:
+    """The keyword arguments of ``Synthesizer.sample_chunks`` for --where, --rebalance and
+    --seed-rows."""
+    from synthgen.io import read_table
+    from synthgen.models.conditions import from_options
+
+    conditions, shares = from_options(where, rebalance)
+    return {"conditions": conditions, "rebalance": shares,
+            "seed_rows": read_table(seed_rows, min_rows=1) if seed_rows is not None else None}
+
+
+def _said(sampling: dict[str, Any]) -> str:
+    parts = list(sampling.get("conditions", []))
+    if "rebalance" in sampling:
+        r = sampling["rebalance"]
+        parts += [f"{r['column']}={v} at {s:g}" for v, s in r["shares"].items()]
+    if "seed_rows" in sampling:
+        parts.append(f"{sampling['seed_rows']['rows']:,} seed rows")
+    return ", ".join(parts)
 
 
 def _check_outputs(input: Path, **outputs: Path | None) -> None:

@@ -139,13 +139,34 @@ def submit(
     delta: Annotated[float | None, typer.Option()] = None,
     idempotency_key: Annotated[str | None, typer.Option(
         help="A retry with the same key returns the first job instead of a new one.")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", help="As `synthgen sample --where`: COLUMN=VALUE or COLUMN>=NUMBER.")] = None,
+    rebalance: Annotated[list[str] | None, typer.Option(
+        "--rebalance", help="As `synthgen sample --rebalance`: COLUMN=VALUE:SHARE.")] = None,
+    seed_rows: Annotated[Path | None, typer.Option(
+        "--seed-rows", help="As `synthgen sample --seed-rows`: a CSV of partial rows, sent "
+        "with the job and deleted by the server when the job ends.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job; prints its id."""
+    from synthgen.cli._common import fail
+    from synthgen.errors import SynthgenError
+    from synthgen.io import read_table
+    from synthgen.models.conditions import from_options
+
+    try:
+        conditions, shares = from_options(where, rebalance)
+        seeds = None
+        if seed_rows is not None:  # JSON records: null for empty cells, ISO dates
+            seeds = json.loads(read_table(seed_rows, min_rows=1).to_json(orient="records",
+                                                                        date_format="iso"))
+    except SynthgenError as exc:
+        raise fail(exc) from exc
     with _client(ctx) as client:
         job = client.submit_job(dataset_id, epsilon, idempotency_key=idempotency_key,
                                 rows=rows, epochs=epochs, batch_size=batch_size, seed=seed,
-                                delta=delta)
+                                delta=delta, conditions=conditions, rebalance=shares,
+                                seed_rows=seeds)
     _out(job, as_json, job["id"])
 
 

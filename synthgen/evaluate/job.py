@@ -10,7 +10,10 @@ import pandas as pd
 
 from synthgen.evaluate.holdout import MAX_SHARE, MIN_HOLDOUT_ROWS, Holdout, split_holdout
 from synthgen.evaluate.run import evaluate
+from synthgen.models.conditions import rows_matching
 
+# Fewer real rows meeting a conditioned sample's conditions than this: nothing to compare with.
+MIN_CONDITIONED_ROWS = 50
 # Synthetic rows the evaluation looks at (the first ones written; generation order is random).
 EVALUATION_ROWS = 50_000
 
@@ -72,15 +75,39 @@ def evaluate_job(
 
     kinds = {c["name"]: c["kind"] for c in report.get("columns", [])}
     holdout = plan.holdout
+    real_holdout = holdout.holdout if holdout is not None else None
+    sampling = report.get("sampling") or {}
+    skip: dict[str, str] = {}
+    if "seed_rows" in sampling:
+        skip = dict.fromkeys(("quality", "utility", "audit"), "the output was generated from "
+                             "seed rows (your own values in it): no real table to compare with")
+    elif "rebalance" in sampling:
+        skip["quality"] = ("the output was rebalanced: its shares differ from the real table's "
+                           "by design")
+    compared_with = None
+    if sampling.get("conditions") and not skip:
+        # like with like: the real rows that meet the same conditions
+        train = train[rows_matching(train, sampling["conditions"], kinds)]
+        if real_holdout is not None:
+            real_holdout = real_holdout[rows_matching(real_holdout, sampling["conditions"],
+                                                      kinds)]
+        compared_with = (f"the {len(train):,} training rows (and holdout rows) that meet the "
+                         f"conditions {', '.join(sampling['conditions'])}")
+        if len(train) < MIN_CONDITIONED_ROWS:
+            skip = dict.fromkeys(("quality", "utility", "audit"), f"only {len(train)} real "
+                                 "rows meet the conditions: too few to compare with")
     evaluation = evaluate(
         train, synthetic,
-        holdout=holdout.holdout if holdout is not None else None,
+        holdout=real_holdout,
         target=plan.target if holdout is not None else None,
         audit=plan.audit and holdout is not None,
-        kinds=kinds or None, seed=seed,
+        kinds=kinds or None, seed=seed, skip=tuple(skip),
     )
     skipped = evaluation.setdefault("skipped", {})
     skipped.update(plan.skipped)
+    skipped.update(skip)
+    if compared_with and not skip:
+        evaluation["compared_with"] = compared_with
     if not plan.audit:
         skipped["audit"] = "turned off for this job (--no-audit)"
     purposes = [p for p in ("audit", "utility") if p in evaluation]

@@ -34,13 +34,15 @@ def evaluate(
     audit: bool = True,
     kinds: Mapping[str, str] | None = None,
     seed: int | None = 0,
+    skip: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The ``evaluation`` part of a report.
 
     ``train`` is the table the synthesizer was fitted on and ``holdout`` real rows it never saw
     (needed for the audit and for ``target``). ``kinds`` maps columns to synthgen kinds (the
     report's ``columns``); dropped columns are left out. A section that cannot run, or fails,
-    says why in ``skipped`` instead of failing the whole report.
+    says why in ``skipped`` instead of failing the whole report; ``skip`` names sections
+    not to compute.
     """
     t0 = time.perf_counter()
     sdtypes = evaluation_kinds(train, kinds)
@@ -61,6 +63,9 @@ def evaluate(
         else:
             sections["audit"] = lambda: privacy_audit(train, holdout, synthetic, sdtypes,
                                                       seed=seed)
+    for name in skip:  # the caller says why in its own "skipped"
+        sections.pop(name, None)
+        out["skipped"].pop(name, None)
     for name, compute in sections.items():
         # The privacy part of the report is worth writing even if an evaluation fails.
         try:

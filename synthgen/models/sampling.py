@@ -10,7 +10,7 @@ import torch
 from synthgen.models.networks import Generator
 from synthgen.models.trainer import ConditionSampler
 from synthgen.schema import ColumnKind
-from synthgen.transform import BinGrid, TableEncoder
+from synthgen.transform import BinGrid, Span, TableEncoder
 
 
 class DeviceDecoder:
@@ -83,6 +83,33 @@ def default_chunk(device: torch.device, width: int = 256) -> int:
 
 
 @torch.no_grad()
+def draw_slots(
+    generator: Generator, c: torch.Tensor, nullable: list[bool], gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row per conditional vector in ``c``, on the model's device: (slot per one-hot span,
+    int32; tanh scalars). A span whose column cannot hold nulls never draws its null slot."""
+    z = torch.randn(c.shape[0], generator.noise_dim, generator=gen, device=c.device)
+    raw = generator(z, c)
+    scalars = torch.tanh(raw.index_select(1, generator.segments.tanh_columns))
+    softmax = [s for s in generator.spans if s.activation == "softmax"]
+    return gumbel_slots(raw, softmax, nullable, gen), scalars
+
+
+def gumbel_slots(
+    raw: torch.Tensor, spans: list[Span], nullable: list[bool], gen: torch.Generator | None
+) -> torch.Tensor:
+    """A slot per one-hot span of ``raw`` (logits), drawn from its softmax: Gumbel noise over
+    the whole row in one kernel, then an argmax per span (never the null slot where the column
+    cannot hold nulls)."""
+    noisy = raw - torch.empty_like(raw).exponential_(generator=gen).log_()
+    slots = torch.empty(raw.shape[0], len(spans), dtype=torch.int32, device=raw.device)
+    for k, (span, can_be_null) in enumerate(zip(spans, nullable, strict=True)):
+        stop = span.stop if can_be_null else span.stop - 1
+        slots[:, k] = noisy[:, span.start : stop].argmax(1)
+    return slots
+
+
+@torch.no_grad()
 def generate_slots(
     generator: Generator,
     cond: ConditionSampler,
@@ -107,22 +134,10 @@ def generate_slots(
     generator.eval()
     device = cond.device
     chunk = chunk or default_chunk(device, generator.head.out_features)
-    softmax = [s for s in generator.spans if s.activation == "softmax"]
-    scalar_cols = torch.tensor([s.start for s in generator.spans if s.activation == "tanh"],
-                               dtype=torch.long, device=device)
     pinned = device.type == "cuda"
 
     def produce(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
-        c, _ = cond.draw(m, gen)
-        z = torch.randn(m, generator.noise_dim, generator=gen, device=device)
-        raw = generator(z, c)
-        scalars = torch.tanh(raw[:, scalar_cols])
-        # Gumbel noise over the whole row in one kernel, then an argmax per span
-        noisy = raw - torch.empty_like(raw).exponential_(generator=gen).log_()
-        slots = torch.empty(m, len(softmax), dtype=torch.int32, device=device)
-        for k, (span, can_be_null) in enumerate(zip(softmax, nullable, strict=True)):
-            stop = span.stop if can_be_null else span.stop - 1
-            slots[:, k] = noisy[:, span.start : stop].argmax(1)
+        slots, scalars = draw_slots(generator, cond.draw(m, gen)[0], nullable, gen)
         if decoder is not None:
             slots, scalars = decoder(slots, scalars)
         # Column-major on the host: decoding reads one column at a time, and a column of a

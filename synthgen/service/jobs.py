@@ -177,6 +177,17 @@ def fetch_checkpoint(storage: Storage, job: Job) -> Path | None:
     return None
 
 
+def seed_rows_key(job: Job) -> str:
+    """Where a job's seed rows wait for its worker: the user's input to sampling, kept only
+    until the job ends."""
+    return Storage.job_key(job.tenant_id, job.id, "seed_rows.json")
+
+
+def delete_seed_rows(storage: Storage, job: Job) -> None:
+    if (job.options or {}).get("seed_rows"):
+        storage.delete(seed_rows_key(job))
+
+
 def known_spend(job: Job, storage: Storage) -> tuple[dict[str, Any] | None, float]:
     """What a job that lost its worker is charged: the longest ledger it left (progress in the
     database or its last checkpoint). Without either, a claimed job is charged its whole
@@ -224,6 +235,7 @@ def reconcile(
                       error=error, expired_before=t):
                 log.warning("job %s %s after %d attempt(s)", job.id, state, job.attempt)
                 apply_retention(db, storage, job.dataset_id, retain_uploads)
+                delete_seed_rows(storage, job)
             continue
         with db.write() as s:
             done = s.execute(update(Job).where(

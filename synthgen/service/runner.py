@@ -26,8 +26,10 @@ from synthgen.service.jobs import (
     apply_retention,
     checkpoint_key,
     claim_job,
+    delete_seed_rows,
     heartbeat,
     record_progress,
+    seed_rows_key,
     settle,
 )
 from synthgen.service.scratch import sweep_scratch
@@ -210,6 +212,7 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
         shutil.rmtree(scratch, ignore_errors=True)
         if outcome in ("succeeded", "failed", "cancelled"):
             storage.delete(ckpt_key)
+            delete_seed_rows(storage, job)
 
 
 def _write_json(storage: Storage, job: Job, name: str, doc: dict[str, Any]) -> None:
@@ -236,11 +239,21 @@ def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
     from synthgen.io import write_csv
     from synthgen.report import run_header
 
-    rows = job.rows or dataset.rows
+    options = job.options or {}
+    seed_rows = None
+    if options.get("seed_rows"):
+        seed_rows = pd.DataFrame(json.loads(storage.read_bytes(seed_rows_key(job))))
+    rows = job.rows or (None if seed_rows is not None else dataset.rows)
+    # checked before the output is opened: a condition the model cannot honour writes nothing
+    asked = synth.sample_chunks(rows, conditions=options.get("conditions"),
+                                rebalance=options.get("rebalance"), seed_rows=seed_rows)
     key = Storage.job_key(job.tenant_id, job.id, "synthetic.csv")
     with storage.open(key, "w", encoding="utf-8", newline="") as fh:
-        chunks, kept = keep_head(synth.sample_chunks(rows), EVALUATION_ROWS)
+        chunks, kept = keep_head(asked, EVALUATION_ROWS)
         written = write_csv(chunks, fh)
+    delete_seed_rows(storage, job)  # used: kept no longer than needed (also at the job's end)
+    if synth.sampling:
+        report["sampling"] = synth.sampling
     # The report's owner-only sections (quality, audit) on the rows just released.
     evaluate(report, pd.concat(kept, ignore_index=True) if kept else pd.DataFrame())
     model = scratch / "model.zip"
