@@ -111,8 +111,9 @@ def test_batches_and_schedules_carry_conditions_but_not_seed_rows(
 
 
 def test_remote_submit_sends_where_rebalance_and_seed_rows(
-    embedded: Service, tenant_a: Api, dataset: dict[str, Any], tmp_path: Path
+    embedded: Service, tenant_a: Api, tmp_path: Path
 ) -> None:
+    dataset = tenant_a.upload(schema=ADULT_SCHEMA)  # its own: uploads are not retained here
     env = {"SYNTHGEN_URL": embedded.url, "SYNTHGEN_API_KEY": embedded.key("tenant-a")}
     seeds = tmp_path / "seeds.csv"
     seeds.write_text("sex,age\nFemale,70\n,25\n")
