@@ -140,11 +140,11 @@ def submit(
     idempotency_key: Annotated[str | None, typer.Option(
         help="A retry with the same key returns the first job instead of a new one.")] = None,
     where: Annotated[list[str] | None, typer.Option(
-        "--where", help="As `synthgen sample --where`: COLUMN=VALUE or COLUMN>=NUMBER.")] = None,
+        "--where", help="As synthgen sample --where: COLUMN=VALUE or COLUMN>=NUMBER.")] = None,
     rebalance: Annotated[list[str] | None, typer.Option(
-        "--rebalance", help="As `synthgen sample --rebalance`: COLUMN=VALUE:SHARE.")] = None,
+        "--rebalance", help="As synthgen sample --rebalance: COLUMN=VALUE:SHARE.")] = None,
     seed_rows: Annotated[Path | None, typer.Option(
-        "--seed-rows", help="As `synthgen sample --seed-rows`: a CSV of partial rows, sent "
+        "--seed-rows", help="As synthgen sample --seed-rows: a CSV of partial rows, sent "
         "with the job and deleted by the server when the job ends.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
