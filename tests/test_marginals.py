@@ -39,6 +39,9 @@ def test_projection_is_the_nearest_distribution() -> None:
     # the Euclidean projection shifts every positive cell by the same amount and zeroes the rest
     shift = y[:3] - p[:3]
     assert np.allclose(shift, shift[0]) and p[3] == 0
+    # mass short of 1: rescaled, and an empty cell stays empty (never lifted by the shift)
+    short = project_to_simplex(np.array([0.5, 0.2, 0.0, -0.05]))
+    assert short.sum() == pytest.approx(1.0) and short[2] == 0 and short[3] == 0
 
 
 def test_noise_of_each_release_matches_its_ledger_entry() -> None:

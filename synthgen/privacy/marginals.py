@@ -72,7 +72,14 @@ class MarginalRelease:
 
 
 def project_to_simplex(y: np.ndarray) -> np.ndarray:
-    """The Euclidean projection of ``y`` onto {p >= 0, sum p = 1} (Duchi et al. 2008)."""
+    """The Euclidean projection of ``y`` onto {p >= 0, sum p = 1} (Duchi et al. 2008), when
+    that lowers every cell; when ``y``'s positive mass is short of 1 the projection would lift
+    every cell, empty ones too, by the same amount, so the positive part is rescaled instead
+    (a cell at or below zero stays empty: what makes a bin or category never generated)."""
+    positive = np.clip(y, 0.0, None)
+    if positive.sum() <= 1.0:
+        total = positive.sum()
+        return positive / total if total > 0 else np.full(len(y), 1.0 / len(y))
     u = np.sort(y)[::-1]
     css = np.cumsum(u) - 1.0
     k = np.arange(1, len(u) + 1)
