@@ -9,6 +9,7 @@ import pandas as pd
 
 from synthgen.errors import InputError, SchemaError
 from synthgen.io import check_table, detect_format, read_csv_bytes, read_parquet_bytes
+from synthgen.privacy.domains import check_declared
 from synthgen.schema import TableSchema, infer_schema, parse_schema
 
 # Text that a spreadsheet would run as a formula (OWASP "CSV injection"); numbers such as -3 or
@@ -60,6 +61,7 @@ def inspect_upload(raw: bytes, name: str, schema_text: str | None) -> dict[str, 
             code="formula-cells")
     declared = parse_public_schema(schema_text)
     schema = infer_schema(df, declared)
+    check_declared(df, schema)  # the table must fit its declared schema (422, nothing stored)
     return {
         "format": fmt,
         "rows": len(df),
