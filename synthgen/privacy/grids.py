@@ -160,7 +160,7 @@ def number_bins(
     for key in np.flatnonzero(points):
         v = float(INT_LO + key)
         pieces.append((v, v, max(float(noisy[key]), 0.0), int(key)))
-    if not pieces:  # only octaves below 1 were kept for a whole-number column: noise
+    if fallback and not pieces:  # only octaves below 1 kept for a whole-number column: noise
         pieces = [(0.0, 0.0, 1.0, 0)]
     pieces.sort(key=lambda piece: (piece[0], piece[1]))
     bins = [(a, b) for a, b, _, _ in pieces]
