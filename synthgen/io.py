@@ -11,6 +11,7 @@ import csv
 import io
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,6 +278,32 @@ class _Retype(Exception):
         self.columns = columns
 
 
+def _raw_header(source: BinaryIO) -> list[str]:
+    """The header's cells as written (pandas renames a repeated name ``a`` to ``a.1`` and an
+    empty cell to ``Unnamed: N``, so duplicates are only visible here)."""
+    source.seek(0)
+    head = b""
+    while True:
+        block = source.read(65536)
+        head += block
+        end = _record_end(head, last=False)
+        if end >= 0 or not block:
+            break
+    line = head[:end] if end >= 0 else head
+    text = line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    return next(csv.reader([text]), [])
+
+
+def _refuse_duplicate_names(header: list[str], name: str) -> None:
+    repeated = sorted(n for n, times in Counter(header).items() if times > 1 and n.strip())
+    if repeated:
+        raise InputError(
+            f"{name} has duplicate column names: {', '.join(map(repr, repeated))}; give every "
+            "column its own name in the header row",
+            code="duplicate-columns",
+        )
+
+
 def read_csv(source: BinaryIO, name: str = "the file", *,
              chunk_bytes: int = CHUNK_BYTES, limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
     """A DataFrame from a binary CSV stream (header row; empty cells are missing values).
@@ -290,7 +317,9 @@ def read_csv(source: BinaryIO, name: str = "the file", *,
     text: list[str] = []
     for _ in range(2):  # the second pass reads the disagreeing columns as text
         try:
-            return _parse_csv(source, chunk_bytes, text, limits, name)
+            df = _parse_csv(source, chunk_bytes, text, limits, name)
+            _refuse_duplicate_names(_raw_header(source), name)
+            return df
         except _Retype as retype:
             text = retype.columns
         except UnicodeDecodeError as exc:
@@ -405,11 +434,36 @@ def check_table(df: pd.DataFrame, name: str = "the table", *,
             code="too-few-rows",
         )
     names = [str(c) for c in df.columns]
-    if any(not n.strip() or n.startswith("Unnamed: ") for n in names):
-        raise InputError(f"{name} has a column without a name; give every column a header",
-                         code="malformed-csv")
+    _refuse_duplicate_names(names, name)
+    if _unnamed(names[0]) and len(names) > 1:
+        # DataFrame.to_csv() writes the index as a first column with an empty header cell
+        # (read back as "Unnamed: 0"): an index, not data. Decided from the header alone.
+        df = df.iloc[:, 1:]
+        names = names[1:]
+        warning = (f"the first column of {name} has no name: read as a row index "
+                   "(as pandas writes one) and dropped, never learned")
+        df.attrs["warnings"] = [*df.attrs.get("warnings", []), warning]
+    unnamed = [i + 1 for i, n in enumerate(names) if _unnamed(n)]
+    if unnamed:
+        raise InputError(
+            f"{name} has column(s) without a name at position(s) "
+            f"{', '.join(map(str, unnamed))} (after any index column); give every column a "
+            "header", code="malformed-csv")
     df.columns = names
     return df
+
+
+_UNNAMED = re.compile(r"^Unnamed: \d+(\.\d+)?$")
+
+
+def _unnamed(name: str) -> bool:
+    """An empty header cell, or the name pandas gives one ("Unnamed: 3")."""
+    return not name.strip() or bool(_UNNAMED.match(name))
+
+
+def read_warnings(df: pd.DataFrame) -> list[str]:
+    """What reading and checking ``df`` warned about (an index column dropped)."""
+    return list(df.attrs.get("warnings", []))
 
 
 def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:

@@ -4,10 +4,11 @@ A :class:`TableSchema` says, for every column, what kind of values it holds and 
 about its domain are *public* (declared by the user, so they cost no privacy budget). Facts that
 are not declared are estimated later by DP mechanisms (see :mod:`synthgen.privacy.mechanisms`).
 
-Kind inference looks at the dtype the reader produced and at the column's *format* (whether every
-value parses as an ISO date, whether a float column only holds whole numbers), the same kind of
-check a CSV reader makes to pick a dtype. The format of a column is treated as public structure,
-like its name; pass a schema file to declare kinds instead.
+A column the schema does not declare gets the kind ``auto``: its kind (boolean, integer,
+continuous, datetime, categorical, a number with codes), its nullability and its output dtype are
+then decided from its DP histogram (:mod:`synthgen.privacy.domains`), never from the dtype a reader
+guessed from the raw cells. Only names are read to infer anything here (identifier-like names are
+dropped). :func:`infer_kind` is the non-private, dtype-based guess the owner-only evaluation uses.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ColumnKind(StrEnum):
     BOOLEAN = "boolean"
     DATETIME = "datetime"
     DROP = "drop"  # identifiers and free text: never learned, left out of the output
+    AUTO = "auto"  # undeclared: the kind is decided from the column's DP histogram
 
 
 NUMERIC_KINDS = frozenset({ColumnKind.CONTINUOUS, ColumnKind.INTEGER, ColumnKind.DATETIME})
@@ -56,7 +58,20 @@ class ColumnSpec(BaseModel):
     name: str
     kind: ColumnKind
     categories: list[str] | None = Field(
-        default=None, description="Public category list (categorical): costs no budget."
+        default=None, description="Public category list (categorical): costs no budget. Numbers "
+        "are matched by the cell's text (1 and \"1\" both match a cell 1, or 1.0)."
+    )
+    other: bool = Field(
+        default=False, description="Categorical with a list: values outside it go to an 'Other' "
+        "bucket. Without it, such a value is an error."
+    )
+    nullable: bool | None = Field(
+        default=False, description="May the column hold empty cells? A declared column holds "
+        "none unless it says so (an empty cell is then an error); null lets a DP count decide."
+    )
+    codes: list[str] | None = Field(
+        default=None, description="Integer/continuous: the public list of non-numeric codes "
+        "the column may hold (a number with codes, such as N or -)."
     )
     lower: float | None = Field(default=None, description="Public lower bound (numeric kinds).")
     upper: float | None = Field(default=None, description="Public upper bound (numeric kinds).")
@@ -77,8 +92,21 @@ class ColumnSpec(BaseModel):
             return float(stamp.value) / 1e9
         return value
 
+    @field_validator("categories", "codes", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        """Codes are often written as JSON numbers: they stand for the cell's text."""
+        if isinstance(value, list):
+            return [v if isinstance(v, str) else cell_text(v) for v in value]
+        return value
+
     @model_validator(mode="after")
     def _check_domain(self) -> ColumnSpec:
+        if self.other and self.categories is None:
+            raise ValueError(f"column {self.name!r}: 'other' needs a category list")
+        if self.codes is not None and self.kind not in (ColumnKind.INTEGER,
+                                                         ColumnKind.CONTINUOUS):
+            raise ValueError(f"column {self.name!r}: codes only apply to integer or continuous")
         if self.categories is not None:
             if self.kind is not ColumnKind.CATEGORICAL:
                 raise ValueError(f"column {self.name!r}: categories only apply to categorical")
@@ -101,7 +129,7 @@ class ColumnSpec(BaseModel):
             return True
         if self.kind in NUMERIC_KINDS:
             return self.lower is not None
-        return True
+        return self.kind is not ColumnKind.AUTO
 
 
 class TableSchema(BaseModel):
@@ -155,8 +183,24 @@ def _all_parse_as_datetime(values: pd.Series) -> bool:
     return bool(parsed.notna().all())
 
 
+def cell_text(value: Any) -> str:
+    """A cell's text as a CSV holds it, whatever type the reader gave it: whole numbers without
+    a decimal part (pandas writes an integer column with missing values as 1.0, 2.0)."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if number.is_integer() and abs(number) < 2**63:
+            return str(int(number))
+        return repr(number)
+    return str(value)
+
+
 def infer_kind(name: str, values: pd.Series) -> ColumnKind:
-    """The kind of a column, from its dtype and format (see the module docstring)."""
+    """The kind a column's dtype and format suggest. NOT PRIVATE (it reads every cell): only the
+    owner-only evaluation uses it; fitting decides kinds from DP histograms instead."""
     if _looks_like_identifier(name):
         return ColumnKind.DROP
     dtype = values.dtype
@@ -177,23 +221,24 @@ def infer_kind(name: str, values: pd.Series) -> ColumnKind:
     return ColumnKind.CATEGORICAL
 
 
-def output_dtype(kind: ColumnKind, values: pd.Series) -> str:
-    """The dtype the synthetic column gets, so output and input have the same dtypes."""
+def output_dtype(kind: ColumnKind, nullable: bool, codes: bool = False) -> str:
+    """The dtype of a synthetic column: from its released kind and nullability only (never
+    from the dtype a reader chose). A number with codes is text (numbers and codes)."""
+    if codes or kind is ColumnKind.CATEGORICAL:
+        return "object"
     if kind is ColumnKind.INTEGER:
-        if pd.api.types.is_integer_dtype(values.dtype):
-            return str(values.dtype)
-        return "Int64"  # whole numbers with missing values
-    if kind is ColumnKind.CONTINUOUS:
-        return "float64"
+        return "Int64" if nullable else "int64"
     if kind is ColumnKind.BOOLEAN:
-        return "bool" if pd.api.types.is_bool_dtype(values.dtype) else "boolean"
+        return "boolean" if nullable else "bool"
     if kind is ColumnKind.DATETIME:
         return "datetime64[ns]"
-    return "object"
+    return "float64"
 
 
 def infer_schema(df: pd.DataFrame, declared: TableSchema | None = None) -> TableSchema:
-    """Complete a (possibly partial) declared schema with inferred kinds for the other columns."""
+    """The public schema of ``df``: the declared columns, and for the others ``drop`` (an
+    identifier-like name) or ``auto`` (kind and nullability decided by DP). Reads only the
+    column names."""
     declared_by_name = {c.name: c for c in declared.columns} if declared else {}
     unknown = set(declared_by_name) - set(map(str, df.columns))
     if unknown:
@@ -204,13 +249,10 @@ def infer_schema(df: pd.DataFrame, declared: TableSchema | None = None) -> Table
     columns: list[ColumnSpec] = []
     for raw_name in df.columns:
         name = str(raw_name)
-        values = df[raw_name]
         spec = declared_by_name.get(name)
         if spec is None:
-            kind = infer_kind(name, values)
-            spec = ColumnSpec(name=name, kind=kind)
-        if spec.dtype is None:
-            spec = spec.model_copy(update={"dtype": output_dtype(spec.kind, values)})
+            kind = ColumnKind.DROP if _looks_like_identifier(name) else ColumnKind.AUTO
+            spec = ColumnSpec(name=name, kind=kind, nullable=None)
         columns.append(spec)
     return TableSchema(columns=columns)
 
@@ -240,9 +282,9 @@ def _from_sdv_columns(columns: dict[str, dict[str, Any]]) -> TableSchema:
         else:
             # SDV's PII sdtypes (email, phone_number, ...) are identifiers for us: dropped.
             kind = _SDV_KINDS.get(sdtype, ColumnKind.DROP)
-        specs.append(
-            ColumnSpec(name=name, kind=kind, datetime_format=meta.get("datetime_format"))
-        )
+        # SDV's metadata says nothing about missing values: a DP count decides
+        specs.append(ColumnSpec(name=name, kind=kind, nullable=None,
+                                datetime_format=meta.get("datetime_format")))
     return TableSchema(columns=specs)
 
 

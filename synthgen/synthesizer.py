@@ -18,7 +18,7 @@ import torch
 
 from synthgen._version import __version__
 from synthgen.errors import ArtifactError, BudgetError, SynthgenWarning
-from synthgen.io import check_table
+from synthgen.io import check_table, read_warnings
 from synthgen.models.conditional_sampling import SamplingPlan, generate_rows
 from synthgen.models.conditions import ConditionsSpec, RebalanceSpec, facts_of
 from synthgen.models.conditions import check as check_conditions
@@ -42,7 +42,7 @@ from synthgen.privacy import (
     epsilon_of,
 )
 from synthgen.privacy.accountant import gaussian_epsilon
-from synthgen.privacy.budget import marginal_multipliers, marginal_share
+from synthgen.privacy.budget import domain_share, marginal_multipliers, marginal_share
 from synthgen.privacy.domains import ColumnDomain, estimate_domains
 from synthgen.privacy.marginals import Marginal, MarginalRelease, measure_marginals
 from synthgen.schema import ColumnKind, TableSchema, infer_schema
@@ -78,7 +78,7 @@ class Synthesizer:
         device: str = "auto",
         seed: int | None = None,
         accountant: str = "prv",
-        preprocessing_share: float = 0.1,
+        preprocessing_share: float | None = None,
         marginal_share: float | None = None,
         config: TrainingConfig | None = None,
     ) -> None:
@@ -134,8 +134,11 @@ class Synthesizer:
         else:
             schema = infer_schema(df, self.schema)
             delta = self.delta if self.delta is not None else default_delta()
-            plan = BudgetPlan(self.epsilon, delta, self.preprocessing_share,
-                              marginal_share=self.marginal_share)
+            share = self.preprocessing_share
+            if share is None:  # adapts to the table's size and width (privacy/budget.py)
+                # NOTE: reads the exact row count (not DP) before the DP row count exists
+                share = domain_share(self.epsilon, delta, len(df), len(schema.learned))
+            plan = BudgetPlan(self.epsilon, delta, share, marginal_share=self.marginal_share)
             self.ledger = PrivacyLedger(self.epsilon, delta, self.accountant,
                                         accountant_delta=plan.accountant_delta)
             rng = np.random.default_rng(self.seed)
@@ -143,7 +146,8 @@ class Synthesizer:
             if estimate.entry is not None:
                 self.ledger.record(estimate.entry)
             self.domains = estimate.domains
-            self.info = {"warnings": estimate.warnings,
+            self.info = {"warnings": [*read_warnings(df), *estimate.warnings],
+                         "preprocessing_share": share,
                          "rows_estimate": max(estimate.rows_estimate, 1.0)}
             if self.delta is None and estimate.rows_estimate * delta > 0.1:
                 self.info["warnings"].append(
@@ -273,8 +277,9 @@ class Synthesizer:
         learned = self.encoder.learned
         rows_estimate = float(self.info["rows_estimate"])
         share = plan.marginal_share
-        if share is None:
-            share = marginal_share(rows_estimate, len(learned))
+        if share is None:  # leave DP-SGD at least a tenth beside an adapted domain share
+            share = min(marginal_share(rows_estimate, len(learned)),
+                        max(0.0, 0.9 - plan.preprocessing_share))
         if share <= 0:
             return MarginalRelease()
         multipliers = marginal_multipliers(plan, share, self.ledger.accountant_delta)

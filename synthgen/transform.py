@@ -4,9 +4,11 @@ The encoder is built from :class:`~synthgen.privacy.domains.ColumnDomain` object
 outputs or public facts); it never fits anything to the raw table. Per learned column:
 
 - discrete (categorical, boolean): a one-hot span over [released values..., other?, null];
-- numeric (integer, continuous, datetime): a one-hot span over [bins..., null] and one scalar in
-  [-1, 1], the position inside the bin (in sign-log space for octave bins). This plays the role of
-  CTGAN's mode-specific normalisation, with bins from a DP histogram instead of a GMM fit.
+- numeric (integer, continuous, datetime): a one-hot span over [bins..., codes..., null] and one
+  scalar in [-1, 1], the position inside the bin (in sign-log space for octave bins). This plays
+  the role of CTGAN's mode-specific normalisation, with bins from a DP histogram instead of a GMM
+  fit. A zero-width bin is a point (an integer code); a number with codes (N, -, ...) has a slot
+  per released code and decodes to text, numbers and codes as the file wrote them.
 
 Everything is vectorised over rows (numpy / pandas), one pass per column.
 """
@@ -20,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthgen.privacy.domains import ColumnDomain, label_codes, numeric_values, other_label
+from synthgen.privacy.cells import label_codes, match_key, numeric_values
+from synthgen.privacy.domains import ColumnDomain, other_label
 from synthgen.schema import ColumnKind
 
 
@@ -67,6 +70,19 @@ def _seconds_to_datetime64(x: np.ndarray, null: np.ndarray) -> np.ndarray:
 
 def _nullable(dtype: str) -> bool:
     return not dtype.startswith(("int", "uint", "bool"))
+
+
+def _may_be_null(d: ColumnDomain) -> bool:
+    """Whether the null slot may be emitted: the domain's DP or declared decision (models saved
+    before it existed: whether the dtype can hold nulls)."""
+    return d.nullable if d.nullable is not None else _nullable(d.dtype)
+
+
+def _matching(labels: np.ndarray, targets: list[Any]) -> np.ndarray:
+    """Index of each label in ``targets`` (-1: none), matched on the cell's text (1, "1" and
+    1.0 are one label)."""
+    index = pd.Index([match_key(t) for t in targets], dtype=object)
+    return index.get_indexer(pd.Index([match_key(v) for v in labels], dtype=object))
 
 
 @dataclass(frozen=True)
@@ -117,7 +133,7 @@ class TableEncoder:
     def _slots(d: ColumnDomain) -> int:
         if d.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
             return len(d.categories) + int(d.has_other) + 1
-        return len(d.bins) + 1
+        return len(d.bins) + len(d.codes) + 1
 
     # ------------------------------------------------------------------------- encode
 
@@ -161,8 +177,8 @@ class TableEncoder:
         # Look each distinct label's slot up once, then gather per row (no per-row hashing
         # beyond the one factorisation in label_codes).
         codes, labels = label_codes(values, d.kind)
-        slot_of_label = pd.Index(d.categories, dtype=object).get_indexer(labels)
-        other = len(d.categories)  # unreleased values fold into "other"
+        slot_of_label = _matching(labels, d.categories)
+        other = len(d.categories)  # unreleased values fold into "other" (or the null slot)
         slot_of_label[slot_of_label < 0] = other
         null_slot = len(d.categories) + int(d.has_other)
         return np.append(slot_of_label, null_slot)[codes]  # code -1 (null) picks the null slot
@@ -174,6 +190,15 @@ class TableEncoder:
         x = np.nan_to_num(x)
         grid = BinGrid.of(d)
         idx = np.clip(np.searchsorted(grid.lo, x, side="right") - 1, 0, len(grid.lo) - 1)
+        if grid.point.any():  # a point (an integer code) takes its exact value only
+            points = np.flatnonzero(grid.point)
+            at = np.clip(np.searchsorted(grid.lo[points], x), 0, len(points) - 1)
+            exact = grid.lo[points][at] == x
+            idx = np.where(exact, points[at], idx)
+            stray = ~exact & grid.point[idx] & (grid.lo[idx] != x)
+            if stray.any():  # past a point inside an interval: back to that interval
+                before = np.maximum.accumulate(np.where(grid.point, -1, np.arange(len(grid.lo))))
+                idx = np.where(stray & (before[idx] >= 0), before[idx], idx)
         if grid.whole:  # a whole number v stands for [v, v + 1): decoding floors
             x = x + 0.5
         tx = _slog(x) if d.log_scale else x
@@ -181,16 +206,21 @@ class TableEncoder:
             inside = (tx - grid.tlo[idx]) / grid.safe_width[idx]
         u = np.where(grid.point[idx], 0.5, inside)
         offset = np.clip(u, 0.0, 1.0) * 2 - 1
-        slot = np.where(null, len(d.bins), idx)
+        slot = np.where(null, len(d.bins) + len(d.codes), idx)
+        if d.codes:  # cells that are not numbers: a released code, else null
+            codes, labels = label_codes(values, ColumnKind.CATEGORICAL)
+            code = np.append(_matching(labels, d.codes), -1)[codes]
+            is_code = null & (code >= 0)
+            slot = np.where(is_code, len(d.bins) + code, slot)
         return slot, np.where(null, 0.0, offset).astype(np.float32)
 
     # ------------------------------------------------------------------------- decode
 
     @property
     def nullable(self) -> list[bool]:
-        """Per one-hot span: may its last (null) slot be emitted? Not when the input's dtype
-        had no room for nulls (int64, bool)."""
-        return [_nullable(d.dtype) for d in self.learned]
+        """Per one-hot span: may its last (null) slot be emitted? As the DP null count (or the
+        schema) decided."""
+        return [_may_be_null(d) for d in self.learned]
 
     @property
     def scalar_columns(self) -> list[int]:
@@ -232,7 +262,7 @@ class TableEncoder:
                 null = slot < 0
                 if scalar is None:
                     return self._discrete_column(d, slot, null)
-                return self._numeric_column(d, scalar, null)
+                return self._numeric_column(d, scalar, null, slot)
             if scalar is None:
                 return self._decode_discrete(d, slot)
             return self._decode_numeric(d, slot, scalar)
@@ -265,7 +295,7 @@ class TableEncoder:
         """A discrete column from its codes: slots, -1 where ``null`` (booleans: the slots)."""
         if d.kind is ColumnKind.BOOLEAN:  # slots: False, True, null
             if _nullable(d.dtype):
-                return pd.arrays.BooleanArray(codes == 1, null)
+                return pd.arrays.BooleanArray(codes == 1, null.copy())
             return codes == 1
         labels = [*d.categories, *([other_label(d.categories)] if d.has_other else [])]
         if d.dtype in ("object", "str", "string"):
@@ -278,7 +308,7 @@ class TableEncoder:
 
     @staticmethod
     def _decode_numeric(d: ColumnDomain, slot: np.ndarray, scalar: np.ndarray) -> Any:
-        null = slot == len(d.bins)
+        null = slot == len(d.bins) + len(d.codes)
         idx = np.minimum(slot, len(d.bins) - 1)
         grid = BinGrid.of(d)
         # In place where possible: every fresh 1 M-row float64 array is 8 MB of memory to
@@ -298,12 +328,17 @@ class TableEncoder:
         elif d.kind is ColumnKind.INTEGER:
             np.round(x, out=x)
         x[null] = np.nan
-        return TableEncoder._numeric_column(d, x, null)
+        return TableEncoder._numeric_column(d, x, null, slot)
 
     @staticmethod
-    def _numeric_column(d: ColumnDomain, x: np.ndarray, null: np.ndarray) -> Any:
-        """A numeric column from its float64 values (NaN where ``null``)."""
+    def _numeric_column(d: ColumnDomain, x: np.ndarray, null: np.ndarray,
+                        slot: np.ndarray | None = None) -> Any:
+        """A numeric column from its float64 values (NaN where ``null``); with codes, text."""
+        if d.codes and slot is not None:
+            return TableEncoder._coded_column(d, x, null, slot)
         if d.kind is ColumnKind.DATETIME:
+            # the released date format: whole days, else whole seconds
+            x = np.round(x / 86400.0) * 86400.0 if d.whole_days else np.round(x)
             stamps = pd.Series(_seconds_to_datetime64(x, null))
             return stamps.astype(d.dtype) if d.dtype.startswith("datetime64") else stamps
         if d.kind is ColumnKind.INTEGER:
@@ -313,6 +348,24 @@ class TableEncoder:
                 return pd.array(pd.array(x, dtype="Float64"), dtype=d.dtype)
             return x.astype(d.dtype)
         return x
+
+    @staticmethod
+    def _coded_column(d: ColumnDomain, x: np.ndarray, null: np.ndarray,
+                      slot: np.ndarray) -> np.ndarray:
+        """A number with codes as text: the numbers as a CSV writes them, the codes as
+        released; None where null."""
+        out = _number_text(d, x)
+        code = slot.astype(np.int64) - len(d.bins)
+        is_code = (code >= 0) & (code < len(d.codes)) & ~null
+        out[is_code] = np.asarray(d.codes, dtype=object)[code[is_code]]
+        out[null] = None
+        return out
+
+
+def _number_text(d: ColumnDomain, x: np.ndarray) -> np.ndarray:
+    if d.kind is ColumnKind.INTEGER:
+        return np.nan_to_num(x).astype(np.int64).astype(str).astype(object)
+    return pd.Series(x).astype(str).to_numpy(dtype=object)
 
 
 @dataclass(frozen=True)

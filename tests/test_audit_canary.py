@@ -59,10 +59,12 @@ def attack(synth: Any) -> tuple[dict[str, Any], pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def private() -> tuple[dict[str, Any], pd.DataFrame]:
-    public = TableSchema(columns=[  # the ordinary labels are public; canary labels are not
-        ColumnSpec(name="city", kind="categorical", categories=CITIES),
-        ColumnSpec(name="job", kind="categorical", categories=JOBS),
-        ColumnSpec(name="y", kind="categorical", categories=["yes", "no"]),
+    # the ordinary labels are public; canary labels are not (they may only reach "Other")
+    public = TableSchema(columns=[
+        ColumnSpec(name="city", kind="categorical", categories=CITIES, other=True, nullable=None),
+        ColumnSpec(name="job", kind="categorical", categories=JOBS, other=True, nullable=None),
+        ColumnSpec(name="y", kind="categorical", categories=["yes", "no"], other=True,
+                   nullable=None),
     ])
     return attack(Synthesizer(1.0, schema=public, epochs=3, seed=0, accountant="rdp"))
 

@@ -25,7 +25,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     src, schema = folder / "people.csv", folder / "schema.json"
     make_people(500, 0).to_csv(src, index=False)
     schema.write_text(json.dumps({"columns": [
-        {"name": "city", "kind": "categorical", "categories": ["Lyon", "Paris", "Nice", "Lille"]},
+        {"name": "city", "kind": "categorical", "categories": ["Lyon", "Paris", "Nice", "Lille"],
+         "nullable": True},
     ]}))
     return src, schema
 

@@ -46,7 +46,7 @@ def fitted_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     table = make_people(600, 0)
     plan = plan_evaluation(table, holdout_share=0.2, audit=True, target="member", seed=0)
     schema = TableSchema(columns=[ColumnSpec(name="city", kind="categorical",
-                                             categories=CITIES)])
+                                             categories=CITIES, nullable=True)])
     with one_torch_thread():
         synth = Synthesizer(1.0, schema=schema, epochs=2, seed=0)
         synth.fit(plan.training_table(table))

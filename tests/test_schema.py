@@ -73,8 +73,8 @@ def test_public_schema_facts_are_used_and_cost_no_threshold(
 ) -> None:
     path = tmp_path / "schema.json"
     path.write_text(json.dumps({"columns": [
-        {"name": "city", "kind": "categorical", "categories": ["Lyon", "Paris", "Nice", "Lille",
-                                                                "Rennes"]},
+        {"name": "city", "kind": "categorical", "nullable": True,
+         "categories": ["Lyon", "Paris", "Nice", "Lille", "Rennes"]},
         {"name": "age", "kind": "integer", "lower": 18, "upper": 90},
         {"name": "joined", "kind": "datetime", "lower": "2015-01-01", "upper": "2023-12-31"},
     ]}))

@@ -17,15 +17,21 @@ def _encoder(df: pd.DataFrame) -> TableEncoder:
     return TableEncoder(est.domains)
 
 
-def test_kinds_are_inferred_from_dtypes_and_formats(people: pd.DataFrame) -> None:
-    df = people.assign(joined=people["joined"].dt.strftime("%Y-%m-%d"), user_id=range(len(people)))
-    kinds = {c.name: c.kind for c in infer_schema(df).columns}
-    assert kinds == {
+def test_kinds_are_released_from_dp_counts_not_dtypes(people: pd.DataFrame) -> None:
+    df = pd.concat([people] * 8, ignore_index=True)
+    df = df.assign(joined=df["joined"].dt.strftime("%Y-%m-%d"), user_id=range(len(df)))
+    schema = infer_schema(df)  # reads names only: identifiers dropped, the rest auto
+    assert {c.name: c.kind for c in schema.columns} == {
+        **dict.fromkeys(people.columns, ColumnKind.AUTO), "user_id": ColumnKind.DROP}
+    est = estimate_domains(df, schema, BudgetPlan(5.0, 1e-6, 0.5), np.random.default_rng(0))
+    assert {d.name: d.kind for d in est.domains} == {
         "age": ColumnKind.INTEGER, "income": ColumnKind.CONTINUOUS,
         "city": ColumnKind.CATEGORICAL, "member": ColumnKind.BOOLEAN,
         "joined": ColumnKind.DATETIME, "children": ColumnKind.INTEGER,
         "user_id": ColumnKind.DROP,
     }
+    assert est.entry is not None
+    assert est.entry.params["decided_by_counts"]["joined"] == ["kind", "nullable", "time_of_day"]
 
 
 def test_round_trip_of_every_kind_with_missing_values(people: pd.DataFrame) -> None:
@@ -43,7 +49,10 @@ def test_round_trip_of_every_kind_with_missing_values(people: pd.DataFrame) -> N
     np.testing.assert_allclose(back["income"].to_numpy(), income, rtol=1e-4, equal_nan=True)
     assert back["children"].dtype == "Int64"
     assert (back["children"].isna() == df["children"].isna()).all()
-    assert (back["children"].dropna().to_numpy() == df["children"].dropna().to_numpy()).all()
+    # counts are points (exact); the rare 5s and 6s (16 of 3,832) release no key of their own
+    # and clamp to the largest released count
+    same = back["children"].dropna().to_numpy() == df["children"].dropna().to_numpy()
+    assert same.mean() > 0.99
     assert (back["joined"] - df["joined"]).abs().max() < pd.Timedelta(seconds=60)
 
 

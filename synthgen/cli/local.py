@@ -54,8 +54,9 @@ def run(
     batch_size: Annotated[int | None, typer.Option(help="Expected real rows per step (default "
                                                    "n/8, at most 16,384).")] = None,
     accountant: Annotated[str, typer.Option(help="prv (tight, default) or rdp.")] = "prv",
-    preprocessing_share: Annotated[float, typer.Option(help="Share of epsilon for the schema "
-                                                       "histograms.")] = 0.1,
+    preprocessing_share: Annotated[float | None, typer.Option(
+        help="Share of epsilon for the domain histograms (default: adapts to the table's size "
+             "and width, 0.1 to 0.5; see README).")] = None,
     save_model: Annotated[Path | None,
                           typer.Option(help="Also save the model here (.zip).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

@@ -26,7 +26,7 @@ from synthgen._version import __version__
 from synthgen.io import check_table
 from synthgen.models.trainer import GANTrainer
 from synthgen.privacy.domains import ColumnDomain, category_labels, numeric_values
-from synthgen.schema import ColumnKind, ColumnSpec, infer_schema
+from synthgen.schema import ColumnKind, ColumnSpec, infer_kind, infer_schema, output_dtype
 from synthgen.synthesizer import Synthesizer, resolve_device
 from synthgen.transform import TableEncoder
 
@@ -41,7 +41,9 @@ _EXACT_BINS = 32
 
 def exact_domain(spec: ColumnSpec, values: pd.Series) -> ColumnDomain:
     """A column's domain measured without noise (what the DP mechanisms estimate privately)."""
-    dtype = spec.dtype or "object"
+    if spec.kind is ColumnKind.AUTO:  # not private: the kind a dtype suggests
+        spec = spec.model_copy(update={"kind": infer_kind(spec.name, values)})
+    dtype = spec.dtype or output_dtype(spec.kind, bool(values.isna().any()))
     if spec.kind is ColumnKind.DROP:
         return ColumnDomain(spec.name, ColumnKind.DROP, "object", "dropped", note="dropped")
     if spec.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):

@@ -26,8 +26,8 @@ class DeviceDecoder:
         learned = encoder.learned
         numeric = [k for k, d in enumerate(learned)
                    if d.kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)]
-        null_slot = [len(d.categories) + int(d.has_other) if k not in numeric else len(d.bins)
-                     for k, d in enumerate(learned)]
+        null_slot = [len(d.categories) + int(d.has_other) if k not in numeric
+                     else len(d.bins) + len(d.codes) for k, d in enumerate(learned)]
         self.null_slot = torch.tensor(null_slot, dtype=torch.int32, device=device)
         self.numeric = torch.tensor(numeric, dtype=torch.long, device=device)
         # per numeric column, its bins' (start, width) in the interpolation space, flattened
@@ -40,11 +40,12 @@ class DeviceDecoder:
                                 dtype=f64, device=device)
         self.width = torch.tensor(np.concatenate([g.width for g in grids]) if grids else [],
                                   dtype=f64, device=device)
-        self.log_scale = torch.tensor([learned[k].log_scale for k in numeric], device=device)
+        self.log_scale = torch.tensor([learned[k].log_scale for k in numeric], dtype=torch.bool,
+                                      device=device)
         self.integer = torch.tensor([learned[k].kind is ColumnKind.INTEGER for k in numeric],
-                                    device=device)
+                                    dtype=torch.bool, device=device)
         # whole-number bins floor into their own values (see BinGrid.whole); others round
-        self.whole = torch.tensor([g.whole for g in grids], device=device)
+        self.whole = torch.tensor([g.whole for g in grids], dtype=torch.bool, device=device)
         first = [g.first if g.first is not None else np.full(len(g.tlo), -np.inf) for g in grids]
         last = [g.last if g.last is not None else np.full(len(g.tlo), np.inf) for g in grids]
         self.first = torch.tensor(np.concatenate(first) if grids else [], dtype=f64,

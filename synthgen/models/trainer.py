@@ -210,8 +210,7 @@ class GANTrainer:
         # matrix for all spans, and the DP frequency of each group.
         blocks, targets = [], []
         for span, domain in zip(encoder.discrete_spans, encoder.learned, strict=True):
-            slot_groups = [*domain.bin_groups, -1] if domain.bin_groups else list(
-                range(span.width))
+            slot_groups = domain.slot_groups or list(range(span.width))
             _, group_of = np.unique(slot_groups, return_inverse=True)
             onehot = torch.zeros(span.width, int(group_of.max()) + 1)
             onehot[torch.arange(span.width), torch.from_numpy(group_of)] = 1.0

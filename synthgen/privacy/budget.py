@@ -100,3 +100,37 @@ def marginal_multipliers(
     rest = 1.0 / joint**2 - 1.0 / domain**2
     one_way, select, two_way = (1.0 / math.sqrt(part * rest) for part in plan.marginal_split)
     return one_way, select, two_way
+
+
+# The domain histograms' share of epsilon adapts to the table: the smallest share in
+# [MIN_DOMAIN_SHARE, MAX_DOMAIN_SHARE] (in steps of 0.05) at which a value held by
+# RELEASED_VALUE_SHARE of the rows clears the release threshold. A large table stays at 10 %
+# (Adult: a value needs ~800 of 32,561 rows); a small or wide one spends up to half on its
+# domains, since a GAN trained on a few thousand rows learns little that the marginals would not
+# give, while a column whose values are not released is lost.
+MIN_DOMAIN_SHARE = 0.1
+MAX_DOMAIN_SHARE = 0.5
+RELEASED_VALUE_SHARE = 0.1
+
+
+def rows_per_value(epsilon: float, delta: float, columns: int, share: float,
+                   threshold_delta_share: float = 0.1) -> float:
+    """Rows a discovered value needs to clear the release threshold with ``share`` of
+    ``epsilon`` on the domain histograms of ``columns`` learned columns."""
+    from synthgen.privacy.mechanisms import partition_threshold
+
+    columns = max(columns, 1)
+    threshold_delta = delta * threshold_delta_share
+    sigma = gaussian_noise_multiplier(epsilon * share, delta - threshold_delta) * math.sqrt(
+        columns)
+    return partition_threshold(sigma, threshold_delta, columns)
+
+
+def domain_share(epsilon: float, delta: float, rows: int, columns: int) -> float:
+    """The share of epsilon for the domain histograms (see the rule above)."""
+    share = MIN_DOMAIN_SHARE
+    while share < MAX_DOMAIN_SHARE and (
+        rows_per_value(epsilon, delta, columns, share) > RELEASED_VALUE_SHARE * rows
+    ):
+        share = round(share + 0.05, 2)
+    return share

@@ -1,13 +1,23 @@
 """DP estimation of each column's domain: the only place the raw table is read before training.
 
-For every learned column one histogram is measured (see :mod:`synthgen.privacy.mechanisms`):
-- categorical without a public list: counts of the observed values; keys clear a noisy threshold
-  or are folded into "other"; the null key is public;
-- boolean, or categorical with a public list: counts over the public keys;
-- numeric (integer, continuous, datetime): counts over a *public* grid (octaves of |x| with an
-  exact-zero key, calendar years for datetimes, or 32 equal bins between public bounds).
-Everything after the noise is post-processing: which grid bins are significant, how they are split
-into encoding bins, and the frequencies the generator's conditional vectors are drawn from.
+Every learned column gets one histogram, and all of them are released together as one Gaussian
+mechanism (each row adds 1 to one key per column: L2 sensitivity sqrt(k)). A column's keys:
+
+- ``null``;
+- undeclared (``auto``) columns: ``false``/``true``; numbers on a public grid (one key per integer
+  in [INT_LO, INT_HI) for codes and counts, then octaves of |x|, integers and fractions apart);
+  dates by calendar year (whole days and times of day apart); and the observed texts (discovered:
+  each must clear the partition threshold). The kind (boolean, integer, continuous, datetime,
+  categorical, a number with codes), whether the column is nullable, its date format and its code
+  list are all read off these noisy counts;
+- declared columns: the keys of their kind only (a public category list, the number grid or 32
+  equal bins between public bounds, the years, a public code list). A cell that does not fit the
+  declaration (outside a closed category list, empty in a column not declared nullable) stops the
+  fit with a clear error before anything is released.
+
+Everything after the noise is post-processing: kinds, nullability, which grid keys are significant,
+how they are split into encoding bins, and the frequencies the generator's conditional vectors are
+drawn from.
 """
 
 from __future__ import annotations
@@ -18,13 +28,44 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
+from synthgen.errors import SchemaError
 from synthgen.privacy.accountant import gaussian_epsilon, gaussian_noise_multiplier
 from synthgen.privacy.budget import BudgetPlan
+from synthgen.privacy.cells import (
+    BOOLEAN,
+    DATE,
+    NULL,
+    NUMBER,
+    TEXT,
+    category_labels,
+    label_codes,
+    match_key,
+    numeric_values,
+    read_cells,
+)
+from synthgen.privacy.grids import (
+    FALSE_BIN_RATE,
+    INT_HI,
+    INT_LO,
+    MAX_NUMERIC_BINS,
+    OCTAVE_EDGES,
+    YEAR_EDGES,
+    NumberGrid,
+    date_grid,
+    number_bins,
+    number_grid,
+    significance_threshold,
+    window_mass,
+)
 from synthgen.privacy.ledger import LedgerEntry
 from synthgen.privacy.mechanisms import noisy_counts, partition_threshold
-from synthgen.schema import ColumnKind, ColumnSpec, TableSchema
+from synthgen.schema import ColumnKind, ColumnSpec, TableSchema, cell_text, output_dtype
+
+__all__ = [  # re-exported for callers
+    "FALSE_BIN_RATE", "MAX_NUMERIC_BINS", "OCTAVE_EDGES", "YEAR_EDGES", "category_labels",
+    "label_codes", "numeric_values",
+]
 
 OTHER_LABEL = "Other"
 
@@ -32,31 +73,19 @@ OTHER_LABEL = "Other"
 def other_label(categories: list[Any]) -> str:
     """The label of the fold-in bucket; not "Other" when that is a real category (Adult's race)."""
     return OTHER_LABEL if OTHER_LABEL not in categories else f"{OTHER_LABEL} (rare values)"
-# Post-processing: a numeric grid bin is kept when its noisy count clears a threshold set so that
-# a column gets a spurious (noise-only) bin with probability FALSE_BIN_RATE; a kept bin with no
-# kept neighbour must clear twice that (noise rarely lands next to real mass).
-FALSE_BIN_RATE = 0.01
+
+
 # A categorical column none of whose values clears the threshold is an identifier or free text
 # (or too small a table for its budget): it is dropped, decided from DP outputs only. One whose
 # "Other" holds more than this share of its values is kept, with a warning.
 OTHER_WARNING_SHARE = 0.2
-MAX_NUMERIC_BINS = 64
-# Encoding bins per measured octave (the DP 1-way marginal at this resolution is measured with
-# the other marginals, see privacy/marginals.py): the generator learns shapes inside an octave
-# from DP counts, not only from the discriminator.
-SUB_BINS = 8
-INTEGER_PIECES = 16
-
-_OCTAVES = 2.0 ** np.arange(-10, 64)
-OCTAVE_EDGES = np.concatenate([-_OCTAVES[::-1], _OCTAVES])  # public, data-independent
-_YEARS = np.arange(1678, 2263)
-YEAR_EDGES = (
-    pd.to_datetime([f"{y}-01-01" for y in _YEARS])
-    .to_numpy("datetime64[s]")
-    .astype(np.float64)
-)
-
-
+# An undeclared numeric column is continuous when over this share of its released numbers are
+# fractions (a handful of fractions in an integer column is noise's business, not the kind's).
+CONTINUOUS_SHARE = 0.05
+# An undeclared column with at most MAX_CODES released texts is a number with codes when its
+# released numbers have at least CODES_MASS_RATIO of the texts' mass (see _decide_kind).
+MAX_CODES = 8
+CODES_MASS_RATIO = 0.5
 @dataclass
 class ColumnDomain:
     """What the encoder knows about one column; every data-dependent field is a DP output."""
@@ -74,6 +103,21 @@ class ColumnDomain:
     log_scale: bool = False  # numeric: interpolate within a bin in sign-log space
     frequencies: list[float] = field(default_factory=list)  # over the encoding slots, sums to 1
     note: str | None = None
+    # numeric: the released non-numeric codes (a number with codes: N, -, ...), slots after bins
+    codes: list[str] = field(default_factory=list)
+    # may the null slot be emitted? None (models saved before it): when the dtype can hold nulls
+    nullable: bool | None = None
+    # who made each decision that shapes the output: "declared", "public" or "dp" (a DP count)
+    decided: dict[str, str] = field(default_factory=dict)
+    whole_days: bool = False  # datetime: no time of day (dates written as 2020-01-31)
+
+    @property
+    def slot_groups(self) -> list[int] | None:
+        """Numeric: the measured group of each one-hot slot (bins split from one grid key share
+        one; each code and the null slot are their own); None for discrete columns."""
+        if not self.bin_groups:
+            return None
+        return [*self.bin_groups, *(-2 - i for i in range(len(self.codes))), -1]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -95,177 +139,135 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# ----------------------------------------------------------------------------- numeric values
+# ----------------------------------------------------------------------------- measuring
 
 
-def numeric_values(values: pd.Series, kind: ColumnKind) -> np.ndarray:
-    """Float values of a numeric column (datetimes as seconds since the epoch), NaN for null."""
-    if isinstance(values.dtype, pd.CategoricalDtype) or (
-        kind is ColumnKind.DATETIME and values.dtype == object
-    ):
-        # Text (as the reader's categoricals, or as strings): parse each distinct value once.
-        codes, uniques = pd.factorize(values)
-        parsed = _parse_numbers(pd.Series(np.asarray(uniques, dtype=object)), kind)
-        return np.append(parsed, np.nan)[codes]  # code -1 (null) picks the trailing NaN
-    return _parse_numbers(values, kind)
+@dataclass
+class _Histogram:
+    """One column's counts: public keys by part (in order), then the discovered text keys."""
+
+    parts: dict[str, np.ndarray]
+    texts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    labels: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
 
 
-def _parse_numbers(values: pd.Series, kind: ColumnKind) -> np.ndarray:
-    if kind is ColumnKind.DATETIME:
-        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert(None)
-        out = parsed.to_numpy("datetime64[s]").astype(np.float64)
-        out[parsed.isna().to_numpy()] = np.nan
-        return out
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+def _refuse(spec: ColumnSpec, what: str, examples: list[Any], fix: str) -> SchemaError:
+    shown = ", ".join(repr(cell_text(v)) for v in examples[:3])
+    return SchemaError(f"column {spec.name!r} is declared {spec.kind.value} but {what}"
+                       f"{f' (for example {shown})' if shown else ''}; {fix}",
+                       code="schema-mismatch")
 
 
-@dataclass(frozen=True)
-class _Grid:
-    edges: np.ndarray  # bins are [edges[i], edges[i+1])
-    zero_key: bool  # exact zero gets its own key
-    log_scale: bool
+def _check_nulls(spec: ColumnSpec, null_count: int) -> None:
+    if null_count and spec.nullable is False:
+        raise _refuse(spec, f"has {null_count} empty cell(s)", [],
+                      'add "nullable": true to its schema entry')
+
+
+def _measure(spec: ColumnSpec, values: pd.Series) -> _Histogram:
+    """Count a column's keys; a declared column's cells must fit its declaration."""
+    kind = spec.kind
+    if kind is ColumnKind.CATEGORICAL and spec.categories is not None:
+        codes, labels = label_codes(values, kind)
+        index = pd.Index([match_key(c) for c in spec.categories])
+        slot = index.get_indexer([match_key(v) for v in labels])
+        outside = np.flatnonzero(slot < 0)
+        if outside.size and not spec.other:
+            raise _refuse(spec, "holds values outside its category list", list(labels[outside]),
+                          'add them to "categories", or add "other": true')
+        slot[slot < 0] = len(index)
+        with_null = np.bincount(np.append(slot, -1)[codes] + 1, minlength=len(index) + 2)
+        _check_nulls(spec, int(with_null[0]))
+        parts = {"null": with_null[:1], "category": with_null[1:-1]}
+        if spec.other:
+            parts["other"] = with_null[-1:]
+        return _Histogram(parts)
+    if kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+        codes, labels = label_codes(values, kind)
+        with_null = np.bincount(codes + 1, minlength=len(labels) + 1)
+        _check_nulls(spec, int(with_null[0]))
+        if kind is ColumnKind.BOOLEAN:  # public keys False, True
+            as_bool = np.array([bool(v) for v in labels], dtype=bool)
+            pair = np.array([with_null[1:][~as_bool].sum(), with_null[1:][as_bool].sum()])
+            return _Histogram({"null": with_null[:1], "bool": pair})
+        return _Histogram({"null": with_null[:1]}, with_null[1:], labels)
+
+    cells = read_cells(values)
+    null_count = int(np.count_nonzero(cells.cls == NULL))
+    if kind is ColumnKind.AUTO:
+        ngrid, dgrid = number_grid(spec), date_grid(spec)
+        key = np.zeros(len(values), dtype=np.int64)
+        for klass, offset, grid in ((NUMBER, 3, ngrid), (DATE, 3 + ngrid.size, dgrid)):
+            hit = cells.cls == klass
+            key[hit] = offset + grid.keys(cells.x[hit])
+        is_bool = cells.cls == BOOLEAN
+        key[is_bool] = 1 + cells.x[is_bool].astype(np.int64)
+        public = 3 + ngrid.size + dgrid.size
+        is_text = cells.cls == TEXT
+        key[is_text] = public + cells.text[is_text]
+        counts = np.bincount(key, minlength=public + len(cells.labels))
+        return _Histogram({"null": counts[:1], "bool": counts[1:3],
+                           "number": counts[3:3 + ngrid.size],
+                           "date": counts[3 + ngrid.size:public]},
+                          counts[public:], cells.labels)
+
+    _check_nulls(spec, null_count)
+    numeric = kind in (ColumnKind.INTEGER, ColumnKind.CONTINUOUS)
+    klass = NUMBER if numeric else DATE
+    grid = number_grid(spec) if numeric else date_grid(spec)
+    hit = cells.cls == klass
+    parts = {"null": np.array([null_count]),
+             "number" if numeric else "date": np.bincount(grid.keys(cells.x[hit]),
+                                                          minlength=grid.size)}
+    misfit = ~hit & (cells.cls != NULL)
+    if numeric and spec.codes is not None:
+        parts["code"] = np.zeros(len(spec.codes), dtype=np.int64)
+    if misfit.any():
+        codes, labels = label_codes(values[misfit], ColumnKind.CATEGORICAL)
+        slot = (pd.Index([match_key(c) for c in spec.codes or []]).get_indexer(
+            [match_key(v) for v in labels]) if "code" in parts else np.full(len(labels), -1))
+        if (slot < 0).any():
+            what = "holds values that are not numbers or declared codes" if numeric else (
+                "holds values that are not ISO dates")
+            fix = 'list them in "codes"' if numeric else "fix the column or declare it categorical"
+            raise _refuse(spec, what, list(labels[slot < 0]), fix)
+        parts["code"] = np.bincount(slot[codes], minlength=len(spec.codes or []))
+    return _Histogram(parts)
+
+
+# ----------------------------------------------------------------------------- deciding
+
+
+@dataclass
+class _Noisy:
+    """A column's noisy histogram and what post-processing needs to read it."""
+
+    spec: ColumnSpec
+    parts: dict[str, np.ndarray]
+    texts: np.ndarray
+    labels: np.ndarray
+    sigma: float
+    threshold: float  # partition threshold for discovered texts
+    rows: float  # the DP row count
 
     @property
-    def value_keys(self) -> int:
-        return len(self.edges) - 1 + int(self.zero_key)
+    def null(self) -> float:
+        return float(self.parts["null"][0])
 
-    def codes(self, x: np.ndarray) -> np.ndarray:
-        """Key per value: 0 = null, 1 = exact zero (if any), then the grid bins."""
-        inner = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, len(self.edges) - 2)
-        offset = 1 + int(self.zero_key)
-        codes = inner + offset
-        if self.zero_key:
-            codes = np.where(x == 0, 1, codes)
-        return np.where(np.isnan(x), 0, codes)
+    def released_texts(self) -> tuple[list[Any], np.ndarray]:
+        """Discovered texts whose noisy count clears the partition threshold, most frequent
+        first, and their noisy counts."""
+        released = np.flatnonzero(self.texts > self.threshold)
+        released = released[np.argsort(-self.texts[released], kind="stable")]
+        return [_jsonable(self.labels[i]) for i in released], np.clip(self.texts[released], 0,
+                                                                       None)
 
-
-def _grid_for(spec: ColumnSpec) -> _Grid:
-    if spec.lower is not None and spec.upper is not None:
-        lo, hi = spec.lower, spec.upper
-        if spec.kind is ColumnKind.DATETIME:
-            lo, hi = float(lo), float(hi)
-        return _Grid(np.linspace(lo, hi, 33), zero_key=False, log_scale=False)
-    if spec.kind is ColumnKind.DATETIME:
-        return _Grid(YEAR_EDGES, zero_key=False, log_scale=False)
-    return _Grid(OCTAVE_EDGES, zero_key=True, log_scale=True)
+    def significant(self, part: str) -> np.ndarray:
+        noisy = self.parts[part]
+        return np.where(noisy > significance_threshold(self.sigma, len(noisy)), noisy, 0.0)
 
 
-def significance_threshold(sigma: float, keys: int) -> float:
-    return sigma * float(norm.isf(FALSE_BIN_RATE / max(keys, 1)))
-
-
-def _split_bin(lo: float, hi: float, parts: int, log_scale: bool) -> list[tuple[float, float]]:
-    if parts <= 1 or lo == hi:
-        return [(lo, hi)]
-    if log_scale and lo * hi > 0:
-        sign = 1.0 if lo > 0 else -1.0
-        points = sign * np.geomspace(abs(lo), abs(hi), parts + 1)
-        points.sort()
-    else:
-        points = np.linspace(lo, hi, parts + 1)
-    return [(float(a), float(b)) for a, b in zip(points[:-1], points[1:], strict=True)]
-
-
-def _grow(keep: np.ndarray, plausible: np.ndarray) -> np.ndarray:
-    """The kept bins, extended over neighbours whose noisy count is plausibly real (over two
-    sigma), as far as such neighbours go. A tail below the significance threshold is the rule
-    on small tables (an octave of a few hundred rows); its mass is measured again, with more
-    budget, by the one-way marginal (privacy/marginals.py). Gaps are not filled: between a
-    spurious far bin and the data they would span every octave in between."""
-    keep = keep.copy()
-    while True:
-        neighbour = np.zeros_like(keep)
-        neighbour[1:] |= keep[:-1]
-        neighbour[:-1] |= keep[1:]
-        add = neighbour & plausible & ~keep
-        if not add.any():
-            return keep
-        keep |= add
-
-
-def _split_integer_bin(lo: float, hi: float, parts: int) -> list[tuple[float, float]]:
-    """[lo, hi) cut at whole numbers into at most ``parts`` pieces of about equal width."""
-    a, b = math.ceil(lo), math.ceil(hi)
-    if b - a <= 1:
-        return [(lo, hi)] if b > a else []
-    points = np.unique(np.round(np.linspace(a, b, min(parts, b - a) + 1)))
-    return [(float(x), float(y)) for x, y in zip(points[:-1], points[1:], strict=True)]
-
-
-def _numeric_domain(
-    spec: ColumnSpec, grid: _Grid, noisy: np.ndarray, sigma: float, rows: float
-) -> ColumnDomain:
-    null_count = max(noisy[0], 0.0)
-    value_noisy = noisy[1:]
-    public_bounds = spec.lower is not None
-    if public_bounds:
-        keep = np.ones_like(value_noisy, bool)
-    else:
-        threshold = significance_threshold(sigma, len(value_noisy))
-        keep = value_noisy > threshold
-        neighbour = np.zeros_like(keep)
-        neighbour[1:] |= keep[:-1]
-        neighbour[:-1] |= keep[1:]
-        keep &= neighbour | (value_noisy > 2 * threshold)
-        if keep.any():
-            keep = _grow(keep, value_noisy > 2 * sigma)
-    if not keep.any():
-        keep[int(np.argmax(value_noisy))] = True
-    bins: list[tuple[float, float]] = []
-    weights: list[float] = []
-    groups: list[int] = []
-    for key in np.flatnonzero(keep):
-        weight = max(float(value_noisy[key]), 0.0)
-        if grid.zero_key and key == 0:
-            bins.append((0.0, 0.0))
-            weights.append(weight)
-            groups.append(int(key))
-            continue
-        i = key - int(grid.zero_key)
-        lo, hi = float(grid.edges[i]), float(grid.edges[i + 1])
-        if spec.kind is ColumnKind.INTEGER and grid.log_scale:
-            # whole-number pieces (unit bins up to 16, then 16 equal pieces an octave), so a
-            # piece holds whole values and decoding never lands between two of them
-            pieces = _split_integer_bin(lo, hi, INTEGER_PIECES)
-        else:
-            pieces = _split_bin(lo, hi, SUB_BINS if grid.log_scale else 1, grid.log_scale)
-        if not pieces:  # an octave below 1 holds no whole number
-            continue
-        bins.extend(pieces)
-        weights.extend([weight / len(pieces)] * len(pieces))
-        groups.extend([int(key)] * len(pieces))
-    if not bins:  # only octaves below 1 were kept for a whole-number column: noise
-        bins, weights, groups = [(0.0, 0.0)], [1.0], [0]
-    while len(bins) > MAX_NUMERIC_BINS:  # merge neighbours; keep point masses apart
-        j = min(
-            (k for k in range(len(bins) - 1) if bins[k][0] != bins[k][1]
-             and bins[k + 1][0] != bins[k + 1][1]),
-            key=lambda k: weights[k] + weights[k + 1],
-            default=None,
-        )
-        if j is None:
-            break
-        bins[j : j + 2] = [(bins[j][0], bins[j + 1][1])]
-        weights[j : j + 2] = [weights[j] + weights[j + 1]]
-        absorbed = groups[j + 1]  # a bin straddling two groups joins them into one
-        groups = [groups[j] if g == absorbed else g for g in groups]
-        groups[j : j + 2] = [groups[j]]
-    freqs = np.array([*weights, null_count], dtype=np.float64)
-    return ColumnDomain(
-        name=spec.name,
-        kind=spec.kind,
-        dtype=spec.dtype or "float64",
-        source="public" if public_bounds else "dp",
-        bins=bins,
-        log_scale=grid.log_scale,
-        bin_groups=groups,
-        frequencies=_normalise(freqs, rows),
-    )
-
-
-def _normalise(freqs: np.ndarray, rows: float) -> list[float]:
+def _normalise(freqs: np.ndarray) -> list[float]:
     freqs = np.clip(freqs, 0.0, None)
     total = freqs.sum()
     if total <= 0:
@@ -274,49 +276,161 @@ def _normalise(freqs: np.ndarray, rows: float) -> list[float]:
     return (freqs / total).tolist()
 
 
-_TRUE_WORDS = frozenset({"true", "1", "yes", "t", "y"})
+def _nullable(m: _Noisy) -> tuple[bool, str]:
+    """Declared, or decided by the column's noisy null count."""
+    if m.spec.nullable is not None:
+        return m.spec.nullable, "declared"
+    return m.null > significance_threshold(m.sigma, 1), "dp"
 
 
-def category_labels(values: pd.Series, kind: ColumnKind) -> pd.Series:
-    """Labels as the output will hold them: booleans for boolean columns; for text columns,
-    strings (a column of mixed types is read as text, its numbers as their strings)."""
-    if kind is ColumnKind.BOOLEAN:
-        if pd.api.types.is_bool_dtype(values.dtype):
-            return values
-        return values.map(lambda v: v if pd.isna(v) else str(v).strip().lower() in _TRUE_WORDS)
-    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-        if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-            return values  # already text: no per-value work
-        return values.map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
-    return values
+def _finish(m: _Noisy, kind: ColumnKind, source: str, weights: list[float], codes: list[str],
+            decided: dict[str, str], **fields: Any) -> ColumnDomain:
+    nullable, decided["nullable"] = _nullable(m)
+    freqs = np.array([*weights, max(m.null, 0.0) if nullable else 0.0], dtype=np.float64)
+    dtype = m.spec.dtype or output_dtype(kind, nullable, bool(codes))
+    return ColumnDomain(name=m.spec.name, kind=kind, dtype=dtype, source=source, codes=codes,
+                        nullable=nullable, decided=decided, frequencies=_normalise(freqs),
+                        **fields)
 
 
-def label_codes(values: pd.Series, kind: ColumnKind) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's label (see :func:`category_labels`) as a code into the distinct labels.
-
-    Returns ``(codes, labels)``: int64 codes, -1 for null, and an object array of the distinct
-    labels in order of first appearance. One hash pass over the column (none for a categorical
-    column), and the labelling runs once per distinct value instead of once per row.
-    """
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.cat.codes.to_numpy().astype(np.int64)
-        # First-appearance order, as factorize gives for other dtypes, so that a table gets the
-        # same (seeded) release however it was read; unused categories are not observed keys.
-        seen = pd.unique(codes)
-        seen = seen[seen >= 0]
-        renumber = np.full(len(values.cat.categories) + 1, -1, dtype=np.int64)
-        renumber[seen] = np.arange(len(seen))
-        codes = renumber[codes]  # -1 picks the trailing -1
-        uniques: Any = values.cat.categories.take(seen)
+def _number_domain(m: _Noisy, kind: ColumnKind, decided: dict[str, str]) -> ColumnDomain:
+    spec = m.spec
+    grid = number_grid(spec) if kind is not ColumnKind.DATETIME else date_grid(spec)
+    public = spec.kind is not ColumnKind.AUTO and spec.lower is not None
+    extra: dict[str, Any] = {}
+    if kind is ColumnKind.DATETIME:
+        # the date format is a count too: times of day only when they hold real mass
+        noisy = m.parts["date"]
+        timed = noisy[grid.bins:]
+        t = significance_threshold(m.sigma, grid.size)
+        timed_mass = float(timed[timed > t].sum())
+        extra["whole_days"] = timed_mass <= CONTINUOUS_SHARE * float(noisy[noisy > t].sum())
+        decided["time_of_day"] = "dp"
+        bins, weights, groups = number_bins(grid.untimed(), noisy[:grid.bins] + timed, kind,
+                                             m.sigma * math.sqrt(2), public)
     else:
-        codes, uniques = pd.factorize(values)
-        codes = codes.astype(np.int64, copy=False)
-    labels = category_labels(pd.Series(uniques), kind)
-    # Labelling may merge distinct values (1 and "1" are both the label "1").
-    merged, distinct = pd.factorize(labels)
-    if len(distinct) < len(labels):
-        codes = np.append(merged, -1)[codes]
-    return codes, np.asarray(distinct, dtype=object)
+        bins, weights, groups = number_bins(grid, m.parts["number"], kind, m.sigma, public)
+    codes: list[str] = []
+    code_weights: list[float] = []
+    if "code" in m.parts:  # a public code list
+        codes = list(spec.codes or [])
+        code_weights = np.clip(m.parts["code"], 0, None).tolist()
+        decided["codes"] = "declared"
+    elif spec.kind is ColumnKind.AUTO and kind is not ColumnKind.DATETIME:
+        released, counts = m.released_texts()
+        codes, code_weights = [str(c) for c in released], counts.tolist()
+        decided["codes"] = "dp"
+    return _finish(m, kind, "public" if public else "dp", [*weights, *code_weights], codes,
+                   decided, bins=bins, bin_groups=groups, log_scale=grid.log_scale, **extra)
+
+
+def _discrete_domain(m: _Noisy, kind: ColumnKind, decided: dict[str, str]) -> ColumnDomain | str:
+    """A categorical or boolean domain, or why the column is dropped."""
+    spec = m.spec
+    if kind is ColumnKind.BOOLEAN:
+        return _finish(m, kind, "public", np.clip(m.parts["bool"], 0, None).tolist(), [],
+                       decided, categories=[False, True])
+    if spec.categories is not None:
+        weights = np.clip(m.parts["category"], 0, None).tolist()
+        if spec.other:
+            weights.append(max(float(m.parts["other"][0]), 0.0))
+        return _finish(m, kind, "public", weights, [], decided,
+                       categories=list(spec.categories), has_other=spec.other)
+    labels, counts = m.released_texts()
+    if spec.kind is ColumnKind.AUTO:  # numbers and booleans significant on their own keys
+        for part, label_of in (("number", lambda j: str(INT_LO + j)),
+                               ("bool", lambda j: str(bool(j)))):
+            values = m.parts[part][: INT_HI - INT_LO if part == "number" else 2]
+            keep = np.flatnonzero(values > significance_threshold(m.sigma, len(m.parts[part])))
+            labels += [label_of(int(j)) for j in keep]
+            counts = np.append(counts, values[keep])
+    kept = float(np.clip(counts, 0, None).sum())
+    non_null = max(m.rows - max(m.null, 0.0), 1.0)
+    if not labels and non_null > 0.5 * m.rows:
+        return (f"no value is frequent enough to release (each needs about {m.threshold:.0f} "
+                "rows at this budget): an identifier or free text; declare it categorical with a "
+                "public category list to keep it")
+    other = max(non_null - kept, 0.0)
+    note = None
+    if other > OTHER_WARNING_SHARE * non_null:
+        note = (
+            f"{other / non_null:.0%} of its values fold into '{OTHER_LABEL}' (a value needs about "
+            f"{m.threshold:.0f} rows to be released at this budget); declare its categories in a "
+            "schema file to keep them"
+        )
+    return _finish(m, ColumnKind.CATEGORICAL, "dp", [*np.clip(counts, 0, None), other], [],
+                   decided, categories=[_jsonable(c) for c in labels], has_other=bool(labels),
+                   note=note)
+
+
+def _decide_kind(m: _Noisy) -> ColumnKind | None:
+    """An undeclared column's kind: the class of values with the most released mass (None:
+    nothing was released)."""
+    numbers = m.parts["number"]
+    grid = number_grid(m.spec)
+    _, weights, _ = number_bins(grid, numbers, ColumnKind.INTEGER, m.sigma, public=False,
+                                 fallback=False)
+    fractions = numbers[grid.point_keys + grid.bins:]
+    fraction_mass = float(fractions[fractions > significance_threshold(
+        m.sigma, grid.size)].sum())
+    _, text_counts = m.released_texts()
+    masses = {
+        ColumnKind.BOOLEAN: float(m.significant("bool").sum()),
+        ColumnKind.INTEGER: max(float(sum(weights)) + fraction_mass,
+                                window_mass(grid, numbers, m.sigma)),
+        ColumnKind.DATETIME: float(m.significant("date").sum()),
+        ColumnKind.CATEGORICAL: float(text_counts.sum()),
+    }
+    # Numbers spread over many grid keys, and the ones below the threshold release no mass,
+    # while a code is one key: a few codes beside numbers with half their mass make a number
+    # with codes, not a category column.
+    released = len(text_counts)
+    if 0 < released <= MAX_CODES and masses[ColumnKind.INTEGER] >= CODES_MASS_RATIO * masses[
+            ColumnKind.CATEGORICAL]:
+        masses[ColumnKind.CATEGORICAL] = 0.0
+    kind = max(masses, key=lambda k: masses[k])
+    if masses[kind] <= 0:
+        return None
+    if kind is ColumnKind.INTEGER and fraction_mass > CONTINUOUS_SHARE * masses[kind]:
+        return ColumnKind.CONTINUOUS
+    return kind
+
+
+def _domain(m: _Noisy) -> ColumnDomain:
+    spec = m.spec
+    kind = spec.kind
+    decided = {"kind": "declared"}
+    if kind is ColumnKind.AUTO:
+        decided["kind"] = "dp"
+        decided_kind = _decide_kind(m)
+        if decided_kind is None:
+            if m.null > 0.5 * m.rows:  # an empty column: learned as all-null
+                return _finish(m, ColumnKind.CATEGORICAL, "dp", [], [], decided)
+            return _dropped(spec, f"no value is frequent enough to release (each needs about "
+                                  f"{m.threshold:.0f} rows at this budget): an identifier or "
+                                  "free text; declare its kind and categories in a schema to "
+                                  "keep it", decided)
+        kind = decided_kind
+    if kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+        domain = _discrete_domain(m, kind, decided)
+        if isinstance(domain, str):
+            return _dropped(spec, domain, decided)
+        return domain
+    return _number_domain(m, kind, decided)
+
+
+def _dropped(spec: ColumnSpec, why: str, decided: dict[str, str] | None = None) -> ColumnDomain:
+    return ColumnDomain(name=spec.name, kind=ColumnKind.DROP, dtype="object", source="dropped",
+                        note=why, decided=decided or {"kind": "public"})
+
+
+def check_declared(df: pd.DataFrame, schema: TableSchema) -> None:
+    """Raise SchemaError when a declared column's cells do not fit its declaration (a value
+    outside a closed list, an empty cell in a non-nullable column): what fitting would refuse,
+    found before anything is stored or released."""
+    for spec in schema.learned:
+        if spec.kind is not ColumnKind.AUTO:
+            _measure(spec, df[spec.name])
 
 
 # ----------------------------------------------------------------------------- the estimate
@@ -336,47 +450,52 @@ class DomainEstimate:
 def estimate_domains(
     df: pd.DataFrame, schema: TableSchema, plan: BudgetPlan, rng: np.random.Generator
 ) -> DomainEstimate:
-    """Measure every learned column's histogram with one Gaussian mechanism; derive domains."""
+    """Measure every learned column's histogram with one Gaussian mechanism; derive domains.
+
+    Every column is counted (and checked against its declaration) before any noise is drawn,
+    so a table that does not fit its schema stops here having released nothing.
+    """
     rows = len(df)
     learned = schema.learned
     k = len(learned)
-    warnings: list[str] = []
     if k == 0:
-        return DomainEstimate(_dropped_all(schema), None, ["no column can be learned"], 0.0)
+        return DomainEstimate([_dropped(c, "declared or named as an identifier")
+                               for c in schema.columns], None, ["no column can be learned"], 0.0)
+    counted = {spec.name: _measure(spec, df[spec.name]) for spec in learned}
     multiplier = gaussian_noise_multiplier(plan.preprocessing_epsilon, plan.accountant_delta)
     # the joint vector (k histograms and the row count) has L2 sensitivity sqrt(k + 1)
     sigma = multiplier * math.sqrt(k + 1)
     rows_estimate = float(noisy_counts(np.array([rows]), sigma, rng)[0])
-    discovered = [
-        c for c in learned if c.kind is ColumnKind.CATEGORICAL and c.categories is None
-    ]
+    discovered = [c for c in learned if c.kind is ColumnKind.AUTO or (
+        c.kind is ColumnKind.CATEGORICAL and c.categories is None)]
     threshold = partition_threshold(sigma, plan.threshold_delta, len(discovered))
 
     domains: list[ColumnDomain] = []
+    warnings: list[str] = []
+    decided_by_counts: dict[str, list[str]] = {}
     for spec in schema.columns:
         if spec.kind is ColumnKind.DROP:
             domains.append(_dropped(spec, "declared or named as an identifier"))
             continue
-        values = df[spec.name]
-        if spec.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
-            domain = _discrete_domain(spec, values, sigma, threshold, rng, rows_estimate)
-        else:
-            grid = _grid_for(spec)
-            x = numeric_values(values, spec.kind)
-            counts = np.bincount(grid.codes(x), minlength=1 + grid.value_keys)
-            domain = _numeric_domain(spec, grid, noisy_counts(counts, sigma, rng), sigma,
-                                    rows_estimate)
+        hist = counted[spec.name]
+        noisy = _Noisy(spec, {name: noisy_counts(c, sigma, rng) for name, c in hist.parts.items()},
+                       noisy_counts(hist.texts, sigma, rng), hist.labels, sigma, threshold,
+                       max(rows_estimate, 1.0))
+        domain = _domain(noisy)
         if domain.source == "dropped":
             warnings.append(f"column {spec.name!r} dropped: {domain.note}")
         elif domain.note:
             warnings.append(f"column {spec.name!r}: {domain.note}")
+        dp = sorted(d for d, by in domain.decided.items() if by == "dp")
+        if dp:
+            decided_by_counts[spec.name] = dp
         domains.append(domain)
 
     entry = LedgerEntry(
         mechanism="gaussian_histograms",
         reads=(
-            f"one histogram per learned column ({k}): category sets and frequencies, null rates, "
-            "value ranges on a public grid; and the row count"
+            f"one histogram per learned column ({k}): kinds, null counts, category sets and "
+            "frequencies, value ranges on a public grid; and the row count"
         ),
         noise_multiplier=multiplier,
         sampling_rate=1.0,
@@ -390,78 +509,10 @@ def estimate_domains(
             "rows_estimate": rows_estimate,
             "discovered_category_columns": len(discovered),
             "threshold": threshold,
-            "numeric_bin_threshold": significance_threshold(sigma, len(OCTAVE_EDGES)),
+            "numeric_bin_threshold": significance_threshold(sigma, NumberGrid(
+                OCTAVE_EDGES, True, True).size),
+            # which output-shaping decisions (kind, nullable, codes) these counts made
+            "decided_by_counts": decided_by_counts,
         },
     )
     return DomainEstimate(domains, entry, warnings, rows_estimate)
-
-
-def _discrete_domain(
-    spec: ColumnSpec,
-    values: pd.Series,
-    sigma: float,
-    threshold: float,
-    rng: np.random.Generator,
-    rows: float,
-) -> ColumnDomain:
-    public: list[Any] | None = [False, True] if spec.kind is ColumnKind.BOOLEAN else (
-        spec.categories)
-    codes, keys = label_codes(values, spec.kind)
-    # one pass over the rows: the count of each observed label, and of nulls (code -1)
-    with_null = np.bincount(codes + 1, minlength=len(keys) + 1)
-    null_count, observed = with_null[0], with_null[1:]
-
-    if public is not None:
-        # the same histogram over the public keys, plus one bucket for values outside the list
-        key_slot = pd.Index(public).get_indexer(keys)
-        key_slot[key_slot < 0] = len(public)
-        counts = np.zeros(len(public) + 1, dtype=np.int64)
-        np.add.at(counts, key_slot, observed)
-        noisy = noisy_counts(counts, sigma, rng)
-        null_noisy = noisy_counts(np.array([null_count]), sigma, rng)[0]
-        has_other = spec.kind is ColumnKind.CATEGORICAL
-        freqs = np.concatenate([noisy[: len(public)], noisy[len(public):] if has_other else [],
-                                [null_noisy]])
-        return ColumnDomain(
-            name=spec.name, kind=spec.kind, dtype=spec.dtype or "object", source="public",
-            categories=list(public), has_other=has_other, frequencies=_normalise(freqs, rows),
-        )
-
-    # every key of label_codes is observed (count >= 1), in order of first appearance
-    noisy = noisy_counts(observed, sigma, rng)
-    null_noisy = float(noisy_counts(np.array([null_count]), sigma, rng)[0])
-    released = np.flatnonzero(noisy > threshold)
-    released = released[np.argsort(-noisy[released], kind="stable")]
-    kept = float(np.clip(noisy[released], 0, None).sum())
-    non_null = max(rows - max(null_noisy, 0.0), 1.0)
-    if released.size == 0 and non_null > 0.5 * rows:
-        return _dropped(
-            spec,
-            f"no value is frequent enough to release (each needs about {threshold:.0f} rows at "
-            "this budget): an identifier or free text; declare it categorical with a public "
-            "category list to keep it",
-        )
-    other = max(non_null - kept, 0.0)
-    note = None
-    if other > OTHER_WARNING_SHARE * non_null:
-        note = (
-            f"{other / non_null:.0%} of its values fold into '{OTHER_LABEL}' (a value needs about "
-            f"{threshold:.0f} rows to be released at this budget); declare its categories in a "
-            "schema file to keep them"
-        )
-    categories = [keys[i] for i in released]
-    freqs = np.array([*np.clip(noisy[released], 0, None), other, null_noisy])
-    return ColumnDomain(
-        name=spec.name, kind=spec.kind, dtype=spec.dtype or "object", source="dp",
-        categories=[_jsonable(c) for c in categories], has_other=True,
-        frequencies=_normalise(freqs, rows), note=note,
-    )
-
-
-def _dropped(spec: ColumnSpec, why: str) -> ColumnDomain:
-    return ColumnDomain(name=spec.name, kind=ColumnKind.DROP, dtype="object", source="dropped",
-                        note=why)
-
-
-def _dropped_all(schema: TableSchema) -> list[ColumnDomain]:
-    return [_dropped(c, "declared or named as an identifier") for c in schema.columns]

@@ -90,8 +90,8 @@ def project_to_simplex(y: np.ndarray) -> np.ndarray:
 
 def slot_groups(frequencies: list[float], numeric: bool, bins: int, limit: int) -> list[int]:
     """Slot -> cell of a column in a pair's table. Discrete columns keep every slot; numeric ones
-    merge neighbouring bins into at most ``limit`` groups of about equal released mass (the null
-    slot, last, stays a group of its own)."""
+    merge neighbouring bins into at most ``limit`` groups of about equal released mass (the slots
+    after the bins, a number's codes and its null slot, stay groups of their own)."""
     width = len(frequencies)
     if not numeric or bins <= limit:
         return list(range(width))
@@ -101,7 +101,7 @@ def slot_groups(frequencies: list[float], numeric: bool, bins: int, limit: int) 
     middle = cdf - mass / max(mass.sum(), 1e-12) / 2
     group = np.minimum((middle * limit).astype(int), limit - 1)
     _, group = np.unique(group, return_inverse=True)
-    return [*group.tolist(), int(group.max()) + 1]
+    return [*group.tolist(), *range(int(group.max()) + 1, int(group.max()) + 1 + width - bins)]
 
 
 def _cells(slots: np.ndarray, groups: list[list[int]], columns: tuple[int, ...]) -> np.ndarray:

@@ -19,6 +19,7 @@ from synthgen.io import (
     read_parquet_bytes,
     starts_like_formula,
 )
+from synthgen.privacy.domains import check_declared
 from synthgen.schema import TableSchema, infer_schema, parse_schema
 
 
@@ -104,6 +105,7 @@ def inspect_upload(raw: bytes, name: str, schema_text: str | None,
             "and upload again", code="formula-cells")
     declared = parse_public_schema(schema_text)
     schema = infer_schema(df, declared)
+    check_declared(df, schema)  # the table must fit its declared schema (422, nothing stored)
     return {
         "format": fmt,
         "rows": len(df),

@@ -1,0 +1,244 @@
+"""Public key spaces for numbers and dates, and reading bins off their noisy counts.
+
+Every edge here is fixed before any data is seen: octaves of |x|, calendar years, one key per
+integer in [INT_LO, INT_HI), or 32 equal bins between declared bounds. What the noisy counts of
+these keys say (which are significant, how they become encoding bins, how much mass a class of
+values has) is post-processing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from synthgen.schema import ColumnKind, ColumnSpec
+
+# Post-processing: a numeric grid key is kept when its noisy count clears a threshold set so that
+# a column gets a spurious (noise-only) key with probability FALSE_BIN_RATE; a kept octave with
+# no kept neighbour must clear twice that (noise rarely lands next to real mass). The same rate
+# decides whether a column's null count, or a class of values (booleans, dates), is real.
+FALSE_BIN_RATE = 0.01
+MAX_NUMERIC_BINS = 64
+# Encoding bins per measured octave (the DP 1-way marginal at this resolution is measured with
+# the other marginals, see privacy/marginals.py): the generator learns shapes inside an octave
+# from DP counts, not only from the discriminator.
+SUB_BINS = 8
+INTEGER_PIECES = 16
+# Integers with a key of their own: codes and counts come out exactly, at no discovery cost.
+INT_LO, INT_HI = -16, 32
+
+_OCTAVES = 2.0 ** np.arange(-10, 64)
+OCTAVE_EDGES = np.concatenate([-_OCTAVES[::-1], _OCTAVES])  # public, data-independent
+_YEARS = np.arange(1678, 2263)
+YEAR_EDGES = (
+    pd.to_datetime([f"{y}-01-01" for y in _YEARS])
+    .to_numpy("datetime64[s]")
+    .astype(np.float64)
+)
+
+
+@dataclass(frozen=True)
+class NumberGrid:
+    """A public key space for numbers (or dates as seconds): bins ``[edges[i], edges[i+1])``;
+    with ``points``, integers in [INT_LO, INT_HI) have keys of their own and the bins come twice,
+    for whole numbers and for fractions (so an integer column's kind is a count, too)."""
+
+    edges: np.ndarray
+    points: bool
+    log_scale: bool
+    timed: bool = False  # dates: the bins come twice, whole days and times of day
+
+    def untimed(self) -> NumberGrid:
+        return NumberGrid(self.edges, self.points, self.log_scale)
+
+    @property
+    def bins(self) -> int:
+        return len(self.edges) - 1
+
+    @property
+    def point_keys(self) -> int:
+        return INT_HI - INT_LO if self.points else 0
+
+    @property
+    def size(self) -> int:
+        return self.point_keys + self.bins * (2 if self.points or self.timed else 1)
+
+    def keys(self, x: np.ndarray) -> np.ndarray:
+        """Key per (non-null) value."""
+        inner = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, self.bins - 1)
+        if self.timed:
+            return inner + np.where(np.mod(x, 86400.0) != 0, self.bins, 0)
+        if not self.points:
+            return inner
+        with np.errstate(invalid="ignore"):
+            whole = x == np.floor(x)
+        point = whole & (x >= INT_LO) & (x < INT_HI)
+        point_key = (np.where(point, x, INT_LO) - INT_LO).astype(np.int64)
+        return np.where(point, point_key,
+                        self.point_keys + inner + np.where(whole, 0, self.bins))
+
+
+def number_grid(spec: ColumnSpec) -> NumberGrid:
+    if spec.lower is not None and spec.upper is not None:
+        return NumberGrid(np.linspace(float(spec.lower), float(spec.upper), 33), False, False)
+    return NumberGrid(OCTAVE_EDGES, True, True)
+
+
+def date_grid(spec: ColumnSpec) -> NumberGrid:
+    if spec.kind is ColumnKind.DATETIME and spec.lower is not None and spec.upper is not None:
+        return NumberGrid(np.linspace(float(spec.lower), float(spec.upper), 33), False, False,
+                          timed=True)
+    return NumberGrid(YEAR_EDGES, False, False, timed=True)
+
+
+def significance_threshold(sigma: float, keys: int) -> float:
+    return sigma * float(norm.isf(FALSE_BIN_RATE / max(keys, 1)))
+
+
+def number_bins(
+    grid: NumberGrid, noisy: np.ndarray, kind: ColumnKind, sigma: float, public: bool,
+    fallback: bool = True,
+) -> tuple[list[tuple[float, float]], list[float], list[int]]:
+    """Encoding bins from a number grid's noisy counts: (bins, weights, measured group). With
+    ``fallback``, a column with nothing significant keeps its largest key (a declared column
+    is never dropped)."""
+    nb = grid.bins
+    edges = grid.edges
+    if public:  # public bounds: every bin is kept
+        keep = np.ones(nb, bool)
+        agg = noisy[:nb].astype(np.float64)
+        points = np.zeros(0, bool)
+    else:
+        t = significance_threshold(sigma, grid.size)
+        p = grid.point_keys
+        pts = noisy[:p]
+        agg = noisy[p:p + nb].astype(np.float64)  # whole numbers outside the point range
+        nkeys = np.ones(nb)
+        if grid.points:
+            inside = (edges[:-1] >= INT_LO) & (edges[1:] <= INT_HI)  # ints there are points
+            agg[inside], nkeys[inside] = 0.0, 0.0
+            if kind is not ColumnKind.INTEGER:
+                agg += noisy[p + nb:]
+                nkeys += 1
+        points = pts > t
+        # an octave's points that are not significant alone are measured together
+        owner = np.searchsorted(edges, np.arange(INT_LO, INT_HI), side="right") - 1
+        np.add.at(agg, owner[~points], pts[~points])
+        np.add.at(nkeys, owner[~points], 1.0)
+        scaled = t * np.sqrt(np.maximum(nkeys, 1.0))
+        keep = (nkeys > 0) & (agg > scaled)
+        occupied = keep.copy()
+        occupied[owner[points]] = True
+        neighbour = np.zeros_like(keep)
+        neighbour[1:] |= occupied[:-1]
+        neighbour[:-1] |= occupied[1:]
+        keep &= neighbour | (agg > 2 * scaled) | np.isin(np.arange(nb), owner[points])
+        if keep.any():
+            keep = _grow(keep, (nkeys > 0) & (agg > 2 * sigma * np.sqrt(np.maximum(nkeys, 1.0))))
+        if fallback and not keep.any() and not points.any():
+            keep[int(np.argmax(agg / np.sqrt(np.maximum(nkeys, 1.0))))] = True
+    pieces: list[tuple[float, float, float, int]] = []
+    point_values = {float(INT_LO + key) for key in np.flatnonzero(points)}
+    for i in np.flatnonzero(keep):
+        lo, hi = float(edges[i]), float(edges[i + 1])
+        if kind is ColumnKind.INTEGER and grid.log_scale:
+            # whole-number pieces (unit bins up to 16, then 16 equal pieces an octave), so a
+            # piece holds whole values and decoding never lands between two of them; a value
+            # released as a point of its own is not a piece again
+            split = [(a, b) for a, b in _split_integer_bin(lo, hi, INTEGER_PIECES)
+                     if not (b - a == 1 and a in point_values)]
+        else:
+            split = split_bin(lo, hi, SUB_BINS if grid.log_scale else 1, grid.log_scale)
+        if not split:  # an octave below 1 holds no whole number
+            continue
+        weight = max(float(agg[i]), 0.0) / len(split)
+        pieces += [(a, b, weight, grid.point_keys + int(i)) for a, b in split]
+    for key in np.flatnonzero(points):
+        v = float(INT_LO + key)
+        pieces.append((v, v, max(float(noisy[key]), 0.0), int(key)))
+    if fallback and not pieces:  # only octaves below 1 kept for a whole-number column: noise
+        pieces = [(0.0, 0.0, 1.0, 0)]
+    pieces.sort(key=lambda piece: (piece[0], piece[1]))
+    bins = [(a, b) for a, b, _, _ in pieces]
+    weights = [w for _, _, w, _ in pieces]
+    groups = [g for _, _, _, g in pieces]
+    while len(bins) > MAX_NUMERIC_BINS:  # merge neighbours; keep point masses apart
+        j = min(
+            (k for k in range(len(bins) - 1) if bins[k][0] != bins[k][1]
+             and bins[k + 1][0] != bins[k + 1][1]),
+            key=lambda k: weights[k] + weights[k + 1],
+            default=None,
+        )
+        if j is None:
+            break
+        bins[j : j + 2] = [(bins[j][0], bins[j + 1][1])]
+        weights[j : j + 2] = [weights[j] + weights[j + 1]]
+        absorbed = groups[j + 1]  # a bin straddling two groups joins them into one
+        groups = [groups[j] if g == absorbed else g for g in groups]
+        groups[j : j + 2] = [groups[j]]
+    return bins, weights, groups
+
+
+def _grow(keep: np.ndarray, plausible: np.ndarray) -> np.ndarray:
+    """The kept bins, extended over neighbours whose noisy count is plausibly real (over two
+    sigma), as far as such neighbours go. A tail below the significance threshold is the rule
+    on small tables (an octave of a few hundred rows); its mass is measured again, with more
+    budget, by the one-way marginal (privacy/marginals.py). Gaps are not filled: between a
+    spurious far bin and the data they would span every octave in between."""
+    keep = keep.copy()
+    while True:
+        neighbour = np.zeros_like(keep)
+        neighbour[1:] |= keep[:-1]
+        neighbour[:-1] |= keep[1:]
+        add = neighbour & plausible & ~keep
+        if not add.any():
+            return keep
+        keep |= add
+
+
+def _split_integer_bin(lo: float, hi: float, parts: int) -> list[tuple[float, float]]:
+    """[lo, hi) cut at whole numbers into at most ``parts`` pieces of about equal width."""
+    a, b = math.ceil(lo), math.ceil(hi)
+    if b - a <= 1:
+        return [(lo, hi)] if b > a else []
+    points = np.unique(np.round(np.linspace(a, b, min(parts, b - a) + 1)))
+    return [(float(x), float(y)) for x, y in zip(points[:-1], points[1:], strict=True)]
+
+
+def split_bin(lo: float, hi: float, parts: int, log_scale: bool) -> list[tuple[float, float]]:
+    if parts <= 1 or lo == hi:
+        return [(lo, hi)]
+    if log_scale and lo * hi > 0:
+        sign = 1.0 if lo > 0 else -1.0
+        points = sign * np.geomspace(abs(lo), abs(hi), parts + 1)
+        points.sort()
+    else:
+        points = np.linspace(lo, hi, parts + 1)
+    return [(float(a), float(b)) for a, b in zip(points[:-1], points[1:], strict=True)]
+
+
+def window_mass(grid: NumberGrid, noisy: np.ndarray, sigma: float, widest: int = 4) -> float:
+    """The largest significant sum over up to ``widest`` adjacent octaves (whole numbers,
+    fractions and points together): numbers spread thinly over several octaves (incomes in a
+    small table), each below the threshold alone, still show as mass."""
+    p, nb = grid.point_keys, grid.bins
+    owner = np.searchsorted(grid.edges, np.arange(INT_LO, INT_HI), side="right") - 1
+    t = significance_threshold(sigma, grid.size * widest * 2)
+    best = 0.0
+    # whole numbers alone (an integer column's fraction keys hold only noise), then with them
+    for with_fractions in (False, True):
+        per_octave = noisy[p:p + nb] + (noisy[p + nb:] if with_fractions else 0.0)
+        keys = np.full(nb, 2.0 if with_fractions else 1.0)
+        np.add.at(per_octave, owner, noisy[:p])
+        np.add.at(keys, owner, 1.0)
+        for width in range(1, widest + 1):
+            sums = np.convolve(per_octave, np.ones(width), mode="valid")
+            n = np.convolve(keys, np.ones(width), mode="valid")
+            significant = sums > t * np.sqrt(n)
+            if significant.any():
+                best = max(best, float(sums[significant].max()))
+    return best
