@@ -42,7 +42,12 @@ from synthgen.privacy import (
     epsilon_of,
 )
 from synthgen.privacy.accountant import gaussian_epsilon
-from synthgen.privacy.budget import domain_share, marginal_multipliers, marginal_share
+from synthgen.privacy.budget import (
+    domain_share,
+    marginal_multipliers,
+    marginal_share,
+    size_probe,
+)
 from synthgen.privacy.domains import ColumnDomain, estimate_domains
 from synthgen.privacy.marginals import Marginal, MarginalRelease, measure_marginals
 from synthgen.schema import ColumnKind, TableSchema, infer_schema
@@ -135,13 +140,19 @@ class Synthesizer:
             schema = infer_schema(df, self.schema)
             delta = self.delta if self.delta is not None else default_delta()
             share = self.preprocessing_share
+            rng = np.random.default_rng(self.seed)
+            probe: LedgerEntry | None = None
             if share is None:  # adapts to the table's size and width (privacy/budget.py)
-                # NOTE: reads the exact row count (not DP) before the DP row count exists
-                share = domain_share(self.epsilon, delta, len(df), len(schema.learned))
+                # sized by a small DP count of the rows of its own (the exact count is private)
+                probe = size_probe(len(df), self.epsilon, delta, np.random.default_rng(
+                    None if self.seed is None else [self.seed, 1]))
+                share = domain_share(self.epsilon, delta, probe.params["rows_estimate"],
+                                     len(schema.learned))
             plan = BudgetPlan(self.epsilon, delta, share, marginal_share=self.marginal_share)
             self.ledger = PrivacyLedger(self.epsilon, delta, self.accountant,
                                         accountant_delta=plan.accountant_delta)
-            rng = np.random.default_rng(self.seed)
+            if probe is not None:
+                self.ledger.record(probe)
             estimate = estimate_domains(df, schema, plan, rng)
             if estimate.entry is not None:
                 self.ledger.record(estimate.entry)

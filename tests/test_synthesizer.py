@@ -31,7 +31,8 @@ def test_fit_and_sample_keep_columns_dtypes_and_budget(people: pd.DataFrame) -> 
     assert report["epsilon"] <= report["target_epsilon"] == 1.0
     assert report["delta"] <= 1e-5
     assert [e["mechanism"] for e in report["ledger"]] == [
-        "gaussian_histograms", "gaussian_one_way_marginals", "gaussian_pair_selection",
+        "gaussian_row_count", "gaussian_histograms", "gaussian_one_way_marginals",
+        "gaussian_pair_selection",
         "gaussian_two_way_marginals", "dp_sgd"]
     assert {"rows", "columns", "accountant", "timings", "ledger"} <= set(report)
     assert synth.sample(37).shape == (37, people.shape[1])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from synthgen.errors import BudgetError
 from synthgen.privacy.accountant import gaussian_noise_multiplier
+from synthgen.privacy.ledger import LedgerEntry
 
 MIN_EPSILON = 0.05
 MAX_EPSILON = 100.0
@@ -126,7 +128,27 @@ def rows_per_value(epsilon: float, delta: float, columns: int, share: float,
     return partition_threshold(sigma, threshold_delta, columns)
 
 
-def domain_share(epsilon: float, delta: float, rows: int, columns: int) -> float:
+# Share of epsilon for the DP row count that sizes the domain histograms' share (only when that
+# share is left to the rule): a rough size is all the rule needs.
+SIZE_PROBE_SHARE = 0.02
+
+
+def size_probe(rows: int, epsilon: float, delta: float, rng: Any) -> LedgerEntry:
+    """A Gaussian count of the rows (sensitivity 1), the ledger entry that releases it; its
+    ``params["rows_estimate"]`` sizes the domain share. Seen by no other step: the domain
+    histograms release a more precise count for everything else."""
+    threshold_delta = delta * BudgetPlan.threshold_delta_share
+    multiplier = gaussian_noise_multiplier(epsilon * SIZE_PROBE_SHARE, delta - threshold_delta)
+    estimate = max(float(rows + rng.normal(0.0, multiplier)), 1.0)
+    return LedgerEntry(
+        mechanism="gaussian_row_count", reads="the number of rows, to size the domain share",
+        noise_multiplier=multiplier, sampling_rate=1.0, steps=1,
+        epsilon=epsilon * SIZE_PROBE_SHARE,
+        params={"sigma": multiplier, "l2_sensitivity": 1.0, "rows_estimate": estimate},
+    )
+
+
+def domain_share(epsilon: float, delta: float, rows: float, columns: int) -> float:
     """The share of epsilon for the domain histograms (see the rule above)."""
     share = MIN_DOMAIN_SHARE
     while share < MAX_DOMAIN_SHARE and (
