@@ -147,7 +147,11 @@ class Synthesizer:
                 probe = size_probe(len(df), self.epsilon, delta, np.random.default_rng(
                     None if self.seed is None else [self.seed, 1]))
                 share = domain_share(self.epsilon, delta, probe.params["rows_estimate"],
-                                     len(schema.learned))
+                                     len(schema.learned), discovering=any(
+                                         c.kind is ColumnKind.AUTO or (
+                                             c.kind is ColumnKind.CATEGORICAL
+                                             and c.categories is None)
+                                         for c in schema.learned))
             plan = BudgetPlan(self.epsilon, delta, share, marginal_share=self.marginal_share)
             self.ledger = PrivacyLedger(self.epsilon, delta, self.accountant,
                                         accountant_delta=plan.accountant_delta)

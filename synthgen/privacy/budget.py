@@ -148,9 +148,13 @@ def size_probe(rows: int, epsilon: float, delta: float, rng: Any) -> LedgerEntry
     )
 
 
-def domain_share(epsilon: float, delta: float, rows: float, columns: int) -> float:
-    """The share of epsilon for the domain histograms (see the rule above)."""
+def domain_share(epsilon: float, delta: float, rows: float, columns: int,
+                 discovering: bool = True) -> float:
+    """The share of epsilon for the domain histograms (see the rule above). A schema that
+    declares every column's kind and category list leaves nothing to discover: the minimum."""
     share = MIN_DOMAIN_SHARE
+    if not discovering:
+        return share
     while share < MAX_DOMAIN_SHARE and (
         rows_per_value(epsilon, delta, columns, share) > RELEASED_VALUE_SHARE * rows
     ):
