@@ -38,8 +38,13 @@ from synthgen.privacy import (
     default_delta,
     epsilon_of,
 )
-from synthgen.privacy.accountant import gaussian_epsilon
-from synthgen.privacy.budget import marginal_multipliers, marginal_share
+from synthgen.privacy.accountant import check_accountant, gaussian_epsilon
+from synthgen.privacy.budget import (
+    check_delta,
+    check_epsilon,
+    marginal_multipliers,
+    marginal_share,
+)
 from synthgen.privacy.domains import ColumnDomain, estimate_domains
 from synthgen.privacy.marginals import Marginal, MarginalRelease, measure_marginals
 from synthgen.schema import ColumnKind, TableSchema, infer_schema
@@ -80,6 +85,9 @@ class Synthesizer:
         config: TrainingConfig | None = None,
     ) -> None:
         self.epsilon = float(epsilon)
+        check_epsilon(self.epsilon, check_accountant(accountant))  # before any row is read
+        if delta is not None:
+            check_delta(delta)
         self.delta = delta
         self.schema = schema
         self.device = device

@@ -53,6 +53,7 @@ def test_client_round_trip_and_typed_errors(embedded: Service, tenant_a: Api,
         out = client.download_synthetic(done["id"], tmp_path / "synthetic.csv")
         assert len(out.read_text().splitlines()) == 401
         assert client.get_report(done["id"])["epsilon"] <= 1.0
+        assert client.get_evaluation(done["id"])["owner_only"] is True
         dataset = client.upload_dataset(ADULT_SAMPLE, budget_epsilon=1.5)
         assert dataset["rows"] == 400 and dataset["budget_policy"] == "shared"
         with pytest.raises(ApiError) as missing:
@@ -89,7 +90,9 @@ def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path
                         "--batch-size", "100", "--seed", "7")
     assert submitted.exit_code == EXIT_OK, submitted.output
     job_id = submitted.stdout.strip()
-    failing = _invoke(env, "jobs", "submit", dataset_id, "--epsilon", "0.01").stdout.strip()
+    # A job that fails at once (an epsilon below the minimum is now refused at submission).
+    failing = Client(embedded.url, key).submit_job(dataset_id, 0.1,
+                                                   target="no-such-column")["id"]
     # Two more while the dataset's upload is kept (the fixture's server deletes it after the
     # last job): one cancelled, one still queued when its wait times out.
     cancelled_job, queued = (_invoke(env, "jobs", "submit", dataset_id, "--epsilon", "0.5")
@@ -106,7 +109,7 @@ def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path
     assert waits[0].returncode == EXIT_OK, ok_err[-3000:]
     assert ok_out.strip() == "succeeded" and "epsilon" in ok_err  # the progress line
     assert waits[1].returncode == EXIT_FAILED, failed_err[-3000:]
-    assert "privacy-budget" in failed_err
+    assert "training-failed" in failed_err
 
     status = _invoke(env, "jobs", "status", job_id, "--json")
     assert status.exit_code == EXIT_OK and json.loads(status.stdout)["status"] == "succeeded"
