@@ -54,7 +54,12 @@ def test_client_round_trip_and_typed_errors(embedded: Service, tenant_a: Api,
         assert len(out.read_text().splitlines()) == 401
         assert client.get_report(done["id"])["epsilon"] <= 1.0
         assert client.get_evaluation(done["id"])["owner_only"] is True
-        dataset = client.upload_dataset(ADULT_SAMPLE, budget_epsilon=1.5)
+        # Bytes of its own (the budget follows the content: the tenant's other uploads of the
+        # sample must not share this dataset's cap).
+        header, *rows = ADULT_SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+        own = tmp_path / "adult_reversed.csv"
+        own.write_text("".join([header, *rows[::-1]]), encoding="utf-8")
+        dataset = client.upload_dataset(own, budget_epsilon=1.5)
         assert dataset["rows"] == 400 and dataset["budget_policy"] == "shared"
         with pytest.raises(ApiError) as missing:
             client.get_job("job_nope")

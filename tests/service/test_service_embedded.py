@@ -55,7 +55,8 @@ def test_upload_submit_poll_download_report(tenant_a: Api, finished_job: dict[st
         assert ("For the data owner only" in html.text) == (route == "evaluation")
 
     assert report["run"]["input"] == dataset["name"] and report["run"]["job_id"] == job["id"]
-    assert dataset["name"] in html.text and job["id"] in html.text  # the header says which
+    page = tenant_a.http.get(f"/v1/jobs/{job['id']}/report", params={"format": "html"}).text
+    assert dataset["name"] in page and job["id"] in page  # the header says which
 
     budget = tenant_a.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
     assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9
