@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import docs, problems
-from api.routes import batches, datasets, health, jobs, schedules, webhooks
+from api.body_limit import ProblemBodyLimit
+from api.routes import batches, datasets, health, jobs, metrics, schedules, webhooks
 from synthgen._version import __version__
 from synthgen.service.db import Database
 from synthgen.service.settings import Settings
@@ -35,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
-        db.create_all()
+        _prepare_database(db, settings)
         storage = Storage(settings.objects_url)
         dispatcher = make_dispatcher(settings, db, storage)
         app.state.settings, app.state.db, app.state.storage = settings, db, storage
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     docs.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(datasets.router,
                        max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.include_router(jobs.router)
@@ -73,7 +75,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    # Outside FastAPI's whole stack: its app-wide body limit sits above user middleware.
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: ProblemBodyLimit(  # type: ignore[method-assign]
+        build(), limit_for=lambda method, path: upload_limit if _is_upload(method, path)
+        else JSON_BODY_LIMIT)
     return app
+
+
+def _prepare_database(db: Database, settings: Settings) -> None:
+    from synthgen.service.migrate import check_current, upgrade
+
+    migrate = db.is_sqlite if settings.migrate_on_start is None else settings.migrate_on_start
+    if migrate:
+        upgrade(db)
+    else:
+        check_current(db)  # refuse to serve on a schema this release does not know
+
+
+def _is_upload(method: str, path: str) -> bool:
+    return (method == "POST" and path == "/v1/datasets") or (
+        method == "PUT" and path.startswith("/v1/datasets/") and path.endswith("/versions"))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -112,7 +135,8 @@ def _common_errors(path: str, method: str, op: dict[str, Any]) -> dict[str, str]
         errors["401"] = "Missing or unknown API key."
     if "{" in path:
         errors["404"] = "No such object for this tenant."
-    if "requestBody" in op:
+    if "requestBody" in op:  # unparsable, or past the body limit (api.body_limit)
+        errors["400"] = "The body is not well-formed (JSON, UTF-8 or multipart)."
         errors["413"] = ("The upload is over the size limit." if (path, method) in UPLOADS
                          else "The request body is over 1 MiB.")
     if (path, method) in UPLOADS:

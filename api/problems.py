@@ -62,17 +62,22 @@ def admission_problem(exc: Exception) -> Problem:
     return Problem(404, "not-found", f"there is no dataset {exc.args[0]!r}")
 
 
-def problem_response(request: Request, status: int, code: str, detail: str, *,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {
+def problem_body(path: str, status: int, code: str, detail: str, **extra: Any
+                 ) -> dict[str, Any]:
+    return {
         "type": PROBLEM_TYPE.format(code=code),
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": path,
         "code": code,
         **extra,
     }
+
+
+def problem_response(request: Request, status: int, code: str, detail: str, *,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = problem_body(request.url.path, status, code, detail, **extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 

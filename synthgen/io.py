@@ -12,6 +12,7 @@ import io
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -27,7 +28,59 @@ from synthgen.errors import InputError
 MIN_ROWS = 20
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# What a spreadsheet runs as a formula (OWASP "CSV injection"): a cell starting with = + - @, tab
+# or CR; also the fullwidth and small forms of = + - @ and the minus sign, which spreadsheets
+# (Excel, LibreOffice with autocorrection) take for the ASCII ones, and any of these behind
+# zero-width characters or a byte-order mark, which are invisible in the cell.
+_FORMULA_FIRST = "=+\\-@\t\r\uff1d\uff0b\uff0d\uff20\ufe62\ufe63\ufe66\ufe6b\u2212"
+_INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
+FORMULA_PATTERN = f"^[{_INVISIBLE}]*[{_FORMULA_FIRST}]"
+_FORMULA_RE = re.compile(FORMULA_PATTERN)
+
+
+def starts_like_formula(text: str) -> bool:
+    """Whether a spreadsheet could run ``text`` (a cell or a column name) as a formula."""
+    return _FORMULA_RE.match(text) is not None
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How big a table may become once decoded, checked while reading (a compressed Parquet
+    file or a CSV of empty cells decodes to far more memory than its size on disk).
+
+    ``max_bytes`` caps the decoded size: Arrow's buffers for Parquet, 8 bytes a cell for a CSV
+    (the smallest a parsed cell takes). None: no cap.
+    """
+
+    max_rows: int | None = None
+    max_columns: int | None = None
+    max_bytes: int | None = None
+
+    def check(self, name: str, rows: int, columns: int, decoded_bytes: int | None = None) -> None:
+        if self.max_columns is not None and columns > self.max_columns:
+            raise TableTooLarge(f"{name} has {columns:,} columns, over this server's limit of "
+                                f"{self.max_columns:,}; drop columns or ask the operator to "
+                                "raise SYNTHGEN_MAX_TABLE_COLUMNS")
+        if self.max_rows is not None and rows > self.max_rows:
+            raise TableTooLarge(f"{name} has {rows:,} rows or more, over this server's limit "
+                                f"of {self.max_rows:,}; sample it down or ask the operator to "
+                                "raise SYNTHGEN_MAX_TABLE_ROWS")
+        if decoded_bytes is None:
+            decoded_bytes = rows * columns * 8
+        if self.max_bytes is not None and decoded_bytes > self.max_bytes:
+            raise TableTooLarge(f"{name} decodes to {decoded_bytes:,} bytes or more, over this "
+                                f"server's limit of {self.max_bytes:,}; upload fewer rows or "
+                                "columns, or ask the operator to raise "
+                                "SYNTHGEN_MAX_TABLE_BYTES")
+
+
+NO_LIMITS = ReadLimits()
+
+
+class TableTooLarge(InputError):
+    """The table is over a size limit (before or while decoding it)."""
+
+    code = "too-large"
 
 # Text parsed per chunk: bounds the reader's peak memory to the compact table plus one chunk of
 # Python strings, whatever the file's size.
@@ -160,7 +213,8 @@ def _combine(parts: list[pd.Series]) -> pd.Series | None:
     return pd.concat(parts, ignore_index=True)  # ints and floats give floats, as in one read
 
 
-def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str]) -> pd.DataFrame:
+def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
+               limits: ReadLimits = NO_LIMITS, name: str = "the file") -> pd.DataFrame:
     """Parse in blocks, compacting text per block; columns in ``text`` are read as strings.
 
     Each block is parsed on its own behind the header line, so every row is checked against
@@ -170,11 +224,15 @@ def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str]) -> pd.DataFr
     source.seek(0)
     columns: dict[str, list[pd.Series]] = {}
     header = b""
+    rows = 0
     for block, line in _blocks(source, chunk_bytes):
         if not header:  # the first block starts with the header line
             end = _record_end(block, last=False)
             header = block[:end] if end > 0 else block
             body, shift = block, 0
+            if limits.max_columns is not None:  # before any row is parsed
+                cells = next(csv.reader([header.decode("utf-8", "replace")]), [])
+                limits.check(name, 0, len(cells))
         else:  # the block's first row is line 2 of what is parsed
             body, shift = header + block, line - 2
         try:
@@ -190,6 +248,8 @@ def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str]) -> pd.DataFr
             raise pd.errors.ParserError(
                 f"more cells than the header has in line {2 + shift}") from exc
         del body
+        rows += len(chunk)
+        limits.check(name, rows, chunk.shape[1])
         for column in chunk.columns:
             columns.setdefault(column, []).append(_compact(chunk[column]))
     if not header:
@@ -218,18 +278,19 @@ class _Retype(Exception):
 
 
 def read_csv(source: BinaryIO, name: str = "the file", *,
-             chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
+             chunk_bytes: int = CHUNK_BYTES, limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
     """A DataFrame from a binary CSV stream (header row; empty cells are missing values).
 
     Read in chunks of about ``chunk_bytes`` of text, text columns turned into categoricals per
     chunk, so a large file needs about the final compact table plus one chunk of memory. The
     column types are those of one ``pandas.read_csv`` of the whole file: a column whose chunks
-    disagree (numbers in one, text in another) is read again as text.
+    disagree (numbers in one, text in another) is read again as text. ``limits`` are checked
+    on the header and after each chunk, so a table over them stops the read early.
     """
     text: list[str] = []
     for _ in range(2):  # the second pass reads the disagreeing columns as text
         try:
-            return _parse_csv(source, chunk_bytes, text)
+            return _parse_csv(source, chunk_bytes, text, limits, name)
         except _Retype as retype:
             text = retype.columns
         except UnicodeDecodeError as exc:
@@ -247,7 +308,8 @@ def read_csv(source: BinaryIO, name: str = "the file", *,
 
 
 def read_csv_bytes(raw: bytes, name: str = "the file", *, chunk_bytes: int = CHUNK_BYTES,
-                   categorical_text: bool = False) -> pd.DataFrame:
+                   categorical_text: bool = False,
+                   limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
     """A DataFrame from CSV bytes (header row; empty cells are missing values).
 
     Parsed in chunks like :func:`read_csv`. Text columns come back as object columns unless
@@ -258,21 +320,39 @@ def read_csv_bytes(raw: bytes, name: str = "the file", *, chunk_bytes: int = CHU
     if not raw or raw.isspace():  # (not raw.strip(): no copy of a large upload)
         raise InputError(f"{name} is empty; give a CSV with a header row and data rows",
                          code="empty-table")
-    df = read_csv(io.BytesIO(raw), name, chunk_bytes=chunk_bytes)
+    df = read_csv(io.BytesIO(raw), name, chunk_bytes=chunk_bytes, limits=limits)
     if categorical_text:
         return df
     return df.apply(lambda c: c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c)
 
 
-def read_parquet_bytes(raw: bytes, name: str = "the file") -> pd.DataFrame:
+def read_parquet_bytes(raw: bytes, name: str = "the file", *,
+                       limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
     # text as object columns, for the service's formula-cell check (see read_csv_bytes)
-    return _read_parquet(pa.BufferReader(raw), name, categorical_text=False)
+    return _read_parquet(pa.BufferReader(raw), name, categorical_text=False, limits=limits)
 
 
-def _read_parquet(source: str | pa.NativeFile, name: str, *,
-                  categorical_text: bool = True) -> pd.DataFrame:
+PARQUET_BATCH_ROWS = 64 * 1024
+
+
+def _read_parquet(source: str | pa.NativeFile, name: str, *, categorical_text: bool = True,
+                  limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
+    """Read a Parquet file within ``limits``: its footer (rows, columns, uncompressed size) is
+    checked before any page is decoded, then batches are decoded one at a time and counted, so
+    a footer that understates the table stops the read at the limit, not in the allocator."""
     try:
-        table = pq.read_table(source)
+        parquet = pq.ParquetFile(source)
+        meta = parquet.metadata
+        limits.check(name, meta.num_rows, meta.num_columns,
+                     sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)))
+        batches = []
+        rows = decoded = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            rows += batch.num_rows
+            decoded += batch.nbytes
+            limits.check(name, rows, batch.num_columns, decoded)
+            batches.append(batch)
+        table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{name} is not a readable Parquet file: {exc}",
                          code="malformed-parquet") from exc
@@ -281,7 +361,7 @@ def _read_parquet(source: str | pa.NativeFile, name: str, *,
 
 
 def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
-               chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
+               chunk_bytes: int = CHUNK_BYTES, limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
     """Read a CSV or Parquet file (by its suffix) and check it is usable for synthesis.
 
     The file is streamed, never held whole in memory (see :func:`read_csv`).
@@ -299,13 +379,13 @@ def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
     with open(path, "rb") as handle:
         fmt = detect_format(handle.read(64), path.name)
     if fmt == "parquet" or path.suffix.lower() in {".parquet", ".pq"}:
-        df = _read_parquet(str(path), path.name)
+        df = _read_parquet(str(path), path.name, limits=limits)
     else:
         with open(path, "rb") as handle:
             if size <= 65536 and not handle.read().strip():
                 raise InputError(f"{path.name} is empty; give a CSV with a header row and data "
                                  "rows", code="empty-table")
-            df = read_csv(handle, path.name, chunk_bytes=chunk_bytes)
+            df = read_csv(handle, path.name, chunk_bytes=chunk_bytes, limits=limits)
     return check_table(df, path.name)
 
 
@@ -330,8 +410,10 @@ def check_table(df: pd.DataFrame, name: str = "the table") -> pd.DataFrame:
 
 
 def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with a single quote (OWASP)."""
+    """Prefix text cells and column names that a spreadsheet would run as a formula with a
+    single quote (OWASP)."""
     out = df.copy(deep=False)
+    out.columns = [f"'{c}" if starts_like_formula(str(c)) else c for c in out.columns]
     for name in out.columns:
         col = out[name]
         if isinstance(col.dtype, pd.CategoricalDtype):
@@ -353,7 +435,7 @@ def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
 def _escape_text(col: pd.Series) -> pd.Series:
     """``col`` with risky cells prefixed, or ``col`` itself when none is risky."""
     as_text = col.astype("string")
-    risky = as_text.str.startswith(_FORMULA_PREFIXES).fillna(False).to_numpy(bool)
+    risky = as_text.str.contains(FORMULA_PATTERN, regex=True).fillna(False).to_numpy(bool)
     if not risky.any():
         return col
     col = col.astype(object).copy()

@@ -31,7 +31,10 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=1,  # one training process per GPU (one worker per GPU)
         worker_max_tasks_per_child=1,  # a fresh process (and CUDA context) per job
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A broker blip (Redis restarted) must not kill running training: the database, not
+        # the message, says who runs a job (lease + heartbeat), and the message that can no
+        # longer be acknowledged finds nothing to claim if Redis hands it out again.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_soft_shutdown_timeout=30.0,
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,

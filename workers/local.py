@@ -21,15 +21,37 @@ from sqlalchemy import select, update
 
 from synthgen.service.db import Database, Job
 from synthgen.service.jobs import expire_lease, reconcile
+from synthgen.service.scratch import sweep_scratch
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 
 log = logging.getLogger("synthgen.service")
 
 
-def child_main(job_id: str, owner: str, settings: Settings) -> None:
-    """Entry point of a training subprocess."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+PARENT_CHECK_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit when the supervising API process dies (killed with -9, no chance to stop us):
+    unsupervised, this child would hold its job while a restarted API starts others, past the
+    one-process-per-device limit. The job's lease then expires and the reconciler re-queues
+    it; the next attempt resumes from the last checkpoint."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        log.error("the supervising process %d is gone; training process exits", parent)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def child_main(job_id: str, owner: str, settings: Settings, parent: int | None = None) -> None:
+    """Entry point of a training subprocess (``parent``: the supervisor's pid)."""
+    _exit_with_parent(parent or os.getppid())
+    from synthgen.service.logs import configure_logging
+
+    configure_logging("INFO", settings.log_format)
     from synthgen.service.runner import execute_job  # sets torch's threads
 
     execute_job(job_id, owner, settings)
@@ -47,6 +69,7 @@ class LocalDispatcher:
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
 
     def start(self) -> None:
+        sweep_scratch(self.db, self.settings.scratch_dir)  # attempts killed with the last API
         self._thread.start()
 
     def submit(self, job_id: str) -> None:
@@ -95,8 +118,8 @@ class LocalDispatcher:
             ids = s.scalars(query.order_by(Job.seq).limit(free)).all()
         for job_id in ids:
             owner = f"local:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-            proc = self._ctx.Process(target=child_main, args=(job_id, owner, self.settings),
-                                     name=f"train-{job_id}")
+            proc = self._ctx.Process(target=child_main, name=f"train-{job_id}",
+                                     args=(job_id, owner, self.settings, os.getpid()))
             proc.start()
             self.children[job_id] = (proc, owner)
             log.info("job %s: training process %s started", job_id, proc.pid)

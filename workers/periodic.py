@@ -10,13 +10,11 @@ import threading
 import time
 from collections.abc import Callable
 
-import httpx
-
 from synthgen.service.db import Database
 from synthgen.service.dispatch import JobDispatcher
 from synthgen.service.schedules import tick
 from synthgen.service.settings import Settings
-from synthgen.service.webhooks import deliver_due
+from synthgen.service.webhook_delivery import Deliveries
 
 log = logging.getLogger("synthgen.service")
 
@@ -27,16 +25,14 @@ class PeriodicLoops:
         self.settings, self.db, self.dispatcher, self.clock = settings, db, dispatcher, clock
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._http: httpx.Client | None = None
+        self._deliveries: Deliveries | None = None
 
     def start(self) -> None:
         if self.settings.runs_scheduler:
             self._spawn("schedule-tick", self.settings.schedule_tick_s, self.tick_once)
-        if self.settings.webhook_delivery:
-            http = httpx.Client(timeout=self.settings.webhook_timeout_s, follow_redirects=False)
-            self._http = http
-            self._spawn("webhooks", self.settings.webhook_every_s,
-                        lambda: deliver_due(self.db, self.settings, http=http))
+        if self.settings.webhook_delivery:  # lanes run on their own threads: never waited for
+            deliveries = self._deliveries = Deliveries(self.db, self.settings)
+            self._spawn("webhooks", self.settings.webhook_every_s, deliveries.pump)
 
     def tick_once(self) -> None:
         tick(self.db, now_s=self.clock(), dispatch=self.dispatcher.submit,
@@ -58,5 +54,5 @@ class PeriodicLoops:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=15)
-        if self._http is not None:
-            self._http.close()
+        if self._deliveries is not None:
+            self._deliveries.close()

@@ -68,7 +68,7 @@ def schedule_tick(now_s: float | None = None) -> list[str]:
 def deliver_webhooks() -> int:
     from synthgen.service.db import Database
     from synthgen.service.settings import Settings
-    from synthgen.service.webhooks import deliver_due
+    from synthgen.service.webhook_delivery import deliver_due
 
     settings = Settings()
     db = Database(settings.db_url)

@@ -23,6 +23,8 @@ from api.deps import (
     StorageDep,
     owned,
 )
+from api.idempotency import IdempotencyKey, once, request_hash
+from api.paging import Cursor, Limit, newest_first
 from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
 from api.schemas import JobCreate, JobOut, iso
 from synthgen.service.batches import batch_status, create_batch, job_fields
@@ -100,21 +102,57 @@ def _batch_of(session: Session, tenant: str, batch_id: str) -> tuple[Batch, list
     409: {"description": "A dataset's privacy budget would be exceeded: no job of the batch "
                          "is accepted (budget-exceeded)."}})
 def submit_batch(tenant: CurrentTenant, db: DatabaseDep, settings: SettingsDep,
-                 dispatcher: DispatcherDep, body: BatchCreate, response: Response) -> BatchOut:
+                 dispatcher: DispatcherDep, body: BatchCreate, response: Response,
+                 idempotency_key: IdempotencyKey = None) -> BatchOut:
     """Submit several jobs at once. Their budget is reserved in one transaction: if one child
-    would exceed its dataset's cap, none is accepted (409 naming the dataset)."""
+    would exceed its dataset's cap, none is accepted (409 naming the dataset). With an
+    ``Idempotency-Key``, a retry returns the first batch instead of creating (and charging)
+    another."""
     check_epsilons(settings, body.jobs)
     specs = [job_fields(j.model_dump(), settings.max_attempts) for j in body.jobs]
-    try:
-        with db.write() as s:
-            batch, jobs = create_batch(s, tenant, specs)
-    except (BudgetExceeded, DatasetPurged, DatasetNotFound) as exc:
-        raise admission_problem(exc) from exc
-    for job in jobs:
-        dispatcher.submit(job.id)
+    digest = request_hash(body)
+
+    def create() -> Batch:
+        try:
+            with db.write() as s:
+                return create_batch(s, tenant, specs, idempotency_key=idempotency_key,
+                                    request_hash=digest)[0]
+        except (BudgetExceeded, DatasetPurged, DatasetNotFound) as exc:
+            raise admission_problem(exc) from exc
+
+    batch, created = once(db, Batch, tenant, idempotency_key, digest, create, response)
+    with db.read() as s:
+        batch, jobs = _batch_of(s, tenant, batch.id)
+    if created:
+        for job in jobs:
+            dispatcher.submit(job.id)
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     response.headers["Retry-After"] = "5"
     return BatchOut.of(batch, jobs)
+
+
+class BatchPage(BaseModel):
+    items: list[BatchOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at "
+                                    "the end.")
+
+
+@router.get("", response_model=BatchPage)
+async def list_batches(
+    tenant: CurrentTenant,
+    session: SessionDep,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> BatchPage:
+    """The tenant's batches, newest first, ``limit`` at a time (each with its children)."""
+    query = select(Batch).where(Batch.tenant_id == tenant)
+    batches, next_cursor = newest_first(session, query, Batch, tenant, cursor, limit)
+    children: dict[str, list[Job]] = {b.id: [] for b in batches}
+    for job in session.scalars(select(Job).where(Job.batch_id.in_(list(children)))
+                               .order_by(Job.seq)):
+        children[str(job.batch_id)].append(job)
+    return BatchPage(items=[BatchOut.of(b, children[b.id]) for b in batches],
+                     next_cursor=next_cursor)
 
 
 @router.get("/{batch_id}", response_model=BatchOut)

@@ -13,6 +13,7 @@ from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, Storag
 from api.problems import Problem
 from api.schemas import BudgetOut, DatasetOut
 from synthgen.errors import InputError, SchemaError
+from synthgen.io import TableTooLarge
 from synthgen.service.budget import budget_view, content_holder, locked_dataset
 from synthgen.service.db import Dataset, new_id
 from synthgen.service.settings import Settings
@@ -53,9 +54,12 @@ def _store_upload(storage: Storage, settings: Settings, key: str, file: UploadFi
         raise Problem(413, exc.code, str(exc)) from exc
     try:
         file.file.seek(0)
-        facts = inspect_upload(file.file.read(), name, _schema_text(schema))
+        facts = inspect_upload(file.file.read(), name, _schema_text(schema),
+                               settings.read_limits)
     except (InputError, SchemaError) as exc:
         storage.delete(key)
+        if isinstance(exc, TableTooLarge):
+            raise Problem(413, exc.code, str(exc)) from exc
         if exc.code == "unsupported-format":
             raise Problem(415, exc.code, str(exc)) from exc
         raise Problem(422, exc.code, str(exc)) from exc

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import html
 import json
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from api.deps import (
     CurrentTenant,
@@ -24,6 +20,8 @@ from api.deps import (
     StorageDep,
     job_of,
 )
+from api.idempotency import IdempotencyKey, once, request_hash
+from api.paging import Cursor, Limit, newest_first
 from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
@@ -38,15 +36,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 # and skipping the thread pool is most of their cost. Routes that write stay sync (thread pool).
 
 RETRY_AFTER = "5"
-
-
-def _replay(db: Database, tenant: str, key: str, request_hash: str) -> Job | None:
-    with db.read() as s:
-        job = s.scalar(select(Job).where(Job.tenant_id == tenant, Job.idempotency_key == key))
-    if job is not None and job.request_hash != request_hash:
-        raise Problem(422, "idempotency-key-reused", "this Idempotency-Key was used with a "
-                      "different request body; use a new key for a new job")
-    return job
 
 
 def _admit(db: Database, settings: Settings, tenant: str, body: JobCreate,
@@ -70,7 +59,7 @@ def create_job(
     dispatcher: DispatcherDep,
     body: JobCreate,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     """Submit a job. Its epsilon is reserved against the dataset's cap in the same transaction
     that accepts it (409 when the cap would be exceeded). With an ``Idempotency-Key``, a retry
@@ -78,54 +67,30 @@ def create_job(
     if body.epsilon > settings.max_job_epsilon:
         raise Problem(422, "epsilon-too-large", f"epsilon {body.epsilon:g} is over this "
                       f"server's limit of {settings.max_job_epsilon:g} per job")
-    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    job = _replay(db, tenant, idempotency_key, request_hash) if idempotency_key else None
-    if job is None:
-        try:
-            job = _admit(db, settings, tenant, body, idempotency_key, request_hash)
-        except IntegrityError:  # a concurrent request with the same key won
-            job = _replay(db, tenant, idempotency_key or "", request_hash)
-            if job is None:
-                raise
-        else:
-            dispatcher.submit(job.id)
-    else:
-        response.headers["Idempotent-Replayed"] = "true"
+    digest = request_hash(body)
+    job, created = once(db, Job, tenant, idempotency_key, digest, lambda: _admit(
+        db, settings, tenant, body, idempotency_key, digest), response)
+    if created:
+        dispatcher.submit(job.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = RETRY_AFTER
     return JobOut.of(job)
-
-
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
-def _seq(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise Problem(422, "invalid-cursor", "the cursor is not one this API returned") from exc
 
 
 @router.get("", response_model=JobPage)
 async def list_jobs(
     tenant: CurrentTenant,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
 ) -> JobPage:
     """The tenant's jobs, newest first, ``limit`` at a time."""
     query = select(Job).where(Job.tenant_id == tenant)
     if status is not None:
         query = query.where(Job.state == status)
-    if cursor is not None:
-        query = query.where(Job.seq < _seq(cursor))
-    jobs = session.scalars(query.order_by(Job.seq.desc()).limit(limit + 1)).all()
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
-    return JobPage(items=[JobOut.of(j) for j in jobs],
-                   next_cursor=_cursor(jobs[-1].seq) if more else None)
+    jobs, next_cursor = newest_first(session, query, Job, tenant, cursor, limit)
+    return JobPage(items=[JobOut.of(j) for j in jobs], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut)
@@ -211,7 +176,9 @@ def get_report(tenant: CurrentTenant, session: SessionDep, storage: StorageDep, 
 @router.get("/{job_id}/evaluation", responses={
     200: {"content": {"application/json": {"schema": {"type": "object"}},
                       "text/html": {"schema": {"type": "string"}}},
-          "description": "The owner-only evaluation (computed on the real rows)."}})
+          "description": "The owner-only evaluation (computed on the real rows)."},
+    409: {"description": "The job has not succeeded, or ended without writing an evaluation "
+                         "(output-not-ready)."}})
 def get_evaluation(tenant: CurrentTenant, session: SessionDep, storage: StorageDep,
                    job_id: str, format: Literal["json", "html"] = "json") -> Response:
     """The owner-only evaluation of a succeeded job: quality, utility and audit figures computed

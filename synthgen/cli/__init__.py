@@ -1,9 +1,9 @@
 """The ``synthgen`` command line, the top layer of the library.
 
 One module per command group: :mod:`~synthgen.cli.local` (``run``, ``sample``: tables and
-models on this machine), :mod:`~synthgen.cli.service` (``serve``, ``worker``, ``keys``: run the
-service) and :mod:`~synthgen.cli.remote` (``remote ...``: talk to a server). This package is the
-only place in ``synthgen/`` that starts ``api/`` or ``workers/``.
+models on this machine), :mod:`~synthgen.cli.service` (``serve``, ``worker``, ``keys``, ``db``:
+run the service and its database) and :mod:`~synthgen.cli.remote` (``remote ...``: talk to a
+server). This package is the only place in ``synthgen/`` that starts ``api/`` or ``workers/``.
 
 Every module here imports only typer and the standard library at the top: torch, pandas, Rich,
 httpx and the service are imported inside the commands that use them, so ``synthgen --help``
@@ -32,6 +32,7 @@ app.command()(local.sample)
 app.command()(service.serve)
 app.command()(service.worker)
 app.add_typer(service.keys_app, name="keys")
+app.add_typer(service.db_app, name="db")
 app.add_typer(remote.remote_app, name="remote")
 
 

@@ -1,4 +1,4 @@
-"""``synthgen serve | worker | keys``: run the service (the ``db`` group belongs here too).
+"""``synthgen serve | worker | keys | db``: run the service and manage its database.
 
 The only module of ``synthgen/`` that starts ``api/`` and ``workers/``, each imported inside the
 command that runs it; the settings (pydantic-settings) are read there too.
@@ -6,14 +6,14 @@ command that runs it; the settings (pydantic-settings) are read there too.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
 
-from synthgen.cli._common import usage_error
+from synthgen.cli._common import error, usage_error
 
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True, rich_markup_mode=None)
+db_app = typer.Typer(help="The service database.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def serve(
@@ -26,13 +26,16 @@ def serve(
     import uvicorn
 
     from api.main import create_app
+    from synthgen.service.logs import configure_logging
     from synthgen.service.settings import Settings
 
     settings = Settings()
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s "
-                        "%(message)s")
+    configure_logging(log_level, settings.log_format)
+    # JSON: no uvicorn log config, so its loggers (access lines included) propagate to the
+    # root handler above
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level=log_level)
+                log_level=log_level, log_config=log_config)
 
 
 def worker(
@@ -44,12 +47,15 @@ def worker(
     log_level: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker of the cluster engine (needs SYNTHGEN_BROKER_URL)."""
+    from synthgen.service.logs import configure_logging
     from synthgen.service.settings import Settings
 
-    if not Settings().broker_url:
+    settings = Settings()
+    if not settings.broker_url:
         usage_error("set SYNTHGEN_BROKER_URL (redis://...) to run a worker", "no-broker")
     from workers.celery_app import app as celery_app
 
+    configure_logging(log_level, settings.log_format)
     argv = ["worker", "-Q", queues, "-c", str(concurrency), "--pool", "prefork",
             "--loglevel", log_level, "--without-gossip", "--without-mingle"]
     if hostname:
@@ -77,3 +83,26 @@ def create_key(
     typer.echo(key)
     typer.echo(f"tenant {tenant} ({tenant_id}); store this key now, it is not shown again",
                err=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply the schema migrations to SYNTHGEN_DATABASE_URL (or the SQLite file in
+    SYNTHGEN_DATA_DIR). A database made before migrations existed is recognised and kept."""
+    from synthgen.service.db import Database
+    from synthgen.service.migrate import MigrationError, upgrade
+    from synthgen.service.settings import Settings
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    try:
+        before, after = upgrade(db, revision)
+    except MigrationError as exc:
+        error(str(exc), "migration-failed")
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"database at revision {after} (was {before or 'empty'})")

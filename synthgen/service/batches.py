@@ -31,12 +31,14 @@ def job_fields(request: dict[str, Any], max_attempts: int) -> dict[str, Any]:
 
 
 def create_batch(session: Session, tenant_id: str, specs: Sequence[dict[str, Any]],
-                 schedule_id: str | None = None) -> tuple[Batch, list[Job]]:
+                 schedule_id: str | None = None, idempotency_key: str | None = None,
+                 request_hash: str | None = None) -> tuple[Batch, list[Job]]:
     """Accept a batch and its children in the caller's write transaction; raises what
     :func:`~synthgen.service.budget.reserve_jobs` raises, and then nothing is added."""
     jobs = reserve_jobs(session, tenant_id, specs)
     batch = Batch(id=new_id("bat"), tenant_id=tenant_id, total=len(jobs), remaining=len(jobs),
-                  schedule_id=schedule_id)
+                  schedule_id=schedule_id, idempotency_key=idempotency_key,
+                  request_hash=request_hash)
     session.add(batch)
     session.flush()  # the batch row before its children reference it
     for job in jobs:

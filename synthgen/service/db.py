@@ -9,6 +9,7 @@ followed by a conditional write (budget admission, claims) is serialised instead
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -123,6 +125,8 @@ class Batch(Base):
     settlement of the last child sets the terminal state in the same transaction."""
 
     __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_idempotency", "tenant_id", "idempotency_key",
+                            unique=True),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -136,6 +140,8 @@ class Batch(Base):
     schedule_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Job(Base):
@@ -319,7 +325,10 @@ class Database:
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        Base.metadata.create_all(self.write_engine)
+        """Create or upgrade the tables: the schema migrations up to this release's head."""
+        from synthgen.service.migrate import upgrade
+
+        upgrade(self)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -331,6 +340,28 @@ class Database:
         """A transaction that commits on exit; on SQLite it holds the write lock throughout."""
         with self._write.begin() as session:
             yield session
+
+    def ping(self) -> None:
+        """Raise unless the database answers a query."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def intact(self) -> bool:
+        """For SQLite, whether the file is intact: ``PRAGMA quick_check`` on a fresh read-only
+        connection (a pooled one could answer from pages it cached before the file was
+        damaged). Seconds for a database of a few hundred MB: callers run it now and then, not
+        per request. Other databases check themselves: True."""
+        path = self.engine.url.database if self.is_sqlite else None
+        if not path or path == ":memory:":
+            return True
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        except sqlite3.DatabaseError:
+            return False
+        finally:
+            conn.close()
+        return rows == [("ok",)]
 
     def dispose(self) -> None:
         self.engine.dispose()

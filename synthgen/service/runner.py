@@ -36,6 +36,7 @@ from synthgen.service.jobs import (
     record_progress,
     settle,
 )
+from synthgen.service.scratch import sweep_scratch
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 from synthgen.service.versions import job_dataset
@@ -109,12 +110,11 @@ class LeaseLost(Exception):
     """This attempt no longer holds the job's lease: it must write and settle nothing."""
 
 
-def _load_table(storage: Storage, dataset: Dataset) -> Any:
-    from synthgen.io import check_table, read_csv_bytes, read_parquet_bytes
+def _load_table(storage: Storage, dataset: Dataset, settings: Settings) -> Any:
+    from synthgen.service.tables import read_upload
 
     raw = storage.read_bytes(dataset.storage_key)
-    reader = read_parquet_bytes if dataset.format == "parquet" else read_csv_bytes
-    return check_table(reader(raw, dataset.name), dataset.name)
+    return read_upload(raw, dataset.name, dataset.format, settings.read_limits)
 
 
 def _current_ledger(synth: Any, step: int | None = None) -> dict[str, Any] | None:
@@ -137,6 +137,7 @@ def execute_job(job_id: str, owner: str, settings: Settings) -> str:
     db = Database(settings.db_url)
     storage = Storage(settings.objects_url)
     try:
+        sweep_scratch(db, settings.scratch_dir)  # folders of attempts killed on this machine
         claim = claim_job(db, job_id, owner, settings.lease_s)
         if claim is None:
             log.info("job %s: nothing to claim (duplicate delivery or finished)", job_id)
@@ -170,7 +171,7 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
         # The report's audit holds rows out of training. The split is decided before fit() and
         # is the same on every attempt (a secret seed of the job), so a resumed job trains on
         # the same rows its checkpoint was trained on.
-        full = _load_table(storage, dataset)
+        full = _load_table(storage, dataset, settings)
         plan = plan_evaluation(
             full, holdout_share=float(options.get("holdout_share", 0.1)),
             audit=bool(options.get("audit", True)), target=options.get("target"),

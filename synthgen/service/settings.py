@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from synthgen.io import ReadLimits
 
 MIB = 1024 * 1024
 
@@ -29,6 +33,12 @@ class Settings(BaseSettings):
     # False deletes a dataset's raw upload when its last unfinished job ends.
     retain_uploads: bool = Field(default=True)
     max_upload_bytes: int = Field(default=256 * MIB, ge=1)
+    # What an upload may decode to (checked from a Parquet footer before decoding, and while
+    # reading any table, at upload and when training loads it): a compressed file of a few
+    # hundred KB can hold 100 M rows.
+    max_table_rows: int = Field(default=20_000_000, ge=1)
+    max_table_columns: int = Field(default=2_000, ge=1)
+    max_table_bytes: int = Field(default=2048 * MIB, ge=1)
     # Epsilon cap of a dataset unless its upload names one.
     default_budget_epsilon: float = Field(default=10.0, gt=0)
     # Cap of a dataset's cumulative delta unless its upload names one: ten jobs at the default
@@ -67,9 +77,22 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_backoff_s: float = Field(default=10.0, gt=0)  # first retry; doubles, capped at 1 h
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Endpoints delivered to at once (one lane each); a slow receiver holds only its own lane.
+    webhook_concurrency: int = Field(default=8, ge=1)
     # Comma-separated hosts a webhook may target even over plain http or on a loopback or
     # private address (e.g. an internal receiver); others must be public https URLs.
     webhook_allowed_hosts: str = Field(default="")
+
+    # Apply schema migrations when the API starts. None: on SQLite only (one process owns the
+    # file); with Postgres, replicas starting together would race: run `synthgen db upgrade`.
+    migrate_on_start: bool | None = Field(default=None)
+    # /readyz: how often the database's integrity is checked again (SQLite: PRAGMA quick_check)
+    db_check_every_s: float = Field(default=30.0, ge=0)
+
+    # GET /metrics (Prometheus) needs this token as a Bearer; unset: the route is off.
+    metrics_token: str | None = Field(default=None)
+    # Log lines as JSON objects (one a line) instead of text: "text" or "json".
+    log_format: Literal["text", "json"] = "text"
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -92,6 +115,13 @@ class Settings(BaseSettings):
     @property
     def objects_url(self) -> str:
         return self.storage_url or (self.data_dir / "objects").resolve().as_uri()
+
+    @property
+    def read_limits(self) -> ReadLimits:
+        from synthgen.io import ReadLimits  # pandas and pyarrow: only where tables are read
+
+        return ReadLimits(max_rows=self.max_table_rows, max_columns=self.max_table_columns,
+                          max_bytes=self.max_table_bytes)
 
     @property
     def scratch_dir(self) -> Path:

@@ -24,7 +24,10 @@ class UploadTooLarge(InputError):
 class Storage:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url)
+        # Other processes (workers, the reconciler) write objects this one reads: a cached
+        # listing of an S3 prefix would hide a report or checkpoint written since.
+        options = {"use_listings_cache": False} if url.startswith(("s3://", "s3a://")) else {}
+        self.fs, root = fsspec.core.url_to_fs(url, **options)
         self.root = root.rstrip("/")
         if isinstance(self.fs, LocalFileSystem):
             self.fs.makedirs(self.root, exist_ok=True)
@@ -67,6 +70,12 @@ class Storage:
             self.delete(key)
             raise
         return size, digest.hexdigest()
+
+    def check(self) -> None:
+        """Raise unless the store answers: its folder, or its bucket (an S3 prefix with no
+        object yet does not exist, but its bucket does)."""
+        local = isinstance(self.fs, LocalFileSystem)
+        self.fs.ls(self.root if local else self.root.split("/", 1)[0])
 
     def read_bytes(self, key: str) -> bytes:
         data: bytes = self.fs.cat_file(self._path(key))

@@ -8,16 +8,54 @@ from typing import Any
 import pandas as pd
 
 from synthgen.errors import InputError, SchemaError
-from synthgen.io import check_table, detect_format, read_csv_bytes, read_parquet_bytes
+from synthgen.io import (
+    FORMULA_PATTERN,
+    NO_LIMITS,
+    PARQUET_MAGIC,
+    ReadLimits,
+    check_table,
+    detect_format,
+    read_csv_bytes,
+    read_parquet_bytes,
+    starts_like_formula,
+)
 from synthgen.schema import TableSchema, infer_schema, parse_schema
 
-# Text that a spreadsheet would run as a formula (OWASP "CSV injection"); numbers such as -3 or
-# +4.5 are read as numbers by the parser and never reach this check.
-_FORMULA = r"^[=+\-@\t\r]"
+
+def table_format(raw: bytes, name: str = "") -> str:
+    """Parquet when the bytes are framed by its magic at both ends (a CSV whose header starts
+    with ``PAR1`` is still a CSV) or when the name says so (then a broken file is reported as
+    malformed Parquet, not as a strange CSV); CSV otherwise, unless its first bytes are
+    another format's (an ``unsupported-format`` InputError, see
+    :func:`synthgen.io.detect_format`)."""
+    framed = len(raw) >= 12 and raw[:4] == PARQUET_MAGIC and raw[-4:] == PARQUET_MAGIC
+    if framed or name.lower().endswith((".parquet", ".pq")):
+        return "parquet"
+    detect_format(raw[:64], name)  # another format (xlsx, JSON, gzip, ...): unsupported-format
+    return "csv"
+
+
+def read_upload(raw: bytes, name: str, fmt: str, limits: ReadLimits = NO_LIMITS
+                ) -> pd.DataFrame:
+    """An upload's table within ``limits``, checked usable (the upload and training read it
+    the same way)."""
+    if fmt == "parquet":
+        df = read_parquet_bytes(raw, name, limits=limits)
+    else:
+        df = read_csv_bytes(raw, name, limits=limits)
+    return check_table(df, name)
+
+
+def find_formula_names(df: pd.DataFrame, limit: int = 5) -> list[str]:
+    """The (first few) column names that start like a formula: the header line of every CSV
+    the service writes holds them, so they get the same check as cells."""
+    return [str(c) for c in df.columns if starts_like_formula(str(c))][:limit]
 
 
 def find_formula_cells(df: pd.DataFrame, limit: int = 5) -> list[str]:
-    """Names of the (first few) text columns holding a cell that starts like a formula."""
+    """Names of the (first few) text columns holding a cell that starts like a formula (text
+    that a spreadsheet would run, see :data:`synthgen.io.FORMULA_PATTERN`; numbers such as -3
+    are read as numbers by the parser and never reach this check)."""
     found = []
     for name in df.columns:
         col = df[name]
@@ -27,7 +65,7 @@ def find_formula_cells(df: pd.DataFrame, limit: int = 5) -> list[str]:
         if col.dtype != object and not pd.api.types.is_string_dtype(col.dtype):
             continue
         text = col.dropna().astype(str)
-        if text.str.contains(_FORMULA, regex=True).any():
+        if text.str.contains(FORMULA_PATTERN, regex=True).any():
             found.append(str(name))
             if len(found) >= limit:
                 break
@@ -46,18 +84,24 @@ def parse_public_schema(text: str | None) -> TableSchema | None:
     return parse_schema(document)
 
 
-def inspect_upload(raw: bytes, name: str, schema_text: str | None) -> dict[str, Any]:
+def inspect_upload(raw: bytes, name: str, schema_text: str | None,
+                   limits: ReadLimits = NO_LIMITS) -> dict[str, Any]:
     """Parse and check an upload; raise InputError or SchemaError (the caller answers 4xx)."""
-    fmt = detect_format(raw[:64], name)
-    df = read_parquet_bytes(raw, name) if fmt == "parquet" else read_csv_bytes(raw, name)
-    df = check_table(df, name)
+    fmt = table_format(raw, name)
+    df = read_upload(raw, name, fmt, limits)
+    names = find_formula_names(df)
+    if names:
+        raise InputError(
+            f"{name} has a column name that starts like a spreadsheet formula (=, +, -, @, "
+            f"tab, carriage return or a fullwidth lookalike): {', '.join(map(repr, names))}; "
+            "rename the column and upload again", code="formula-cells")
     formulas = find_formula_cells(df)
     if formulas:
         raise InputError(
-            f"{name} has cells that start like a spreadsheet formula (=, +, -, @, tab or "
-            f"carriage return) in column(s) {', '.join(formulas)}; remove the leading "
-            "character, or quote such values with a leading apostrophe, and upload again",
-            code="formula-cells")
+            f"{name} has cells that start like a spreadsheet formula (=, +, -, @, tab, "
+            f"carriage return or a fullwidth lookalike) in column(s) {', '.join(formulas)}; "
+            "remove the leading character, or quote such values with a leading apostrophe, "
+            "and upload again", code="formula-cells")
     declared = parse_public_schema(schema_text)
     schema = infer_schema(df, declared)
     return {

@@ -2,10 +2,9 @@
 
 An event is inserted into the outbox (``webhook_events``) in the same transaction as the change
 it reports (a job's settlement, a batch's end, a skipped schedule run), and only when the
-tenant has an endpoint. A delivery pass claims due events with a conditional UPDATE (a lease,
-so several passes in several processes never send one event at once), POSTs each, signed the
-Standard Webhooks way (:mod:`synthgen.signing`), and on failure retries with exponential
-backoff until the attempt cap. Nothing in a job's path waits for a receiver. Delivery is at
+tenant has an endpoint. Delivery (:mod:`synthgen.service.webhook_delivery`) runs one lane per
+endpoint, so a slow receiver delays only its own events. Nothing in a job's path waits for a
+receiver. Delivery is at
 least once (a pass that dies after the POST leaves the event to be sent again): receivers
 dedupe on ``webhook-id``. Payloads carry ids and statuses, never data rows.
 """
@@ -13,28 +12,19 @@ dedupe on ``webhook-id``. Payloads carry ids and statuses, never data rows.
 from __future__ import annotations
 
 import ipaddress
-import json
-import logging
-import random
 import socket
-import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from synthgen._version import __version__
 from synthgen.service.db import Database, WebhookEndpoint, WebhookEvent, new_id, now
 from synthgen.service.settings import Settings
-from synthgen.signing import new_secret, sign
-
-log = logging.getLogger("synthgen.service")
+from synthgen.signing import new_secret
 
 EVENTS = ("job.succeeded", "job.failed", "batch.finished", "schedule.skipped")
-MAX_BACKOFF_S = 3600.0
 
 
 class TargetRefused(ValueError):
@@ -53,7 +43,8 @@ def _private(address: str) -> bool:
 def check_url(url: str, settings: Settings) -> str:
     """Refuse URLs that are not http(s), carry credentials, or (unless their host is in
     ``SYNTHGEN_WEBHOOK_ALLOWED_HOSTS``) use plain http or name a loopback or private address.
-    Names are resolved again at each delivery (:func:`check_target`)."""
+    Names are resolved again at each delivery, and the delivery connects to the address checked
+    (:func:`check_target`)."""
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
@@ -80,17 +71,33 @@ def check_url(url: str, settings: Settings) -> str:
     return url
 
 
-def check_target(url: str, settings: Settings) -> None:
-    """At delivery: every address the host resolves to must be public (unless allowed)."""
+def check_target(url: str, settings: Settings) -> str:
+    """At delivery: resolve the host once; every address must be public (unless the host is
+    allowed). Returns the address to connect to: the one checked, never a second lookup,
+    which a rebinding DNS server could answer with a private address."""
     host = (urlsplit(url).hostname or "").lower()
-    if host in _allowed(settings):
-        return
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except OSError as exc:
         raise TargetRefused(f"cannot resolve {host}: {exc}") from exc
-    if any(_private(str(info[4][0])) for info in infos):
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise TargetRefused(f"cannot resolve {host}")
+    if host not in _allowed(settings) and any(_private(a) for a in addresses):
         raise TargetRefused(f"{host} resolves to a loopback or private address")
+    return addresses[0]
+
+
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``url`` with its host replaced by ``address``, and the Host header and TLS server name
+    (SNI, also the name the certificate is checked against) of the original host."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    extensions: dict[str, Any] = {}
+    if parts.scheme == "https":
+        extensions["sni_hostname"] = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=netloc)), {"host": parts.netloc}, extensions
 
 
 def set_endpoint(db: Database, tenant_id: str, url: str) -> tuple[WebhookEndpoint, str]:
@@ -139,89 +146,3 @@ def enqueue_event(session: Session, tenant_id: str, event_type: str,
         payload={"type": event_type, "timestamp": datetime.fromtimestamp(t, UTC).isoformat(),
                  "data": data}))
     return msg_id
-
-
-def _claim(db: Database, event_id: str, t: float, lease_s: float) -> bool:
-    with db.write() as s:
-        done = s.execute(update(WebhookEvent).where(
-            WebhookEvent.id == event_id, WebhookEvent.state == "pending",
-            WebhookEvent.next_attempt_at <= t,
-            (WebhookEvent.lease_until.is_(None)) | (WebhookEvent.lease_until < t),
-        ).values(lease_until=t + lease_s, attempts=WebhookEvent.attempts + 1))
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def backoff_s(attempts: int, settings: Settings) -> float:
-    """Delay before attempt ``attempts + 1``: doubling from the base, capped, +-20% jitter."""
-    delay = min(settings.webhook_backoff_s * 2 ** max(attempts - 1, 0), MAX_BACKOFF_S)
-    return delay * random.uniform(0.8, 1.2)
-
-
-def _send(http: httpx.Client, endpoint: WebhookEndpoint, event: WebhookEvent,
-          settings: Settings) -> tuple[int | None, str | None]:
-    """POST one event. Returns (HTTP status, error) - status 2xx and no error on success."""
-    body = json.dumps(event.payload, separators=(",", ":")).encode()
-    timestamp = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "user-agent": f"synthgen-webhooks/{__version__}",
-        "webhook-id": event.id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(endpoint.secret, event.id, timestamp, body),
-    }
-    try:
-        check_target(endpoint.url, settings)
-        response = http.post(endpoint.url, content=body, headers=headers)
-    except (httpx.HTTPError, TargetRefused) as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
-    if 200 <= response.status_code < 300:
-        return response.status_code, None
-    return response.status_code, f"the receiver answered {response.status_code}"
-
-
-def deliver_due(db: Database, settings: Settings, *, now_s: float | None = None,
-                http: httpx.Client | None = None, limit: int = 50) -> int:
-    """One delivery pass over due events (oldest first). Returns how many were delivered."""
-    t = now() if now_s is None else now_s
-    with db.read() as s:
-        due = s.scalars(select(WebhookEvent).where(
-            WebhookEvent.state == "pending", WebhookEvent.next_attempt_at <= t,
-            (WebhookEvent.lease_until.is_(None)) | (WebhookEvent.lease_until < t),
-        ).order_by(WebhookEvent.seq).limit(limit)).all()
-    if not due:
-        return 0
-    own = http is None
-    client = http or httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)
-    delivered = 0
-    try:
-        for event in due:
-            if not _claim(db, event.id, t, settings.webhook_timeout_s + 30):
-                continue  # another pass has it
-            with db.read() as s:
-                endpoint = s.scalar(select(WebhookEndpoint).where(
-                    WebhookEndpoint.tenant_id == event.tenant_id))
-            status: int | None
-            error: str | None
-            if endpoint is None:
-                status, error = None, "the tenant's webhook endpoint was deleted"
-                attempts = settings.webhook_max_attempts
-            else:
-                status, error = _send(client, endpoint, event, settings)
-                attempts = event.attempts + 1
-            done = now() if now_s is None else now_s
-            if error is None:
-                values: dict[str, Any] = {"state": "delivered", "delivered_at": done}
-                delivered += 1
-            elif attempts >= settings.webhook_max_attempts:
-                values = {"state": "failed"}
-                log.warning("webhook %s (%s) given up after %d attempts: %s", event.id,
-                            event.type, attempts, error)
-            else:
-                values = {"next_attempt_at": done + backoff_s(attempts, settings)}
-            with db.write() as s:
-                s.execute(update(WebhookEvent).where(WebhookEvent.id == event.id).values(
-                    lease_until=None, last_status=status, last_error=error, **values))
-    finally:
-        if own:
-            client.close()
-    return delivered

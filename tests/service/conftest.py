@@ -9,11 +9,14 @@ import pytest
 
 from service.svc_helpers import FAST_JOB, Api, Service, wait_batch
 
+METRICS = "metrics-token-of-the-tests"
+
 
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The embedded engine (SQLite, local folder, training subprocesses), uploads not retained."""
-    service = Service(tmp_path_factory.mktemp("embedded"), {"SYNTHGEN_RETAIN_UPLOADS": "false"})
+    service = Service(tmp_path_factory.mktemp("embedded"), {"SYNTHGEN_RETAIN_UPLOADS": "false",
+                                                            "SYNTHGEN_METRICS_TOKEN": METRICS})
     service.start_api()
     yield service
     service.stop()

@@ -136,6 +136,55 @@ class RedisServer:
             self.proc.wait(timeout=10)
 
 
+class S3Server:
+    """moto's S3-compatible server (``moto[server]``) on a free loopback port, with a bucket."""
+
+    def __init__(self, workdir: Path, bucket: str = "synthgen") -> None:
+        pytest.importorskip("moto.server", reason="moto[server] is not installed")
+        pytest.importorskip("s3fs", reason="s3fs is not installed")
+        self.dir, self.bucket, self.port = workdir, bucket, free_port()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the service's processes need to reach it (s3fs reads these)."""
+        return {"FSSPEC_S3_ENDPOINT_URL": self.url, "AWS_ENDPOINT_URL": self.url,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=open(self.dir / "moto.log", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.put(f"{self.url}/{self.bucket}", timeout=2).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the S3 server did not start: {(self.dir / 'moto.log').read_text()}")
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object key under ``prefix`` (a fresh listing, no cache)."""
+        import s3fs
+
+        fs = s3fs.S3FileSystem(endpoint_url=self.url, key="testing", secret="testing",
+                               skip_instance_cache=True, use_listings_cache=False)
+        found = fs.find(f"{self.bucket}/{prefix}")
+        return sorted(str(k)[len(self.bucket) + 1:] for k in found)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
 class Service:
     """``python -m synthgen serve`` (or ``worker``) as a subprocess with its own data folder."""
 
@@ -161,8 +210,8 @@ class Service:
         self.procs.append(proc)
         return proc
 
-    def start_api(self) -> subprocess.Popen[bytes]:
-        proc = self.spawn("serve", "--port", str(self.port), "--log-level", "warning",
+    def start_api(self, log_level: str = "warning") -> subprocess.Popen[bytes]:
+        proc = self.spawn("serve", "--port", str(self.port), "--log-level", log_level,
                           log="api.log")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -260,6 +309,16 @@ class Api:
         raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}")
 
 
+def training_child(service: Service) -> int | None:
+    """The embedded engine's training subprocess, if one runs."""
+    api_pid = service.procs[0].pid
+    for pid in children_of(api_pid):
+        line = cmdline(pid)
+        if "spawn_main" in line and "resource_tracker" not in line:
+            return pid
+    return None
+
+
 def wait_batch(api: Api, batch_id: str, timeout: float = 240) -> dict[str, Any]:
     """Poll a batch until it ends."""
     deadline = time.monotonic() + timeout
@@ -289,6 +348,13 @@ def assert_resumed_once(service: Service, api: Api, job: dict[str, Any],
     assert [a[0] for a in attempts] == [1, 2]
     assert attempts[1][1] > attempts[0][2], "the second attempt overlapped the first"
     assert attempts[0][3] != attempts[1][3]
+    # the killed attempt's scratch folder was swept when the next one started, and the last
+    # one cleans up after itself just after settling
+    deadline = time.monotonic() + 15
+    while left := list((service.data_dir / "scratch").glob(f"{job['id']}-*")):
+        assert time.monotonic() < deadline, f"scratch folders left: {left}"
+        assert f"{job['id']}-1" not in {p.name for p in left}, "the killed attempt's folder"
+        time.sleep(0.2)
 
 
 # --- database-level tests (no server) ----------------------------------------------------

@@ -164,3 +164,46 @@ def test_an_unfinished_batch_has_no_zip_yet(tenant_b: Api) -> None:
     archive = zipfile.ZipFile(io.BytesIO(tenant_b.http.get(
         f"/v1/batches/{batch['id']}/download").content))
     assert archive.namelist() == ["manifest.json"]
+
+
+def test_batch_idempotency_key_returns_the_first_batch(tenant_b: Api) -> None:
+    dataset = tenant_b.upload(budget_epsilon="1")
+    body = {"jobs": [{"dataset_id": dataset["id"], "epsilon": 1.0, "epochs": 1}]}
+    headers = {"Idempotency-Key": "nightly-batch-2026-01-01"}
+    first = tenant_b.http.post("/v1/batches", json=body, headers=headers)
+    again = tenant_b.http.post("/v1/batches", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202, again.text
+    assert first.json()["id"] == again.json()["id"]  # and the cap (1) was reserved only once
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert [j["id"] for j in again.json()["jobs"]] == [j["id"] for j in first.json()["jobs"]]
+    other = tenant_b.http.post("/v1/batches", json={"jobs": [{**body["jobs"][0],  # type: ignore[dict-item]
+                                                              "epsilon": 0.5}]}, headers=headers)
+    assert other.status_code == 422 and other.json()["code"] == "idempotency-key-reused"
+    for job in first.json()["jobs"]:
+        tenant_b.http.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def test_list_batches_pages_with_a_tenant_scoped_cursor(tenant_a: Api, tenant_b: Api) -> None:
+    dataset = tenant_b.upload(budget_epsilon="5")
+    ids = []
+    for _ in range(3):
+        r = tenant_b.http.post("/v1/batches", json={"jobs": [
+            {"dataset_id": dataset["id"], "epsilon": 0.5, "epochs": 1}]})
+        ids.append(r.json()["id"])
+        for job in r.json()["jobs"]:  # cancelled while queued: nothing runs
+            tenant_b.http.post(f"/v1/jobs/{job['id']}/cancel")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = tenant_b.http.get("/v1/batches", params=params).json()
+        seen += [b["id"] for b in page["items"]]
+        assert all(b["counts"]["total"] == 1 for b in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        other = tenant_a.http.get("/v1/batches", params={"cursor": cursor})
+        assert other.status_code == 422 and other.json()["code"] == "invalid-cursor"
+    assert seen[:3] == ids[::-1] and len(seen) == len(set(seen))
+    assert not set(ids) & {b["id"] for b in tenant_a.http.get(
+        "/v1/batches", params={"limit": 100}).json()["items"]}

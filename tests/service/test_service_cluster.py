@@ -139,3 +139,22 @@ def test_the_beat_tick_task_fires_a_schedule_once_on_the_cluster(
     assert done["status"] == "succeeded", done
     time.sleep(1)
     assert len(client.http.get(f"/v1/schedules/{schedule['id']}").json()["recent_runs"]) == 1
+
+
+def test_a_redis_restart_does_not_kill_running_training(
+    cluster: Service, broker: RedisServer, client: Api
+) -> None:
+    if not any(p.poll() is None and "--queues gpu" in cmdline(p.pid) for p in cluster.procs):
+        cluster.start_worker("gpu4")
+    dataset = client.upload()
+    job = client.submit(dataset["id"], **LONG_JOB)
+    client.wait(job["id"], lambda j: j["status"] == "running" and j["progress"]["step"] >= 1)
+    for _ in range(3):  # three blips: each once failed the job one attempt closer to the cap
+        broker.kill()
+        time.sleep(1)
+        broker.start()
+        time.sleep(2)
+    done = client.wait(job["id"])
+    assert done["status"] == "succeeded" and done["attempt"] == 1, done
+    attempts = cluster.query("SELECT attempt FROM job_attempts WHERE job_id = ?", job["id"])
+    assert attempts == [(1,)]

@@ -39,6 +39,11 @@ def test_compose_has_the_cluster_services() -> None:
     assert env["SYNTHGEN_BROKER_URL"].startswith("redis://redis:")
     assert env["SYNTHGEN_DATABASE_URL"].startswith("postgresql")
     assert env["SYNTHGEN_STORAGE_URL"].startswith("s3://")
+    # migrations run once before the API and workers start (the API refuses a schema behind)
+    assert services["migrate"]["command"] == ["synthgen", "db", "upgrade"]
+    for name in ("api", "worker-gpu", "worker-control", "beat"):
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"}
 
 
 def test_compose_commands_exist_in_the_cli() -> None:

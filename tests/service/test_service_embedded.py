@@ -18,8 +18,7 @@ from service.svc_helpers import (
     Api,
     Service,
     assert_resumed_once,
-    children_of,
-    cmdline,
+    training_child,
 )
 
 
@@ -141,15 +140,6 @@ def test_exactly_the_cap_is_admitted_under_concurrent_submissions(tenant_b: Api)
             tenant_b.http.post(f"/v1/jobs/{r.json()['id']}/cancel")
 
 
-def _training_child(embedded: Service) -> int | None:
-    api_pid = embedded.procs[0].pid
-    for pid in children_of(api_pid):
-        line = cmdline(pid)
-        if "spawn_main" in line and "resource_tracker" not in line:
-            return pid
-    return None
-
-
 def test_killed_training_process_resumes_from_checkpoint(embedded: Service, tenant_a: Api) -> None:
     dataset = tenant_a.upload()
     job = tenant_a.submit(dataset["id"], **LONG_JOB)
@@ -157,7 +147,7 @@ def test_killed_training_process_resumes_from_checkpoint(embedded: Service, tena
     objects = embedded.data_dir / "objects"
     running = tenant_a.wait(job["id"], lambda j: any(objects.glob(pattern)))
     assert running["attempt"] == 1 and running["status"] == "running"
-    pid = _training_child(embedded)
+    pid = training_child(embedded)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
 

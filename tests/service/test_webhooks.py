@@ -4,6 +4,7 @@ and a real receiver that gets each event of a real service exactly once."""
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -17,13 +18,13 @@ from sqlalchemy import select
 
 from service.svc_helpers import ADULT_SAMPLE, FAST_JOB, Api, Service, unit_database, wait_batch
 from synthgen.client import InvalidSignature, verify_webhook
-from synthgen.service.db import Database, WebhookEvent
+from synthgen.service.db import Database, Tenant, WebhookEvent
 from synthgen.service.schedules import latest_fire
 from synthgen.service.settings import Settings
+from synthgen.service.webhook_delivery import deliver_due
 from synthgen.service.webhooks import (
     TargetRefused,
     check_url,
-    deliver_due,
     enqueue_event,
     set_endpoint,
 )
@@ -67,8 +68,9 @@ class Receiver:
     """A tiny HTTP server on a free loopback port that verifies and records deliveries;
     ``fail_first`` of each listed event type is answered 500 once."""
 
-    def __init__(self, fail_first: tuple[str, ...] = ()) -> None:
+    def __init__(self, fail_first: tuple[str, ...] = (), delay_s: float = 0.0) -> None:
         self.secret = ""
+        self.delay_s = delay_s  # a slow receiver: answers after this long
         self.received: list[dict[str, Any]] = []
         self.fail_first = set(fail_first)
         self._lock = threading.Lock()
@@ -77,6 +79,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers["content-length"]))
+                arrived = time.time()
+                time.sleep(receiver.delay_s)
                 try:
                     event = verify_webhook(receiver.secret, dict(self.headers), body)
                     valid = True
@@ -87,7 +91,8 @@ class Receiver:
                     receiver.fail_first.discard(event["type"])
                     receiver.received.append({"id": self.headers["webhook-id"], "valid": valid,
                                               "status": status, "event": event,
-                                              "body": body.decode()})
+                                              "body": body.decode(), "at": arrived,
+                                              "host": self.headers["host"]})
                 self.send_response(status)
                 self.end_headers()
 
@@ -127,15 +132,18 @@ def test_deliveries_retry_with_exponential_backoff_then_give_up(
         first = enqueue_event(s, "t1", "job.failed", {"job_id": "job_1", "status": "failed"})
         second = enqueue_event(s, "t1", "job.succeeded", {"job_id": "job_2"})
     t = time.time()
-    assert deliver_due(db, settings, now_s=t) == 1  # job.failed answered 500, job.succeeded ok
+    assert deliver_due(db, settings, now_s=t) == 0  # job.failed answered 500
     with db.read() as s:
         event = s.scalars(select(WebhookEvent).where(WebhookEvent.id == first)).one()
+        waiting = s.scalars(select(WebhookEvent).where(WebhookEvent.id == second)).one()
     assert event.state == "pending" and event.attempts == 1 and event.last_status == 500
     assert 8 <= event.next_attempt_at - t <= 12  # the first backoff, +-20%
+    # per-endpoint backoff: the endpoint's next event waits as long, and is not tried yet
+    assert waiting.attempts == 0 and waiting.next_attempt_at == event.next_attempt_at
     assert deliver_due(db, settings, now_s=t + 5) == 0  # not due yet: nothing is sent
-    assert deliver_due(db, settings, now_s=t + 13) == 1
+    assert deliver_due(db, settings, now_s=t + 13) == 2  # in order, one lane
     assert [(r["id"], r["status"]) for r in receiver.received] == [
-        (first, 500), (second, 204), (first, 204)]
+        (first, 500), (first, 204), (second, 204)]
     assert all(r["valid"] for r in receiver.received)
 
     # A receiver that never answers 2xx: the delay doubles, then the event is given up.
@@ -215,3 +223,79 @@ def test_a_receiver_gets_each_event_once_with_a_valid_signature(
         "pending": 0, "delivered": 4, "failed": 0}
     assert api.http.delete("/v1/webhook").status_code == 204
     assert api.http.get("/v1/webhook").status_code == 404
+
+
+def test_a_slow_endpoint_does_not_hold_back_another_tenants_event(tmp_path: Path) -> None:
+    from workers.periodic import PeriodicLoops
+
+    slow, fast = Receiver(delay_s=8), Receiver()
+    settings = Settings(data_dir=tmp_path, webhook_allowed_hosts="127.0.0.1",
+                        webhook_timeout_s=3, webhook_every_s=0.3, scheduler=False)
+    db: Database = unit_database(tmp_path / "hooks.db")
+    with db.write() as s:
+        s.add(Tenant(id="t2", name="t2"))
+    set_endpoint(db, "t1", slow.url)
+    _, fast.secret = set_endpoint(db, "t2", fast.url)
+    with db.write() as s:  # the slow tenant's backlog comes first
+        for i in range(5):
+            enqueue_event(s, "t1", "job.succeeded", {"job_id": f"job_{i}"})
+    loops = PeriodicLoops(settings, db, dispatcher=None)  # type: ignore[arg-type]
+    loops.start()
+    try:
+        time.sleep(1)  # the slow endpoint's first delivery is waiting on its receiver
+        with db.write() as s:
+            enqueue_event(s, "t2", "job.succeeded", {"job_id": "job_fast"})
+        created = time.time()
+        _until(lambda: bool(fast.acked()), timeout=60)
+        latency = fast.acked()[0]["at"] - created
+        print(f"another tenant's event arrived {latency:.2f} s after it was created")
+        assert latency < 5, latency
+        with db.read() as s:  # one timeout, then the whole endpoint backs off
+            tried = s.scalars(select(WebhookEvent.attempts).where(
+                WebhookEvent.tenant_id == "t1").order_by(WebhookEvent.seq)).all()
+        assert list(tried) == [1, 0, 0, 0, 0]
+    finally:
+        loops.stop()
+        slow.stop()
+        fast.stop()
+        db.dispose()
+
+
+def test_delivery_connects_to_the_address_it_checked(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolves to a public address for the check and to loopback
+    afterwards. The delivery must go to the checked address (unreachable here), never to the
+    loopback receiver, and resolve the name only once."""
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "hooks.rebind.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "93.184.216.34" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    settings = Settings(data_dir=tmp_path, webhook_timeout_s=2, webhook_max_attempts=1)
+    db: Database = unit_database(tmp_path / "hooks.db")
+    port = receiver.url.split(":")[2].split("/")[0]
+    set_endpoint(db, "t1", f"http://hooks.rebind.test:{port}/hook")
+    with db.write() as s:
+        enqueue_event(s, "t1", "job.succeeded", {"job_id": "job_1"})
+    assert deliver_due(db, settings) == 0
+    assert receiver.received == [] and lookups == ["hooks.rebind.test"]
+    db.dispose()
+
+
+def test_delivery_keeps_the_host_header_of_the_url(tmp_path: Path, receiver: Receiver) -> None:
+    settings = Settings(data_dir=tmp_path, webhook_allowed_hosts="localhost")
+    db: Database = unit_database(tmp_path / "hooks.db")
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    _, receiver.secret = set_endpoint(db, "t1", url)
+    with db.write() as s:
+        enqueue_event(s, "t1", "job.succeeded", {"job_id": "job_1"})
+    assert deliver_due(db, settings) == 1
+    assert receiver.received[0]["host"] == url.split("/")[2]  # localhost:<port>
+    db.dispose()
