@@ -51,8 +51,10 @@ def admission_problem(exc: Exception) -> Problem:
     from synthgen.service.budget import BudgetExceeded, DatasetPurged
 
     if isinstance(exc, BudgetExceeded):
-        return Problem(409, "budget-exceeded", str(exc), dataset_id=exc.dataset_id,
-                       cap_epsilon=exc.cap, used_epsilon=exc.used, requested_epsilon=exc.asked)
+        what = exc.what  # "epsilon" or "delta"
+        figures: dict[str, Any] = {f"cap_{what}": exc.cap, f"used_{what}": exc.used,
+                                   f"requested_{what}": exc.asked}
+        return Problem(409, "budget-exceeded", str(exc), dataset_id=exc.dataset_id, **figures)
     if isinstance(exc, DatasetPurged):
         return Problem(410, "dataset-purged", f"dataset {exc.args[0]}'s upload was deleted by "
                        "the retention policy; upload the table again (or a new version)",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from synthgen.privacy.budget import MIN_EPSILON, min_epsilon
 from synthgen.service.budget import ledger_delta
 from synthgen.service.db import Dataset, Job
 
@@ -55,8 +56,9 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_id: str = Field(max_length=64)
-    epsilon: float = Field(gt=0, le=100, description="Privacy budget of this job (reserved "
-                           "against the dataset's cap when the job is accepted).")
+    epsilon: float = Field(ge=MIN_EPSILON, le=100, description="Privacy budget of this job "
+                           "(reserved against the dataset's cap when the job is accepted); at "
+                           f"least {MIN_EPSILON:g} (prv) or {min_epsilon('rdp'):g} (rdp).")
     delta: float | None = Field(None, gt=0, le=1e-3, description="Default 1e-6.")
     rows: int | None = Field(None, ge=1, le=50_000_000, description="Synthetic rows (default: "
                              "as many as the table).")
@@ -82,6 +84,15 @@ class JobCreate(BaseModel):
         "only): each output row keeps its seed row's non-null values and the model fills in "
         "the rest. Your input to sampling, not training data: not covered by the privacy "
         "guarantee, and deleted when the job ends.")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> JobCreate:
+        # Refused at submission (422, nothing reserved), not by the worker after it read rows.
+        if self.epsilon < min_epsilon(self.accountant):
+            raise ValueError(f"epsilon {self.epsilon:g} is below the {self.accountant} "
+                             f"accountant's minimum of {min_epsilon(self.accountant):g}; ask "
+                             f"for more, or use the prv accountant (minimum {MIN_EPSILON:g})")
+        return self
 
     def options(self) -> dict[str, Any]:
         options = self.model_dump(include={"epochs", "batch_size", "seed", "accountant",
@@ -109,6 +120,7 @@ class JobLinks(BaseModel):
     self: str
     synthetic_csv: str
     report: str
+    evaluation: str = Field(description="The owner-only evaluation (computed on real rows).")
     dataset_budget: str
 
 
@@ -153,7 +165,7 @@ class JobOut(BaseModel):
             created_at=iso(j.created_at),  # type: ignore[arg-type]
             started_at=iso(j.started_at), finished_at=iso(j.finished_at),
             links=JobLinks(self=base, synthetic_csv=f"{base}/synthetic.csv",
-                           report=f"{base}/report",
+                           report=f"{base}/report", evaluation=f"{base}/evaluation",
                            dataset_budget=f"/v1/datasets/{j.dataset_id}/budget"),
         )
 
@@ -174,11 +186,16 @@ class BudgetJob(BaseModel):
 
 class BudgetOut(BaseModel):
     dataset_id: str
+    shared_with: list[str] = Field(description="The tenant's other datasets uploaded with the "
+                                   "same bytes: they share this one cap and spend.")
     cap_epsilon: float
     spent_epsilon: float
     reserved_epsilon: float
     remaining_epsilon: float
     spent_delta: float
+    cap_delta: float
+    remaining_delta: float = Field(description="The delta cap less the delta spent and "
+                                   "reserved (every job's delta adds up).")
     composition: str
     sum_of_charges: float
     jobs: list[BudgetJob]

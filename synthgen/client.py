@@ -192,7 +192,12 @@ class Client:
         return self._download(f"/v1/jobs/{job_id}/synthetic.csv", dest)
 
     def get_report(self, job_id: str) -> JSON:
+        """The public privacy report (DP outputs only)."""
         return self._json("GET", f"/v1/jobs/{job_id}/report")
+
+    def get_evaluation(self, job_id: str) -> JSON:
+        """The owner-only evaluation (computed on the real rows): keep it to yourself."""
+        return self._json("GET", f"/v1/jobs/{job_id}/evaluation")
 
     # --- batches --------------------------------------------------------------------------
 

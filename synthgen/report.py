@@ -1,10 +1,12 @@
 """The privacy-budget report of one fit: a JSON-ready dict, and its HTML rendering.
 
 The JSON layout is versioned (``report_schema_version``) and described by
-``docs/report.schema.json`` (JSON Schema 2020-12) and ``docs/report.md``. A report has a public
-part, built from the ledger only (what was spent, on what, and how it composes), and optional
-owner-only sections (``quality``, ``utility``, ``audit``) computed on the real data by
-:func:`synthgen.evaluate.evaluate` and attached with :func:`attach_evaluation`.
+``docs/report.schema.json`` (JSON Schema 2020-12) and ``docs/report.md``. The report is public:
+built from the ledger and other DP outputs only (what was spent, on what, how it composes, the
+released domains), safe to hand over with the synthetic table. What is computed on real rows
+(quality, utility, audit, the holdout split) is a separate, owner-only document, the
+*evaluation* (:func:`build_evaluation`, written as ``evaluation.json`` / ``evaluation.html``),
+never merged into the report.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ if TYPE_CHECKING:
     from synthgen.privacy.domains import ColumnDomain
     from synthgen.privacy.ledger import PrivacyLedger
 
-REPORT_SCHEMA_VERSION = 2
+REPORT_SCHEMA_VERSION = 3
+EVALUATION_SCHEMA_VERSION = 1
+# The sections of the owner-only evaluation; none of them may appear in a public report.
+OWNER_ONLY_SECTIONS = ("holdout", "quality", "utility", "audit")
+HEURISTICS_NOTE = (
+    "The distance-to-closest-record (DCR) and membership-inference (MIA) scores are heuristics: "
+    "an attack that fails here shows no gross leak (copied rows, memorisation), and is not "
+    "evidence of differential privacy. The guarantee rests on the ledger and the accountant in "
+    "the public report."
+)
 # Points of the epsilon-vs-steps curve computed with the ledger's accountant (PRV costs about
 # 0.1-1.5 s a point, growing with the steps); RDP, cheap, is computed at the same points.
 CURVE_POINTS = 8
@@ -65,10 +76,12 @@ EXPLANATION_DOES_NOT_MEAN = (
     "(roughly k times epsilon).",
     "It covers this job only. Every job on the same data spends more of the data's budget; "
     "the total across jobs is tracked by the service, not by this report.",
-    "The quality, utility and audit sections below are computed on the real data without "
-    "noise. They are for the data owner only: do not publish them with the synthetic table.",
-    "The audit's figures are empirical checks of the implementation, not the guarantee: passing "
-    "them shows no gross leak, and the guarantee above rests on the ledger and the accountant.",
+    "This report holds only DP outputs and public facts. The quality, utility and audit figures "
+    "are computed on the real data without noise and live in a separate owner-only evaluation "
+    "(evaluation.json): do not publish it with the synthetic table.",
+    "The audit's DCR and membership-inference figures are heuristics, not evidence of DP: "
+    "passing them shows no gross leak, and the guarantee above rests on the ledger and the "
+    "accountant.",
 )
 
 
@@ -204,19 +217,30 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def attach_evaluation(
+def build_evaluation(
     report: dict[str, Any], evaluation: dict[str, Any], holdout: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Add :func:`synthgen.evaluate.evaluate`'s owner-only sections (and the holdout split it
-    used) to a report, in place; returns the report."""
-    report["holdout"] = jsonable(holdout)
-    report["evaluation"] = jsonable({k: evaluation[k] for k in ("notice", "skipped", "seconds",
-                                                              "compared_with")
-                                     if k in evaluation})
+    """The owner-only evaluation document: :func:`synthgen.evaluate.evaluate`'s sections and the
+    holdout split they used, each marked ``owner_only`` in the JSON itself. ``report`` (the
+    public one, left unchanged) gives the figures the evaluation refers to."""
+    doc: dict[str, Any] = {
+        "evaluation_schema_version": EVALUATION_SCHEMA_VERSION,
+        "owner_only": True,
+        "notice": evaluation.get("notice", ""),
+        "heuristics": HEURISTICS_NOTE,
+        "job": {k: report.get(k) for k in ("synthgen_version", "dp", "target_epsilon",
+                                           "epsilon", "delta", "output_rows")},
+        "holdout": holdout,
+        "skipped": evaluation.get("skipped", {}),
+    }
+    if "seconds" in evaluation:
+        doc["seconds"] = evaluation["seconds"]
+    if "compared_with" in evaluation:  # conditioned output: the real rows meeting the same
+        doc["compared_with"] = evaluation["compared_with"]
     for section in ("quality", "utility", "audit"):
         if section in evaluation:
-            report[section] = jsonable(evaluation[section])
-    return report
+            doc[section] = {"owner_only": True, **evaluation[section]}
+    return dict(jsonable(doc))
 
 
 def render_html(report: dict[str, Any], budget: dict[str, Any] | None = None) -> str:
@@ -227,14 +251,46 @@ def render_html(report: dict[str, Any], budget: dict[str, Any] | None = None) ->
     return render(report, budget)
 
 
+def render_evaluation_html(evaluation: dict[str, Any]) -> str:
+    """The owner-only evaluation as one self-contained HTML page."""
+    from synthgen.report_html import render_evaluation
+
+    return render_evaluation(evaluation)
+
+
+def _write_pair(doc: dict[str, Any], path: Path, page: str) -> Path:
+    text = json.dumps(jsonable(doc), indent=2, default=str, allow_nan=False)
+    path.write_text(text, encoding="utf-8")
+    html = html_path(path)
+    html.write_text(page, encoding="utf-8")
+    return html
+
+
 def write_report(report: dict[str, Any], path: str | Path,
                  budget: dict[str, Any] | None = None) -> Path:
     """Write ``report`` as JSON at ``path`` and as HTML beside it (same name, ``.html``);
     returns the HTML path."""
-    path = Path(path)
-    text = json.dumps(jsonable(report), indent=2, default=str, allow_nan=False)
-    path.write_text(text, encoding="utf-8")
-    html = html_path(path)
-    html.write_text(render_html(report, budget), encoding="utf-8")
-    return html
+    check_public(report)
+    return _write_pair(report, Path(path), render_html(report, budget))
 
+
+def check_public(report: dict[str, Any]) -> None:
+    """Refuse to publish a report that carries a section computed on real rows."""
+    leaked = [k for k in (*OWNER_ONLY_SECTIONS, "evaluation") if k in report]
+    if leaked:
+        raise ValueError(f"owner-only sections {leaked} in a public report")
+
+
+def evaluation_path(report_path: str | Path) -> Path:
+    """Where the owner-only evaluation goes beside a report: ``evaluation.json`` beside
+    ``report.json`` (a name holding "report" has it replaced), else ``<name>-evaluation``."""
+    path = Path(report_path)
+    stem = (path.stem.replace("report", "evaluation") if "report" in path.stem
+            else f"{path.stem}-evaluation")
+    return path.with_name(stem + (path.suffix or ".json"))
+
+
+def write_evaluation(evaluation: dict[str, Any], path: str | Path) -> Path:
+    """Write the owner-only evaluation as JSON at ``path`` and HTML beside it; returns the HTML
+    path."""
+    return _write_pair(evaluation, Path(path), render_evaluation_html(evaluation))

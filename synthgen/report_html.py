@@ -6,8 +6,9 @@ browser would refuse one even if a value slipped through. Every value from the r
 names and category labels come from the user's data) is HTML-escaped, and matplotlib's math
 parsing is off, so a label such as "$50K" is drawn as written.
 
-The page renders from the JSON alone: the API stores ``report.json`` and calls
-:func:`synthgen.report.render_html` on it later.
+The page renders from the JSON alone: the API stores ``report.json`` (and the owner-only
+``evaluation.json``) and calls :func:`synthgen.report.render_html` (or
+:func:`synthgen.report.render_evaluation_html`) on it later.
 """
 
 from __future__ import annotations
@@ -479,16 +480,12 @@ def _audit(plots: _Plots, a: dict[str, Any]) -> str:
     )
 
 
-def _owner_only(plots: _Plots, report: dict[str, Any]) -> str:
-    sections = [s for s in ("quality", "utility", "audit") if report.get(s)]
-    evaluation = report.get("evaluation") or {}
-    if not sections and not evaluation:
-        return ""
+def _owner_only(plots: _Plots, evaluation: dict[str, Any]) -> str:
     notice = evaluation.get("notice") or (
         "Computed on the real data without differential privacy: for the data owner only.")
     out = [f'<section class="owner"><h2>For the data owner only</h2>'
            f'<div class="banner warn">{_e(notice)}</div>']
-    holdout = report.get("holdout")
+    holdout = evaluation.get("holdout")
     if holdout:
         out.append(f"<p><b>Holdout.</b> {_num(holdout.get('rows'), ',')} real rows "
                    f"({_num(holdout.get('share'), '.0%')}) were split off before training and "
@@ -498,19 +495,32 @@ def _owner_only(plots: _Plots, report: dict[str, Any]) -> str:
     if evaluation.get("compared_with"):
         out.append(f"<p><b>Conditioned output.</b> Compared with {_e(evaluation['compared_with'])}"
                    ".</p>")
-    if report.get("quality"):
-        out.append(_quality(plots, report["quality"]))
-    if report.get("utility"):
-        out.append(_utility(report["utility"]))
-    if report.get("audit"):
-        out.append(_audit(plots, report["audit"]))
+    if evaluation.get("quality"):
+        out.append(_quality(plots, evaluation["quality"]))
+    if evaluation.get("utility"):
+        out.append(_utility(evaluation["utility"]))
+    if evaluation.get("audit"):
+        out.append(_audit(plots, evaluation["audit"]))
+        if evaluation.get("heuristics"):
+            out.append(f'<p class="banner warn">{_e(evaluation["heuristics"])}</p>')
     for section, why in (evaluation.get("skipped") or {}).items():
         out.append(f"<p><i>{_e(section)} not computed: {_e(why)}.</i></p>")
     out.append("</section>")
     return "".join(out)
 
 
+def _page(title: str, parts: list[str]) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "".join(parts) + "</body></html>\n"
+    )
+
+
 def render(report: dict[str, Any], budget: dict[str, Any] | None = None) -> str:
+    """The public report: DP outputs and public facts only (no owner-only section)."""
     plots = _Plots()
     dp = report.get("dp") is not False
     title = "Privacy report" if dp else "NOT PRIVATE - debug report"
@@ -519,13 +529,19 @@ def render(report: dict[str, Any], budget: dict[str, Any] | None = None) -> str:
         parts += [_meaning(report), _budget(budget), _ledger(report),
                   "<h2>Epsilon over training</h2>", _epsilon_plot(plots, report),
                   _training(report), _columns(report), _sampling(report)]
-    parts.append(_owner_only(plots, report))
     parts.append(f"<footer>synthgen {_e(report.get('synthgen_version', '?'))}; report schema "
                  f"version {_e(report.get('report_schema_version', '?'))}.</footer>")
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        + "".join(parts) + "</body></html>\n"
-    )
+    return _page(title, parts)
+
+
+def render_evaluation(evaluation: dict[str, Any]) -> str:
+    """The owner-only evaluation: quality, utility and audit on the real rows."""
+    plots = _Plots()
+    job = evaluation.get("job") or {}
+    parts = ["<h1>Evaluation (owner only)</h1><p class=\"sub\">Of the synthetic table released "
+             f"at epsilon {_num(job.get('epsilon'), '.4g')} (target "
+             f"{_num(job.get('target_epsilon'), 'g')}); the privacy budget is in the public "
+             "report.</p>", _owner_only(plots, evaluation),
+             f"<footer>synthgen {_e(job.get('synthgen_version', '?'))}; evaluation schema "
+             f"version {_e(evaluation.get('evaluation_schema_version', '?'))}.</footer>"]
+    return _page("Owner-only evaluation", parts)

@@ -41,8 +41,10 @@ from synthgen.privacy import (
     default_delta,
     epsilon_of,
 )
-from synthgen.privacy.accountant import gaussian_epsilon
+from synthgen.privacy.accountant import check_accountant, gaussian_epsilon
 from synthgen.privacy.budget import (
+    check_delta,
+    check_epsilon,
     domain_share,
     marginal_multipliers,
     marginal_share,
@@ -88,6 +90,9 @@ class Synthesizer:
         config: TrainingConfig | None = None,
     ) -> None:
         self.epsilon = float(epsilon)
+        check_epsilon(self.epsilon, check_accountant(accountant))  # before any row is read
+        if delta is not None:
+            check_delta(delta)
         self.delta = delta
         self.schema = schema
         self.device = device

@@ -159,3 +159,11 @@ def test_the_cli_starts_without_torch_pandas_or_the_service() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
+
+
+def test_an_epsilon_below_the_minimum_exits_2_before_reading_the_table(tmp_path: Path) -> None:
+    src, out = tmp_path / "t.csv", tmp_path / "out.csv"
+    src.write_bytes(b"\xff\xfe not a table")  # reading it would fail with another error
+    result = runner.invoke(app, ["run", str(src), "--epsilon", "0.01", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "epsilon-out-of-range" in result.output and not out.exists()

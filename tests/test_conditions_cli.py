@@ -35,7 +35,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
     make_people(800, 0).to_csv(src, index=False)
     schema = folder / "schema.json"
     schema.write_text(json.dumps({"columns": [
-        {"name": "city", "kind": "categorical", "categories": ["Lyon", "Paris", "Nice", "Lille"]},
+        {"name": "city", "kind": "categorical", "categories": ["Lyon", "Paris", "Nice", "Lille"],
+         "nullable": True},
     ]}))
     code, output = invoke("run", str(src), "--schema", str(schema), "--out", str(out),
                           "--report", str(rep),
@@ -56,9 +57,11 @@ def test_run_where_honours_the_conditions_and_reports_them(trained: tuple[Path, 
     assert list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(report)) == []
     assert report["sampling"]["conditions"] == ["age>=40", "member=true"]
     assert "no privacy budget" in report["sampling"]["note"]
-    # quality compares with the real rows that meet the same conditions
-    assert "meet the conditions age>=40, member=true" in report["evaluation"]["compared_with"]
-    assert report["quality"]["real_rows"] < 800 * 0.5
+    # quality (owner-only, in evaluation.json) compares with the real rows that meet the same
+    # conditions
+    evaluation = json.loads((trained[0].parent / "evaluation.json").read_text(encoding="utf-8"))
+    assert "meet the conditions age>=40, member=true" in evaluation["compared_with"]
+    assert evaluation["quality"]["real_rows"] < 800 * 0.5
     page = (trained[0].parent / "report.html").read_text(encoding="utf-8")
     assert "Conditioned output" in page and "age&gt;=40, member=true" in page
 
@@ -70,16 +73,21 @@ def test_sample_rebalances_and_fills_seed_rows(trained: tuple[Path, Path, dict],
     code, output = invoke("sample", str(model), "--rows", "2000", "--out", str(out),
                           "--rebalance", "city=Nice:0.5", "--seed", "1")
     assert code == 0, output
-    assert (pd.read_csv(out)["city"] == "Nice").mean() == 0.5
+    rebalanced = pd.read_csv(out)
+    assert (rebalanced["city"] == "Nice").mean() == 0.5
+    # seed values the model does produce (a bin or category it released as empty never is)
+    city = rebalanced["city"].dropna().mode()[0]
+    age = int(rebalanced.loc[rebalanced["city"] == city, "age"].mode()[0])
+    old_age = int(rebalanced["age"].max())
     seeds = tmp_path / "seeds.csv"
-    seeds.write_text("city,age\nLille,33\n,71\nParis,\n")
+    seeds.write_text(f"city,age\n{city},{age}\n,{old_age}\nParis,\n")
     out = tmp_path / "seeded.csv"
     code, output = invoke("sample", str(model), "--seed-rows", str(seeds), "--out", str(out))
     assert code == 0, output
     filled = pd.read_csv(out)
     assert len(filled) == 3 and "3 seed rows" in output
-    assert list(filled["city"].iloc[[0, 2]]) == ["Lille", "Paris"]
-    assert list(filled["age"].iloc[[0, 1]]) == [33, 71]
+    assert list(filled["city"].iloc[[0, 2]]) == [city, "Paris"]
+    assert list(filled["age"].iloc[[0, 1]]) == [age, old_age]
     assert filled["income"].notna().any()
 
 

@@ -77,3 +77,26 @@ def test_budget_plan_checks_its_inputs() -> None:
     plan = BudgetPlan(2.0, 1e-6, preprocessing_share=0.25)
     assert plan.preprocessing_epsilon == 0.5
     assert plan.accountant_delta + plan.threshold_delta == pytest.approx(1e-6)
+
+
+def test_calibration_reaches_targets_below_the_rdp_floor() -> None:
+    # RDP's orders stop at 63: its epsilon never falls below ~0.26 at delta 1e-7, which made a
+    # target of 0.1 fail after the histograms were already released. PRV brackets it instead.
+    prior = [(gaussian_noise_multiplier(0.01, 9e-8), 1.0, 1)]
+    for target in (0.05, 0.1):
+        sigma = calibrate_sgd_noise(prior, 0.125, 240, target, 9e-8, "prv")
+        spent = epsilon_of([*prior, (sigma, 0.125, 240)], 9e-8, "prv")
+        assert 0.9 * target <= spent <= target
+
+
+def test_an_epsilon_below_the_minimum_is_refused_before_any_row_is_read() -> None:
+    from synthgen.privacy.budget import MIN_EPSILON, MIN_EPSILON_RDP, check_epsilon
+    from synthgen.synthesizer import Synthesizer
+
+    check_epsilon(MIN_EPSILON, "prv")
+    check_epsilon(MIN_EPSILON_RDP, "rdp")
+    for epsilon, accountant in ((MIN_EPSILON / 2, "prv"), (MIN_EPSILON_RDP / 2, "rdp")):
+        with pytest.raises(BudgetError, match="epsilon must be between"):
+            check_epsilon(epsilon, accountant)
+        with pytest.raises(BudgetError):  # the constructor, before fit() sees a table
+            Synthesizer(epsilon, accountant=accountant)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_report_html import make_report
 
-from synthgen.report import render_html
+from synthgen.report import render_evaluation_html, render_html
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
 pytestmark = pytest.mark.skipif(
@@ -45,8 +45,9 @@ def console_problems(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("html") / "report.html"
-    path.write_text(render_html(make_report()), encoding="utf-8")
+    """The owner-only evaluation page: the one with the real-vs-synthetic figures."""
+    path = tmp_path_factory.mktemp("html") / "evaluation.html"
+    path.write_text(render_evaluation_html(make_report()[1]), encoding="utf-8")
     return path
 
 
@@ -54,7 +55,7 @@ def test_chromium_renders_every_figure(page: Path, tmp_path: Path) -> None:
     result = chromium(page, tmp_path / "profile", "--dump-dom")
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout
-    assert dom.count("<svg") == 4 and "For the data owner only" in dom
+    assert dom.count("<svg") == 3 and "For the data owner only" in dom
     assert console_problems(result.stderr) == []
 
 

@@ -49,15 +49,21 @@ def test_report_json_validates_and_html_is_written_beside_it(
     report = json.loads(rep.read_text(encoding="utf-8"))
     assert list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(report)) == []
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 4
+    # The public page: the epsilon curve only; the owner-only plots are on the evaluation page.
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 1
+    assert "For the data owner only" not in page
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))
+    owner_page = (tmp_path / "evaluation.html").read_text(encoding="utf-8")
+    assert owner_page.count("<svg") == 3 and "For the data owner only" in owner_page
     # 100 rows held out before training; the output has about as many rows as the input (the
     # DP row count of the 400 training rows, scaled by the holdout share)
-    assert report["holdout"]["rows"] == 100 and abs(report["rows"] - 400) < 60
-    assert report["holdout"]["used_for"] == ["audit", "utility"]
+    assert evaluation["holdout"]["rows"] == 100 and abs(report["rows"] - 400) < 60
+    assert evaluation["holdout"]["used_for"] == ["audit", "utility"]
     assert len(pd.read_csv(out)) == report["output_rows"] == round(report["rows"] * 500 / 400)
-    assert report["audit"]["holdout_rows"] == 100
-    assert report["utility"]["target"] == "member" and report["utility"]["test_rows"] == 100
-    assert report["quality"]["synthetic_rows"] == report["output_rows"]
+    assert evaluation["audit"]["holdout_rows"] == 100
+    assert evaluation["utility"]["target"] == "member"
+    assert evaluation["utility"]["test_rows"] == 100
+    assert evaluation["quality"]["synthetic_rows"] == report["output_rows"]
 
 
 def test_no_audit_trains_on_every_row(inputs: tuple[Path, Path], tmp_path: Path) -> None:
@@ -65,11 +71,12 @@ def test_no_audit_trains_on_every_row(inputs: tuple[Path, Path], tmp_path: Path)
     rep = tmp_path / "r.json"
     run(src, schema, tmp_path / "syn.csv", "--report", str(rep), "--no-audit")
     report = json.loads(rep.read_text(encoding="utf-8"))
-    assert "audit" not in report and report["holdout"] is None
+    evaluation = json.loads((tmp_path / "r-evaluation.json").read_text(encoding="utf-8"))
+    assert "audit" not in evaluation and evaluation["holdout"] is None
     assert abs(report["rows"] - 500) < 60  # a DP estimate of the 500 rows
-    assert "--no-audit" in report["evaluation"]["skipped"]["audit"]
-    assert "quality" in report  # the quality section needs no holdout
-    assert (tmp_path / "r.html").exists()
+    assert "--no-audit" in evaluation["skipped"]["audit"]
+    assert "quality" in evaluation  # the quality section needs no holdout
+    assert (tmp_path / "r.html").exists() and (tmp_path / "r-evaluation.html").exists()
 
 
 def test_a_wrong_target_fails_before_training(inputs: tuple[Path, Path], tmp_path: Path) -> None:

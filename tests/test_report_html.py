@@ -18,7 +18,13 @@ import pytest
 from synthgen.evaluate import evaluate, split_holdout
 from synthgen.privacy import LedgerEntry, PrivacyLedger, epsilon_of, gaussian_epsilon
 from synthgen.privacy.domains import ColumnDomain
-from synthgen.report import attach_evaluation, build_report, render_html, run_header
+from synthgen.report import (
+    build_evaluation,
+    build_report,
+    render_evaluation_html,
+    render_html,
+    run_header,
+)
 from synthgen.report_html import utility_verdict
 from synthgen.schema import ColumnKind
 
@@ -52,7 +58,9 @@ def tables(n: int = 1000, columns: int = 4, seed: int = 0) -> tuple[pd.DataFrame
     return draw(0), draw(3)
 
 
-def make_report(columns: int = 4, accountant: str = "rdp") -> dict[str, Any]:
+def make_report(columns: int = 4, accountant: str = "rdp"
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A public report and its owner-only evaluation."""
     real, synthetic = tables(columns=columns)
     kinds = {c: ("categorical" if real[c].dtype == object else "continuous") for c in real}
     book = ledger(accountant)
@@ -64,17 +72,33 @@ def make_report(columns: int = 4, accountant: str = "rdp") -> dict[str, Any]:
     report = build_report(synth)  # type: ignore[arg-type]
     split = split_holdout(real, 0.2, seed=0)
     evaluation = evaluate(split.train, synthetic, holdout=split.holdout, target="y", kinds=kinds)
-    return attach_evaluation(report, evaluation, split.describe(["audit", "utility"]))
+    return report, build_evaluation(report, evaluation, split.describe(["audit", "utility"]))
 
 
 @pytest.fixture(scope="module")
-def report() -> dict[str, Any]:
+def documents() -> tuple[dict[str, Any], dict[str, Any]]:
     return make_report()
 
 
 @pytest.fixture(scope="module")
-def page(report: dict[str, Any]) -> str:
+def report(documents: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    return documents[0]
+
+
+@pytest.fixture(scope="module")
+def public_page(report: dict[str, Any]) -> str:
     return render_html(report)
+
+
+@pytest.fixture(scope="module")
+def owner_page(documents: tuple[dict[str, Any], dict[str, Any]]) -> str:
+    return render_evaluation_html(documents[1])
+
+
+@pytest.fixture(scope="module")
+def page(public_page: str, owner_page: str) -> str:
+    """Both pages, for the checks that hold for each."""
+    return public_page + owner_page
 
 
 def test_html_is_self_contained(page: str) -> None:
@@ -94,15 +118,20 @@ def test_user_values_are_escaped_not_executed(page: str) -> None:
     assert "$50K &amp; &lt;b&gt;more&lt;/b&gt;" in page
 
 
-def test_every_section_and_plot_is_there(page: str, report: dict[str, Any]) -> None:
+def test_every_section_and_plot_is_on_its_page(public_page: str, owner_page: str,
+                                               report: dict[str, Any]) -> None:
     for text in ("What the guarantee means", "What it does not mean", "Where the budget went",
-                 "gaussian_histograms", "dp_sgd", "Epsilon over training",
-                 "For the data owner only", "Holdout.", "Statistical quality",
-                 "Machine-learning utility", "Empirical privacy audit",
-                 "for the data owner only"):
-        assert text in page, text
-    assert page.count("<svg") == 4  # epsilon curve, shapes, distributions, distances
-    assert f"{report['epsilon']:.4g}" in page
+                 "gaussian_histograms", "dp_sgd", "Epsilon over training"):
+        assert text in public_page, text
+    owner_only = ("For the data owner only", "Holdout.", "Statistical quality",
+                  "Machine-learning utility", "Empirical privacy audit",
+                  "not evidence of differential privacy")
+    for text in owner_only:
+        assert text in owner_page, text
+        assert text not in public_page, text
+    assert public_page.count("<svg") == 1  # the epsilon curve
+    assert owner_page.count("<svg") == 3  # shapes, distributions, distances
+    assert f"{report['epsilon']:.4g}" in public_page and f"{report['epsilon']:.4g}" in owner_page
 
 
 def test_epsilon_curve_composes_everything_and_ends_at_the_spent_epsilon() -> None:
@@ -136,15 +165,16 @@ def test_a_non_private_report_says_so_and_claims_no_guarantee() -> None:
 
 
 def test_render_time_of_an_adult_sized_report_is_under_two_seconds() -> None:
-    big = make_report(columns=15, accountant="rdp")
+    big, evaluation = make_report(columns=15, accountant="rdp")
     render_html(big)  # the first call imports matplotlib, once per process
     started = time.perf_counter()
     render_html(big)
+    render_evaluation_html(evaluation)
     assert time.perf_counter() - started < 2.0
 
 
 def test_the_header_names_the_input_the_time_and_the_command() -> None:
-    report = make_report()
+    report = make_report()[0]
     report["run"] = run_header("<people>.csv", command="synthgen run '<people>.csv' --epsilon 1")
     page = render_html(report)
     title = page[page.index("<h1>"):page.index('<div class="cards">')]
@@ -162,5 +192,5 @@ def test_a_utility_score_comes_with_a_word_of_interpretation(
                "target": "y"}
     verdict = utility_verdict(utility)
     assert verdict is not None and verdict.startswith(word)
-    report = {**make_report(), "utility": utility}
-    assert verdict.split(":")[0] in render_html(report)
+    evaluation = {**make_report()[1], "utility": utility}  # the owner-only page shows it
+    assert verdict.split(":")[0] in render_evaluation_html(evaluation)

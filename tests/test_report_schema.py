@@ -17,7 +17,13 @@ from conftest import make_people
 
 from synthgen import ColumnSpec, Synthesizer, TableSchema
 from synthgen.evaluate import evaluate_job, plan_evaluation
-from synthgen.report import REPORT_SCHEMA_VERSION, jsonable, write_report
+from synthgen.report import (
+    REPORT_SCHEMA_VERSION,
+    evaluation_path,
+    jsonable,
+    write_evaluation,
+    write_report,
+)
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" /
                      "report.schema.json").read_text(encoding="utf-8"))
@@ -40,8 +46,14 @@ def validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(SCHEMA)
 
 
+def evaluation_validator() -> jsonschema.Draft202012Validator:
+    """The owner-only evaluation's schema: ``$defs/evaluation`` of the same file."""
+    return jsonschema.Draft202012Validator({**SCHEMA["$defs"]["evaluation"],
+                                            "$defs": SCHEMA["$defs"]})
+
+
 @pytest.fixture(scope="module")
-def fitted_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
     """A real fit (default PRV accountant), sampled, evaluated with an audit and a target."""
     table = make_people(600, 0)
     plan = plan_evaluation(table, holdout_share=0.2, audit=True, target="member", seed=0)
@@ -52,10 +64,22 @@ def fitted_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         synth.fit(plan.training_table(table))
         synthetic = synth.sample(len(table))
         report = synth.report()
-    evaluate_job(report, plan, plan.training_table(table), synthetic, seed=0)
+    evaluation = evaluate_job(report, plan, plan.training_table(table), synthetic, seed=0)
     path = tmp_path_factory.mktemp("report") / "report.json"
     write_report(report, path)
-    return json.loads(path.read_text(encoding="utf-8"))
+    write_evaluation(evaluation, evaluation_path(path))
+    return (json.loads(path.read_text(encoding="utf-8")),
+            json.loads(evaluation_path(path).read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="module")
+def fitted_report(fitted: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    return fitted[0]
+
+
+@pytest.fixture(scope="module")
+def fitted_evaluation(fitted: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    return fitted[1]
 
 
 def test_the_schema_is_valid_draft_2020_12() -> None:
@@ -64,12 +88,22 @@ def test_the_schema_is_valid_draft_2020_12() -> None:
     assert SCHEMA["properties"]["report_schema_version"]["const"] == REPORT_SCHEMA_VERSION
 
 
-def test_a_real_report_validates(fitted_report: dict[str, Any]) -> None:
+def test_a_real_report_and_its_evaluation_validate(
+    fitted_report: dict[str, Any], fitted_evaluation: dict[str, Any]
+) -> None:
     errors = [f"{e.json_path}: {e.message}" for e in validator().iter_errors(fitted_report)]
     assert errors == []
-    assert {"quality", "utility", "audit", "holdout"} <= set(fitted_report)
-    assert fitted_report["holdout"]["rows"] == 120 and abs(fitted_report["rows"] - 480) < 60
-    assert fitted_report["utility"]["metric"] == "roc_auc"
+    errors = [f"{e.json_path}: {e.message}"
+              for e in evaluation_validator().iter_errors(fitted_evaluation)]
+    assert errors == []
+    # The public report holds no section computed on real rows; the evaluation holds them all,
+    # each marked owner-only in its keys.
+    assert not {"quality", "utility", "audit", "holdout", "evaluation"} & set(fitted_report)
+    assert fitted_evaluation["owner_only"] is True
+    assert all(fitted_evaluation[s]["owner_only"] is True for s in ("quality", "utility", "audit"))
+    assert fitted_evaluation["holdout"]["rows"] == 120 and abs(fitted_report["rows"] - 480) < 60
+    assert fitted_evaluation["utility"]["metric"] == "roc_auc"
+    assert "not evidence of differential privacy" in fitted_evaluation["heuristics"]
 
 
 def test_the_report_declares_what_was_spent_and_how_it_composes(
@@ -90,25 +124,34 @@ def test_the_report_declares_what_was_spent_and_how_it_composes(
     assert curve["points"][-1]["step"] == r["training"]["steps"]
 
 
-def test_a_report_without_evaluation_validates(fitted_report: dict[str, Any]) -> None:
-    bare = {k: v for k, v in fitted_report.items()
-            if k not in ("quality", "utility", "audit", "holdout", "evaluation")}
-    assert list(validator().iter_errors(bare)) == []
+def test_the_schema_refuses_owner_only_sections_in_the_public_report(
+    fitted_report: dict[str, Any], fitted_evaluation: dict[str, Any]
+) -> None:
+    for section in ("quality", "audit", "holdout"):
+        leaked = {**fitted_report, section: fitted_evaluation[section]}
+        assert list(validator().iter_errors(leaked)) != [], section
+    with pytest.raises(ValueError, match="owner-only"):
+        write_report({**fitted_report, "audit": fitted_evaluation["audit"]}, "unused.json")
 
 
 @pytest.mark.parametrize("break_it", [
-    lambda r: r.pop("epsilon"),
-    lambda r: r.__setitem__("report_schema_version", 1),
-    lambda r: r["audit"].__setitem__("dcr_share", 1.5),
-    lambda r: r["audit"].pop("mia_auc"),
-    lambda r: r["ledger"][0].__setitem__("sampling_rate", 0),
-    lambda r: r["quality"]["columns"][0].__setitem__("metric", "Made-up"),
-    lambda r: r.__setitem__("dp", False),  # a non-DP report must carry the warning
+    lambda r, e: r.pop("epsilon"),
+    lambda r, e: r.__setitem__("report_schema_version", 2),
+    lambda r, e: e["audit"].__setitem__("dcr_share", 1.5),
+    lambda r, e: e["audit"].pop("mia_auc"),
+    lambda r, e: e["audit"].pop("owner_only"),
+    lambda r, e: e.__setitem__("owner_only", False),
+    lambda r, e: r["ledger"][0].__setitem__("sampling_rate", 0),
+    lambda r, e: e["quality"]["columns"][0].__setitem__("metric", "Made-up"),
+    lambda r, e: r.__setitem__("dp", False),  # a non-DP report must carry the warning
 ])
-def test_the_schema_rejects_broken_reports(fitted_report: dict[str, Any], break_it: Any) -> None:
-    broken = copy.deepcopy(fitted_report)
-    break_it(broken)
-    assert list(validator().iter_errors(broken)) != []
+def test_the_schema_rejects_broken_documents(
+    fitted_report: dict[str, Any], fitted_evaluation: dict[str, Any], break_it: Any
+) -> None:
+    report, evaluation = copy.deepcopy(fitted_report), copy.deepcopy(fitted_evaluation)
+    break_it(report, evaluation)
+    errors = [*validator().iter_errors(report), *evaluation_validator().iter_errors(evaluation)]
+    assert errors != []
 
 
 def test_jsonable_makes_strict_json() -> None:

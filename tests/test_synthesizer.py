@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from synthgen import Synthesizer, SynthgenWarning
 from synthgen.models.trainer import TrainingProgress
@@ -137,3 +138,26 @@ def test_seeded_runs_are_reproducible(people: pd.DataFrame) -> None:
     a = Synthesizer(epsilon=1.0, epochs=2, seed=7).fit(people).sample(100, seed=1)
     b = Synthesizer(epsilon=1.0, epochs=2, seed=7).fit(people).sample(100, seed=1)
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_a_resumed_run_is_the_same_run(people: pd.DataFrame, tmp_path: Path, device: str) -> None:
+    """A crash and a resume give the weights of the uninterrupted run. On CUDA the graphs draw
+    from the device's default generator, whose state the checkpoint must carry."""
+    ckpt = tmp_path / "job.ckpt"
+
+    def crash(p: TrainingProgress) -> None:
+        if p.step >= 12:
+            raise _Crash
+
+    whole = Synthesizer(epsilon=1.0, epochs=3, seed=5, device=device).fit(people)
+    first = Synthesizer(epsilon=1.0, epochs=3, seed=5, device=device)
+    with pytest.raises(_Crash):
+        first.fit(people, on_progress=crash, checkpoint_path=ckpt, checkpoint_every_s=0)
+    resumed = Synthesizer(epsilon=1.0, epochs=3, seed=5, device=device)
+    resumed.fit(people, checkpoint_path=ckpt)
+    for (name, a), b in zip(whole.generator.state_dict().items(),  # type: ignore[union-attr]
+                            resumed.generator.state_dict().values(),  # type: ignore[union-attr]
+                            strict=True):
+        assert torch.equal(a, b), name

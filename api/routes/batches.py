@@ -31,6 +31,7 @@ from api.schemas import JobCreate, JobOut, iso
 from synthgen.service.batches import batch_status, create_batch, job_fields
 from synthgen.service.budget import BudgetExceeded, DatasetNotFound, DatasetPurged
 from synthgen.service.db import Batch, Job
+from synthgen.service.jobs import output_key
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 
@@ -206,11 +207,14 @@ def _zip_stream(storage: Storage, manifest: dict[str, Any],
 @router.get("/{batch_id}/download", response_class=StreamingResponse, responses={
     200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
           "description": "A zip: manifest.json, and <job id>/synthetic.csv and "
-          "<job id>/report.json of every child that succeeded."},
+          "<job id>/report.json of every child that succeeded (and <job id>/evaluation.json "
+          "with include_evaluation=true)."},
     409: {"description": "The batch is still running (output-not-ready)."}})
 def download_batch(tenant: CurrentTenant, session: SessionDep, storage: StorageDep,
-                   batch_id: str) -> StreamingResponse:
-    """Stream one zip of the synthetic CSVs and privacy reports of a finished batch."""
+                   batch_id: str, include_evaluation: bool = False) -> StreamingResponse:
+    """Stream one zip of the synthetic CSVs and public privacy reports of a finished batch.
+    The owner-only evaluations (computed on the real rows) are left out unless
+    ``include_evaluation=true``: a zip is made to be handed on."""
     batch, jobs = _batch_of(session, tenant, batch_id)
     if batch.finished_at is None:
         raise Problem(409, "output-not-ready", f"batch {batch_id} is still running; its zip "
@@ -219,8 +223,11 @@ def download_batch(tenant: CurrentTenant, session: SessionDep, storage: StorageD
     for job in jobs:
         names = []
         if job.state == "succeeded":
-            for name in ("synthetic.csv", "report.json"):
-                files.append((f"{job.id}/{name}", Storage.job_key(tenant, job.id, name)))
+            wanted = ["synthetic.csv", "report.json"]
+            if include_evaluation and storage.exists(output_key(job, "evaluation.json")):
+                wanted.append("evaluation.json")
+            for name in wanted:
+                files.append((f"{job.id}/{name}", output_key(job, name)))
                 names.append(f"{job.id}/{name}")
         entries.append({"job_id": job.id, "dataset_id": job.dataset_id,
                         "dataset_version": job.dataset_version, "status": job.state,

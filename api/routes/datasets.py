@@ -14,7 +14,7 @@ from api.problems import Problem
 from api.schemas import BudgetOut, DatasetOut
 from synthgen.errors import InputError, SchemaError
 from synthgen.io import TableTooLarge
-from synthgen.service.budget import budget_view, locked_dataset
+from synthgen.service.budget import budget_view, content_holder, locked_dataset
 from synthgen.service.db import Dataset, new_id
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage, UploadTooLarge
@@ -84,21 +84,37 @@ def create_dataset(
         alias="schema", description="Public schema JSON (synthgen format or SDV metadata), as "
         "a text field or a file part: declared facts cost no budget.")] = None,
     budget_epsilon: Annotated[float | None, Form(gt=0, le=1000, description="Epsilon cap of "
-                                                 "this dataset (default: the server's).")] = None,
+                                                 "this dataset (default: the server's). An "
+                                                 "upload of bytes this tenant uploaded before "
+                                                 "shares the earlier dataset's cap and spend "
+                                                 "instead.")] = None,
+    budget_delta: Annotated[float | None, Form(gt=0, le=1e-3, description="Cap of the "
+                                               "cumulative delta of its jobs (default: the "
+                                               "server's).")] = None,
     budget_policy: Annotated[Literal["shared", "fresh"], Form(
         description="What a new version (PUT .../versions) does to the budget: 'shared' keeps "
         "one cap and spend across versions (they hold the same people); 'fresh' gives each "
         "version its own, only correct when versions hold disjoint people.")] = "shared",
 ) -> DatasetOut:
     """Upload a table. It is stored (size-capped, hashed), parsed and checked; a table that
-    cannot be used is refused with a 4xx and leaves nothing behind."""
+    cannot be used is refused with a 4xx and leaves nothing behind. The same bytes uploaded
+    again by the tenant make a new dataset that shares the first one's budget (cap and spend):
+    a privacy budget follows the table, not the upload."""
     dataset_id = new_id("ds")
     key = Storage.dataset_key(tenant, dataset_id)
     upload = _store_upload(storage, settings, key, file, public_schema)
     dataset = Dataset(id=dataset_id, tenant_id=tenant, budget_policy=budget_policy, version=1,
-                      budget_epsilon=budget_epsilon or settings.default_budget_epsilon, **upload)
+                      budget_epsilon=budget_epsilon or settings.default_budget_epsilon,
+                      budget_delta=budget_delta or settings.default_budget_delta, **upload)
     try:
         with db.write() as s:
+            # In the write transaction (serialised), so two uploads of one table cannot both
+            # become holders.
+            holder = content_holder(s, tenant, upload["sha256"])
+            if holder is not None:
+                dataset.budget_group = holder.id
+                dataset.budget_epsilon, dataset.budget_delta = (holder.budget_epsilon,
+                                                                holder.budget_delta)
             s.add(dataset)
     except (SQLAlchemyError, OSError):
         storage.delete(key)
@@ -136,6 +152,10 @@ def add_dataset_version(
             if dataset is None or dataset.version + 1 != version:
                 raise Problem(409, "version-conflict", "another version of this dataset was "
                               "uploaded at the same time; upload again")
+            if dataset.budget_policy == "fresh" and content_holder(s, tenant, upload["sha256"]):
+                raise Problem(409, "same-content", "these bytes were uploaded before; a version "
+                              "with a fresh budget must hold other people than every earlier "
+                              "upload, so the same table cannot start a new budget")
             add_version(s, dataset, upload)
     except BaseException:
         storage.delete(key)

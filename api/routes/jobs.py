@@ -27,7 +27,7 @@ from api.sampling import check_sampling
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
 from synthgen.service.db import Database, Dataset, Job
-from synthgen.service.jobs import delete_seed_rows, known_spend, seed_rows_key, settle
+from synthgen.service.jobs import delete_seed_rows, known_spend, output_key, seed_rows_key, settle
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 
@@ -153,7 +153,7 @@ def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: Stora
                       job_id: str) -> StreamingResponse:
     """Stream the synthetic table of a succeeded job."""
     job = _finished_output(session, tenant, job_id, ("succeeded",), "synthetic table")
-    handle = storage.open(Storage.job_key(tenant, job.id, "synthetic.csv"), "rb")
+    handle = storage.open(output_key(job, "synthetic.csv"), "rb")
 
     def chunks() -> Iterator[bytes]:
         with handle:
@@ -167,21 +167,46 @@ def get_synthetic_csv(tenant: CurrentTenant, session: SessionDep, storage: Stora
 @router.get("/{job_id}/report", responses={
     200: {"content": {"application/json": {"schema": {"type": "object"}},
                       "text/html": {"schema": {"type": "string"}}},
-          "description": "The privacy-budget report."},
+          "description": "The public privacy-budget report."},
     409: {"description": "The job has not ended, or failed before writing a report "
                          "(output-not-ready)."}})
 def get_report(tenant: CurrentTenant, session: SessionDep, storage: StorageDep, job_id: str,
                format: Literal["json", "html"] = "json") -> Response:
-    """The privacy-budget report (ledger, accountant figures) of a succeeded or cancelled job."""
+    """The public privacy-budget report (ledger, accountant figures, released domains) of a
+    succeeded or cancelled job: DP outputs only, safe to share with the synthetic table."""
     job = _finished_output(session, tenant, job_id, ("succeeded", "cancelled"), "report")
-    key = Storage.job_key(tenant, job.id, "report.json")
-    if not storage.exists(key):
-        raise Problem(409, "output-not-ready", f"job {job_id} ended before writing a report")
-    report = json.loads(storage.read_bytes(key))
+    report = _stored_json(storage, job, "report.json", "a report")
     if format == "html":
         dataset = session.scalars(select(Dataset).where(Dataset.id == job.dataset_id)).one()
         return HTMLResponse(_render_html(report, budget_view(session, dataset)))
     return JSONResponse(report)
+
+
+@router.get("/{job_id}/evaluation", responses={
+    200: {"content": {"application/json": {"schema": {"type": "object"}},
+                      "text/html": {"schema": {"type": "string"}}},
+          "description": "The owner-only evaluation (computed on the real rows)."},
+    409: {"description": "The job has not succeeded, or ended without writing an evaluation "
+                         "(output-not-ready)."}})
+def get_evaluation(tenant: CurrentTenant, session: SessionDep, storage: StorageDep,
+                   job_id: str, format: Literal["json", "html"] = "json") -> Response:
+    """The owner-only evaluation of a succeeded job: quality, utility and audit figures computed
+    on the real rows without differential privacy. For the data owner: never publish it with
+    the synthetic table (the batch zip leaves it out unless asked for)."""
+    job = _finished_output(session, tenant, job_id, ("succeeded",), "evaluation")
+    evaluation = _stored_json(storage, job, "evaluation.json", "an evaluation")
+    if format == "html":
+        from synthgen.report import render_evaluation_html
+
+        return HTMLResponse(render_evaluation_html(evaluation))
+    return JSONResponse(evaluation)
+
+
+def _stored_json(storage: Storage, job: Job, name: str, what: str) -> dict[str, Any]:
+    key = output_key(job, name)
+    if not storage.exists(key):
+        raise Problem(409, "output-not-ready", f"job {job.id} ended without writing {what}")
+    return dict(json.loads(storage.read_bytes(key)))
 
 
 def _render_html(report: dict[str, Any], budget: dict[str, Any]) -> str:

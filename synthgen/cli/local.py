@@ -38,8 +38,10 @@ def run(
     epsilon: Annotated[float, typer.Option(help="Privacy budget (total epsilon).")] = 1.0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic CSV to write.")] = Path(
         "synthetic.csv"),
-    report: Annotated[Path | None, typer.Option(help="Write the privacy-budget report (JSON) "
-                                                "here, and its HTML beside it.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the public privacy-budget report "
+                                                "(JSON) here and its HTML beside it, and the "
+                                                "owner-only evaluation beside them "
+                                                "(evaluation.json / .html).")] = None,
     rows: Annotated[int | None, typer.Option(help="Rows to generate (default: as many as the "
                                              "input).", min=1)] = None,
     delta: Annotated[float | None, typer.Option(
@@ -85,7 +87,9 @@ def run(
     from synthgen.io import read_table, write_csv
     from synthgen.models.conditions import check as check_conditions
     from synthgen.models.conditions import facts_of_schema
-    from synthgen.report import run_header, write_report
+    from synthgen.privacy.accountant import check_accountant
+    from synthgen.privacy.budget import check_epsilon
+    from synthgen.report import evaluation_path, run_header, write_evaluation, write_report
     from synthgen.schema import infer_schema, load_schema
     from synthgen.synthesizer import Synthesizer
 
@@ -93,6 +97,7 @@ def run(
     try:
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError("--device must be auto, cpu or cuda")
+        check_epsilon(epsilon, check_accountant(accountant))  # exit 2 before any row is read
         _set_threads(threads)
         table = read_table(input)
         # The report's audit and utility test need real rows the model never saw: split them
@@ -141,11 +146,13 @@ def run(
             written_to.append(str(save_model))
         if report:
             synthetic = pd.concat(kept, ignore_index=True) if kept else table.iloc[:0]
-            evaluate_job(doc, plan, train, synthetic, seed=seed)
+            evaluation = evaluate_job(doc, plan, train, synthetic, seed=seed)
             doc["timings"]["total_s"] = time.perf_counter() - started
             doc["run"] = run_header(input.name,
                                     command=shlex.join(["synthgen", *sys.argv[1:]]))
             written_to += [str(report), str(write_report(doc, report))]
+            owner = evaluation_path(report)
+            written_to += [str(owner), str(write_evaluation(evaluation, owner))]
     except (SynthgenError, ValueError) as exc:
         raise fail(exc) from exc
     if not quiet:

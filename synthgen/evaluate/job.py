@@ -1,5 +1,6 @@
 """The evaluation steps of one job (``synthgen run``, a service worker): what to hold out
-before training, and the owner-only sections to add to the report after sampling."""
+before training, and the owner-only evaluation document to write beside the report after
+sampling."""
 
 from __future__ import annotations
 
@@ -70,8 +71,9 @@ def evaluate_job(
     synthetic: pd.DataFrame,
     seed: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate and attach the owner-only sections to ``report`` (in place); returns it."""
-    from synthgen.report import attach_evaluation
+    """The owner-only evaluation of a job (``report``, the public report, is left unchanged:
+    nothing computed on real rows may enter it)."""
+    from synthgen.report import build_evaluation
 
     kinds = {c["name"]: c["kind"] for c in report.get("columns", [])}
     holdout = plan.holdout
@@ -112,4 +114,4 @@ def evaluate_job(
         skipped["audit"] = "turned off for this job (--no-audit)"
     purposes = [p for p in ("audit", "utility") if p in evaluation]
     described = holdout.describe(purposes) if holdout is not None else None
-    return attach_evaluation(report, evaluation, described)
+    return build_evaluation(report, evaluation, described)

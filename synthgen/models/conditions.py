@@ -261,6 +261,8 @@ def check(
             cond = parse_condition(f"{column}{value}")  # {"age": ">=60"}
             op, value = cond.op, cond.value
         spec.text.append(str(cond))
+        if facts.kind is ColumnKind.AUTO and op == "=":
+            continue  # a label or a number: the kind is a DP decision of training (checked then)
         if facts.kind in DISCRETE:
             if op != "=":
                 raise ConditionError(f"condition {cond}: {column} is {facts.kind.value}; it "
@@ -287,6 +289,10 @@ def check(
         what = f"rebalance {column}={value}:{share:g}"
         _unknown_column(column, columns, what)
         facts = columns[column]
+        if not 0 < share < 1:
+            raise ConditionError(f"{what}: a share must be between 0 and 1 (exclusive)")
+        if facts.kind is ColumnKind.AUTO:
+            continue  # the kind is a DP decision of training: checked against the model then
         if facts.kind not in DISCRETE:
             raise ConditionError(f"{what}: {column} is {facts.kind.value}; rebalancing sets "
                                  "the share of a categorical or boolean column")
@@ -297,8 +303,6 @@ def check(
             raise ConditionError(f"{what}: {column} is also fixed by a condition; a fixed "
                                  "column has one value in every row",
                                  code="contradictory-conditions")
-        if not 0 < share < 1:
-            raise ConditionError(f"{what}: a share must be between 0 and 1 (exclusive)")
         label = match_label(column, value, facts, other.get(column, False))
         if label in spec.shares:
             raise ConditionError(f"{what}: {column}={label} is given twice",

@@ -99,6 +99,10 @@ class TrainingState:
     torch_rng: torch.Tensor
     extra: dict[str, Any] = field(default_factory=dict)
     ema: dict[str, Any] | None = None
+    # The CUDA default generator's state once CUDA graphs replay (they draw from it, not from
+    # torch_rng): without it a resumed run would draw other noise and batches than the run it
+    # continues. None before the graphs start, and on a CPU.
+    cuda_rng: torch.Tensor | None = None
 
 
 class ConditionSampler:
@@ -243,6 +247,7 @@ class GANTrainer:
         self._cond_segment = torch.tensor([segment_of[sp.start] for sp in self.cond.spans],
                                           dtype=torch.long, device=device)
         self.uses_cuda_graphs = False
+        self._resume_cuda_rng: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------- steps
 
@@ -493,6 +498,8 @@ class GANTrainer:
             opt_d=self.opt_d.state_dict(),
             torch_rng=self.gen.get_state(),
             ema=self.ema.state_dict() if self.ema is not None else None,
+            cuda_rng=(torch.cuda.get_rng_state(self.device) if self._rng is None
+                      and self.device.type == "cuda" else None),
         )
 
     def load_state(self, state: TrainingState) -> None:
@@ -504,6 +511,7 @@ class GANTrainer:
         self.gen.set_state(state.torch_rng)
         if self.ema is not None and state.ema is not None:
             self.ema.load_state_dict(state.ema)
+        self._resume_cuda_rng = state.cuda_rng
 
 
 
@@ -589,9 +597,14 @@ class _IterationGraphs:
         self.step_args = step_args
         batch = step_args[1]
         self.capacity = padded_batch_size(batch, rows)
-        # Graph replays draw from the device's default generator; seed it from the run's.
-        seed = int(torch.randint(2**62, (1,), generator=trainer.gen, device=trainer.device))
-        torch.cuda.manual_seed(seed)
+        # Graph replays draw from the device's default generator; seed it from the run's, or
+        # (a resumed run) put back the state it had when the checkpoint was taken.
+        if trainer._resume_cuda_rng is not None:
+            torch.cuda.set_rng_state(trainer._resume_cuda_rng.cpu(), trainer.device)
+            trainer._resume_cuda_rng = None
+        else:
+            seed = int(torch.randint(2**62, (1,), generator=trainer.gen, device=trainer.device))
+            torch.cuda.manual_seed(seed)
         trainer._rng = None
         # Captured on the trainer's side stream (the current one), as CUDA graphs require.
         stream = torch.cuda.current_stream(trainer.device)

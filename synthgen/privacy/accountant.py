@@ -14,8 +14,13 @@ from collections.abc import Sequence
 
 from opacus.accountants import create_accountant
 
+from synthgen.errors import BudgetError
+
 ACCOUNTANTS = ("prv", "rdp")
 History = Sequence[tuple[float, float, int]]
+# Past this noise multiplier calibration gives up (the target is below what the mechanisms
+# before training already spend).
+MAX_NOISE_MULTIPLIER = 1e5
 
 
 def check_accountant(name: str) -> str:
@@ -85,7 +90,9 @@ def calibrate_sgd_noise(
     ``target_epsilon``. The result is always on the safe side (its epsilon is <= the target).
 
     RDP is cheap (~10 ms a call) and looser than PRV (~0.3 s a call), so RDP's answer brackets
-    PRV's from above and a few PRV calls finish the search.
+    PRV's from above and a few PRV calls finish the search. RDP's orders stop at 63, which puts
+    a floor of roughly log(1/delta) / 62 under any RDP epsilon, however large the noise (0.26
+    at delta 1e-7): below it (targets under ~0.3) the bracket is searched with PRV alone.
     """
 
     def eps(sigma: float, name: str) -> float:
@@ -100,13 +107,23 @@ def calibrate_sgd_noise(
                 lo = mid
         return hi
 
-    lo, hi = 0.1, 1.0
-    while eps(hi, "rdp") > target_epsilon:
-        lo, hi = hi, hi * 2
-        if hi > 1e5:
-            raise ValueError("no noise level reaches the target epsilon")
-    sigma = hi if eps(lo, "rdp") <= target_epsilon else bisect(lo, hi, "rdp")
-    if accountant == "rdp":
+    def bracket(name: str) -> tuple[float, float]:
+        lo, hi = 0.1, 1.0
+        while eps(hi, name) > target_epsilon:
+            lo, hi = hi, hi * 2
+            if hi > MAX_NOISE_MULTIPLIER:
+                raise BudgetError(
+                    f"no noise level reaches epsilon {target_epsilon:g} with the {name.upper()} "
+                    f"accountant (the mechanisms before training spend "
+                    f"{epsilon_of(prior, delta, name):.3g}); raise epsilon",
+                    code="epsilon-too-small")
+        return lo, hi
+
+    rdp_reaches = accountant == "rdp" or eps(MAX_NOISE_MULTIPLIER, "rdp") <= target_epsilon
+    name = "rdp" if rdp_reaches else accountant
+    lo, hi = bracket(name)
+    sigma = hi if eps(lo, name) <= target_epsilon else bisect(lo, hi, name)
+    if name == accountant:
         return sigma
     lo = sigma * 0.8
     while eps(lo, accountant) <= target_epsilon:

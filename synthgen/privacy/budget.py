@@ -10,7 +10,13 @@ from synthgen.errors import BudgetError
 from synthgen.privacy.accountant import gaussian_noise_multiplier
 from synthgen.privacy.ledger import LedgerEntry
 
+# The smallest target epsilon a fit accepts, checked before any row is read. With PRV, any
+# target above what the preprocessing histograms spend is reachable (more noise), and 0.05 keeps
+# PRV's discretisation error (0.01) a minor part of the target. RDP's orders stop at 63, so its
+# epsilon never falls below about (log(1/delta) - log 63) / 62 - 0.016 however large the noise:
+# 0.36 at delta 1e-12 (the default delta is 1e-6): 0.5 leaves room for training.
 MIN_EPSILON = 0.05
+MIN_EPSILON_RDP = 0.5
 MAX_EPSILON = 100.0
 
 
@@ -22,6 +28,27 @@ def default_delta() -> float:
     row count is not public). Below 1/(10 n) for tables up to 100,000 rows; pass a smaller
     delta for larger tables (the report warns when the DP row count says so)."""
     return DEFAULT_DELTA
+
+
+def min_epsilon(accountant: str) -> float:
+    return MIN_EPSILON_RDP if accountant == "rdp" else MIN_EPSILON
+
+
+def check_epsilon(epsilon: float, accountant: str = "prv") -> None:
+    """Refuse a target no calibration reaches, before anything reads the table."""
+    low = min_epsilon(accountant)
+    if not low <= epsilon <= MAX_EPSILON:
+        raise BudgetError(
+            f"epsilon must be between {low:g} and {MAX_EPSILON:g} with the {accountant} "
+            f"accountant; got {epsilon:g}" + (
+                " (use --accountant prv for a smaller epsilon)" if accountant == "rdp"
+                and epsilon >= MIN_EPSILON else ""),
+            code="epsilon-out-of-range")
+
+
+def check_delta(delta: float) -> None:
+    if not 0 < delta < 1e-3:
+        raise BudgetError(f"delta must be in (0, 1e-3); got {delta}")
 
 
 @dataclass(frozen=True)
@@ -46,12 +73,8 @@ class BudgetPlan:
     marginal_split: tuple[float, float, float] = (0.25, 0.2, 0.55)
 
     def __post_init__(self) -> None:
-        if not MIN_EPSILON <= self.epsilon <= MAX_EPSILON:
-            raise BudgetError(
-                f"epsilon must be between {MIN_EPSILON} and {MAX_EPSILON}; got {self.epsilon}"
-            )
-        if not 0 < self.delta < 1e-3:
-            raise BudgetError(f"delta must be in (0, 1e-3); got {self.delta}")
+        check_epsilon(self.epsilon)
+        check_delta(self.delta)
         if not 0 < self.preprocessing_share < 1:
             raise BudgetError("the preprocessing share must be strictly between 0 and 1")
         if self.marginal_share is not None and not (

@@ -8,7 +8,10 @@ Accounting rules (see docs/service.md, "Budget"):
 * A dataset's spent epsilon composes every charged job's mechanisms (with the jobs' accountant,
   PRV when they differ) at the sum of their deltas, and is never more than the sum of the jobs'
   epsilons.
-* Admission is conservative: composed spent + charges not yet composed + open reservations.
+* Admission is conservative: composed spent + charges not yet composed + open reservations,
+  for epsilon and for delta (each job's delta is fixed when it is accepted).
+* The budget follows the content: datasets of one tenant uploaded with the same bytes (sha256)
+  form a group whose first dataset, the *holder*, keeps the cap and the spend of all of them.
 """
 
 from __future__ import annotations
@@ -17,22 +20,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from synthgen.privacy.accountant import epsilon_of
-from synthgen.service.db import Database, Dataset, Job, new_id, now
+from synthgen.privacy.budget import default_delta
+from synthgen.service.db import Database, Dataset, DatasetVersion, Job, new_id, now
 
 EPS_TOLERANCE = 1e-9
+# A dataset's delta cap unless its upload names one: ten jobs at the default delta (<= 1e-6).
+DEFAULT_BUDGET_DELTA = 1e-5
+# The delta a job with no known delta is charged: the library's default delta.
+MAX_DEFAULT_DELTA = default_delta()
 
 
 class BudgetExceeded(Exception):
-    def __init__(self, cap: float, used: float, asked: float, dataset_id: str = "") -> None:
+    """The cap would be exceeded. The message says what is left and nothing more: a privacy
+    budget is spent for good, and no re-upload or new dataset of the same table restores it."""
+
+    def __init__(self, cap: float, used: float, asked: float, dataset_id: str = "",
+                 what: str = "epsilon") -> None:
         super().__init__(
-            f"the request asks for epsilon {asked:g} of dataset {dataset_id} but it has "
-            f"{max(cap - used, 0):.4g} of its cap {cap:g} left (spent or reserved: {used:.4g}); "
-            "ask for less, or upload the table again with a larger budget")
+            f"the request asks for {what} {asked:.4g} of dataset {dataset_id} but it has "
+            f"{max(cap - used, 0):.4g} of its {what} cap {cap:.4g} left (spent or reserved: "
+            f"{used:.4g}); the budget of this table is shared by every upload of the same "
+            "content and does not come back")
         self.cap, self.used, self.asked, self.dataset_id = cap, used, asked, dataset_id
+        self.what = what
 
 
 def ledger_summary(ledger: Any) -> dict[str, Any]:
@@ -75,23 +89,66 @@ def checkpoint_ledger(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def charged_to(dataset: Dataset) -> ColumnElement[bool]:
-    """The jobs that count against the dataset's cap: all of them (policy "shared": versions
-    hold the same people), or those of its current version (policy "fresh")."""
-    if dataset.budget_policy == "fresh":
-        return and_(Job.dataset_id == dataset.id, Job.dataset_version == dataset.version)
-    return Job.dataset_id == dataset.id
+def holder_id(dataset: Dataset) -> str:
+    return dataset.budget_group or dataset.id
 
 
-def used_epsilon(session: Session, dataset: Dataset) -> float:
-    """Spent (composed) + charged but not yet composed + reserved by unsettled jobs."""
-    loose = session.scalar(
-        select(func.coalesce(func.sum(Job.charged_epsilon), 0.0)).where(
-            charged_to(dataset), Job.settled.is_(True), Job.composed.is_(False)))
-    reserved = session.scalar(
-        select(func.coalesce(func.sum(Job.epsilon), 0.0)).where(
-            charged_to(dataset), Job.settled.is_(False)))
-    return float(dataset.spent_epsilon) + float(loose or 0.0) + float(reserved or 0.0)
+def budget_holder(session: Session, dataset: Dataset) -> Dataset:
+    """The dataset that keeps ``dataset``'s cap and spend (itself unless it joined a group)."""
+    if holder_id(dataset) == dataset.id:
+        return dataset
+    return session.scalars(select(Dataset).where(Dataset.id == holder_id(dataset))).one()
+
+
+def content_holder(session: Session, tenant_id: str, sha256: str) -> Dataset | None:
+    """The holder of the tenant's budget group for this content, if the bytes were uploaded
+    before (as a dataset or as any version of one, purged or not)."""
+    earlier = select(Dataset.id).where(Dataset.tenant_id == tenant_id, Dataset.sha256 == sha256)
+    versions = select(DatasetVersion.dataset_id).join(
+        Dataset, Dataset.id == DatasetVersion.dataset_id).where(
+        Dataset.tenant_id == tenant_id, DatasetVersion.sha256 == sha256)
+    first = session.scalars(select(Dataset).where(
+        or_(Dataset.id.in_(earlier), Dataset.id.in_(versions))).order_by(Dataset.seq)
+        .limit(1)).first()
+    return None if first is None else budget_holder(session, first)
+
+
+def charged_to(holder: Dataset) -> ColumnElement[bool]:
+    """The jobs that count against a holder's cap: those of every dataset in its group; of the
+    holder's own, all (policy "shared": versions hold the same people) or those of its current
+    version (policy "fresh")."""
+    group = Job.dataset_id.in_(select(Dataset.id).where(
+        or_(Dataset.id == holder.id, Dataset.budget_group == holder.id)))
+    if holder.budget_policy == "fresh":
+        return and_(group, or_(Job.dataset_id != holder.id,
+                               Job.dataset_version == holder.version))
+    return group
+
+
+def delta_cap(holder: Dataset) -> float:
+    return holder.budget_delta if holder.budget_delta is not None else DEFAULT_BUDGET_DELTA
+
+
+def job_delta(job: Job) -> float:
+    return job.delta if job.delta is not None else MAX_DEFAULT_DELTA
+
+
+def used_budget(session: Session, holder: Dataset) -> tuple[float, float]:
+    """(epsilon, delta): spent (composed) + charged but not yet composed + reserved by
+    unsettled jobs."""
+    delta = func.coalesce(Job.delta, MAX_DEFAULT_DELTA)
+    loose_eps, loose_delta = session.execute(
+        select(func.coalesce(func.sum(Job.charged_epsilon), 0.0),
+               func.coalesce(func.sum(delta), 0.0)).where(
+            charged_to(holder), Job.settled.is_(True), Job.composed.is_(False))).one()
+    reserved_eps, reserved_delta = session.execute(
+        select(func.coalesce(func.sum(Job.epsilon), 0.0),
+               func.coalesce(func.sum(delta), 0.0)).where(
+            charged_to(holder), Job.settled.is_(False))).one()
+    return (float(holder.spent_epsilon or 0.0) + float(loose_eps or 0.0)
+            + float(reserved_eps or 0.0),
+            float(holder.spent_delta or 0.0) + float(loose_delta or 0.0)
+            + float(reserved_delta or 0.0))
 
 
 class DatasetPurged(Exception):
@@ -118,20 +175,40 @@ def reserve_jobs(session: Session, tenant_id: str, specs: Sequence[dict[str, Any
     added; raises :class:`DatasetNotFound`, :class:`DatasetPurged` or :class:`BudgetExceeded`
     (naming the dataset). A job is pinned to its dataset's current version.
     """
-    asked: dict[str, float] = {}
-    for spec in specs:
-        asked[spec["dataset_id"]] = asked.get(spec["dataset_id"], 0.0) + float(spec["epsilon"])
+    named = sorted({spec["dataset_id"] for spec in specs})
+    # Lock the datasets named and their groups' holders together, in one fixed order (a group
+    # never changes, so it can be read before the locks): concurrent admissions cannot deadlock.
+    groups = session.execute(select(Dataset.id, Dataset.budget_group).where(
+        Dataset.tenant_id == tenant_id, Dataset.id.in_(named))).all()
+    locked = {dataset_id: locked_dataset(session, tenant_id, dataset_id)
+              for dataset_id in sorted({*named, *(group for _, group in groups if group)})}
     datasets: dict[str, Dataset] = {}
-    for dataset_id in sorted(asked):
-        dataset = locked_dataset(session, tenant_id, dataset_id)
+    for dataset_id in named:
+        dataset = locked[dataset_id]
         if dataset is None:
             raise DatasetNotFound(dataset_id)
         if dataset.purged_at is not None:
             raise DatasetPurged(dataset_id)
-        used = used_epsilon(session, dataset)
-        if used + asked[dataset_id] > dataset.budget_epsilon + EPS_TOLERANCE:
-            raise BudgetExceeded(dataset.budget_epsilon, used, asked[dataset_id], dataset_id)
         datasets[dataset_id] = dataset
+    # A job's delta is fixed here (the library's default when none is given), so that it can be
+    # reserved and the run cannot charge more than was reserved.
+    specs = [{**spec, "delta": spec.get("delta") or default_delta()} for spec in specs]
+    asked: dict[str, list[float]] = {}
+    holders: dict[str, Dataset] = {}
+    for spec in specs:
+        holder = budget_holder(session, datasets[spec["dataset_id"]])
+        holders[holder.id] = holder
+        total = asked.setdefault(holder.id, [0.0, 0.0])
+        total[0] += float(spec["epsilon"])
+        total[1] += float(spec["delta"] or MAX_DEFAULT_DELTA)
+    for hid in sorted(asked):
+        holder = holders[hid]
+        used_eps, used_delta = used_budget(session, holder)
+        first = next(s["dataset_id"] for s in specs if holder_id(datasets[s["dataset_id"]]) == hid)
+        if used_eps + asked[hid][0] > holder.budget_epsilon + EPS_TOLERANCE:
+            raise BudgetExceeded(holder.budget_epsilon, used_eps, asked[hid][0], first)
+        if used_delta + asked[hid][1] > delta_cap(holder) * (1 + EPS_TOLERANCE):
+            raise BudgetExceeded(delta_cap(holder), used_delta, asked[hid][1], first, "delta")
     jobs = [Job(id=new_id("job"), tenant_id=tenant_id, dispatched_at=now(),
                 dataset_version=datasets[spec["dataset_id"]].version, **spec) for spec in specs]
     session.add_all(jobs)
@@ -156,7 +233,8 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
     two workers settling at once converge on the larger set.
     """
     with db.read() as session:
-        dataset = session.scalars(select(Dataset).where(Dataset.id == dataset_id)).one()
+        dataset = budget_holder(
+            session, session.scalars(select(Dataset).where(Dataset.id == dataset_id)).one())
         jobs = session.scalars(select(Job).where(charged_to(dataset), Job.settled.is_(True))
                                .order_by(Job.seq)).all()
     history: list[tuple[float, float, int]] = []
@@ -173,7 +251,7 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
             extra += job.ledger.get("extra_delta", 0.0)
         elif charged > 0:
             opaque += charged  # charged in full without a known ledger: added, not composed
-            extra += job.delta or 0.0
+            extra += job_delta(job)
     # One accountant for all: the jobs' own (so one job's spend equals its report), else PRV.
     accountants = {j.ledger["accountant"] for j in jobs if j.ledger and j.ledger["history"]}
     accountant = accountants.pop() if len(accountants) == 1 else "prv"
@@ -184,7 +262,7 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
         done = session.execute(
             update(Dataset)
             # A new "fresh" version starts a new count: a composition of the old one loses.
-            .where(Dataset.id == dataset_id, Dataset.composed_jobs < len(jobs), *fresh)
+            .where(Dataset.id == dataset.id, Dataset.composed_jobs < len(jobs), *fresh)
             .values(spent_epsilon=spent, spent_delta=delta + extra, composed_jobs=len(jobs)))
         if done.rowcount:  # type: ignore[attr-defined]
             session.execute(update(Job).where(Job.id.in_([j.id for j in jobs]))
@@ -192,17 +270,24 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
 
 
 def budget_view(session: Session, dataset: Dataset) -> dict[str, Any]:
-    jobs = session.scalars(select(Job).where(charged_to(dataset)).order_by(Job.seq)).all()
+    holder = budget_holder(session, dataset)
+    jobs = session.scalars(select(Job).where(charged_to(holder)).order_by(Job.seq)).all()
     loose = sum(float(j.charged_epsilon or 0) for j in jobs if j.settled and not j.composed)
     reserved = sum(j.epsilon for j in jobs if not j.settled)
-    spent = float(dataset.spent_epsilon) + loose
+    spent = float(holder.spent_epsilon) + loose
+    _, used_delta = used_budget(session, holder)
     return {
         "dataset_id": dataset.id,
-        "cap_epsilon": dataset.budget_epsilon,
+        "shared_with": sorted(session.scalars(select(Dataset.id).where(
+            or_(Dataset.id == holder.id, Dataset.budget_group == holder.id),
+            Dataset.id != dataset.id)).all()),
+        "cap_epsilon": holder.budget_epsilon,
         "spent_epsilon": spent,
         "reserved_epsilon": reserved,
-        "remaining_epsilon": max(dataset.budget_epsilon - spent - reserved, 0.0),
-        "spent_delta": float(dataset.spent_delta),
+        "remaining_epsilon": max(holder.budget_epsilon - spent - reserved, 0.0),
+        "spent_delta": float(holder.spent_delta),
+        "cap_delta": delta_cap(holder),
+        "remaining_delta": max(delta_cap(holder) - used_delta, 0.0),
         "composition": "the jobs' accountant (prv when they differ) over the mechanisms of "
                        "every charged job, at the sum of their deltas; never more than the sum "
                        "of the jobs' epsilons",

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Engine,
     Float,
@@ -98,6 +99,12 @@ class Dataset(Upload, Base):
     # has its own cap and spend (only correct when versions hold disjoint people).
     version: Mapped[int] = mapped_column(Integer, default=1)
     budget_policy: Mapped[str] = mapped_column(String(10), default="shared")
+    # The budget follows the content within a tenant: an upload whose bytes (sha256) match an
+    # earlier dataset's joins that dataset's group, and the group's first dataset (the holder,
+    # whose id this is) keeps the one cap and spend of all of them. None: its own holder.
+    budget_group: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    # Cap of the cumulative delta of the jobs charged to the group (None: the server default).
+    budget_delta: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class DatasetVersion(Upload, Base):
@@ -180,6 +187,12 @@ class Job(Base):
     output_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The dataset version the job reads (pinned when it is accepted), and its batch if any.
     dataset_version: Mapped[int] = mapped_column(Integer, default=1)
+    # The attempt whose outputs the job serves, set in the settling UPDATE (fenced by the
+    # lease): outputs live under per-attempt keys, so a zombie attempt's files are never served.
+    output_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Seeds the audit's holdout split when the job has no seed of its own: never shown by the
+    # API (a split seeded from the public job id would tell anyone which rows were held out).
+    holdout_seed: Mapped[int] = mapped_column(BigInteger, default=lambda: secrets.randbits(62))
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), nullable=True,
                                                  index=True)
 

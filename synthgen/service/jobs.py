@@ -42,6 +42,22 @@ class Claim:
     attempt: int
 
 
+def output_key(job: Job, name: str) -> str:
+    """The stored output ``name`` (synthetic.csv, report.json, ...) the job serves: that of
+    the attempt it settled with (jobs settled before per-attempt outputs: the job's folder)."""
+    if job.output_attempt is None:
+        return Storage.job_key(job.tenant_id, job.id, name)
+    return Storage.attempt_key(job.tenant_id, job.id, job.output_attempt, name)
+
+
+def lease_is_ours(db: Database, claim: Claim) -> bool:
+    """Whether the claim still holds an unexpired lease (checked before each output write)."""
+    with db.read() as s:
+        return bool(s.scalar(select(func.count()).select_from(Job).where(
+            Job.id == claim.job_id, Job.lease_owner == claim.owner, Job.state == "running",
+            Job.lease_until >= now())))
+
+
 def claim_job(db: Database, job_id: str, owner: str, lease_s: float) -> Claim | None:
     t = now()
     with db.write() as s:
@@ -99,11 +115,14 @@ def settle(
     error: tuple[str, str] | None = None,
     output_rows: int | None = None,
     expired_before: float | None = None,
+    output_attempt: int | None = None,
 ) -> bool:
     """Move a job to a terminal state and turn its reservation into a charge, exactly once.
 
     ``owner`` fences the write to the worker holding the lease (None: a queued job, no lease);
     ``expired_before`` makes the reconciler's settlement lose to a worker that just heartbeated.
+    ``output_attempt`` points the job at the outputs its settling attempt wrote, in the same
+    conditional UPDATE: the job serves that attempt's files and no other's.
     """
     assert state in TERMINAL
     t = now()
@@ -119,7 +138,7 @@ def settle(
             state=state, settled=True, charged_epsilon=charged, ledger=ledger, finished_at=t,
             lease_owner=None, lease_until=None,
             error_code=error[0] if error else None, error_message=error[1] if error else None,
-            output_rows=output_rows))
+            output_rows=output_rows, output_attempt=output_attempt))
         ok = done.rowcount == 1  # type: ignore[attr-defined]
         if ok:
             job_finished(s, job_id, state)

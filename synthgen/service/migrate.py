@@ -55,16 +55,37 @@ def current(db: Database) -> str | None:
 
 def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
     """Bring the database to ``revision``; returns (revision before, revision after)."""
-    with db.write_engine.begin() as conn:
-        before = MigrationContext.configure(conn).get_current_revision()
-        config = _config(conn)
-        if before is None and inspect(conn).has_table("jobs"):
-            _check_baseline(conn)
-            command.stamp(config, BASELINE)
-            before = BASELINE
-        command.upgrade(config, revision)
-        after = MigrationContext.configure(conn).get_current_revision()
+    with db.write_engine.connect() as conn:
+        # SQLite: a revision that alters a column rebuilds the table (copy, drop, rename), and a
+        # table others reference (jobs) cannot be dropped with foreign keys on. The pragma is a
+        # no-op inside a transaction, so it is set before BEGIN, the keys are checked before
+        # COMMIT, and it is set back before the connection returns to the pool.
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            _foreign_keys(conn, on=False)
+        try:
+            with conn.begin():
+                before = MigrationContext.configure(conn).get_current_revision()
+                config = _config(conn)
+                if before is None and inspect(conn).has_table("jobs"):
+                    _check_baseline(conn)
+                    command.stamp(config, BASELINE)
+                    before = BASELINE
+                command.upgrade(config, revision)
+                after = MigrationContext.configure(conn).get_current_revision()
+                if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check")
+                               .fetchall()):
+                    raise MigrationError(f"the upgrade would break foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                _foreign_keys(conn, on=True)
     return before, after
+
+
+def _foreign_keys(conn: Connection, on: bool) -> None:
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 def _check_baseline(conn: Connection) -> None:

@@ -3,15 +3,20 @@
 It claims the job, heartbeats the lease from a thread (which also watches for a cancel and
 copies each new training checkpoint to storage), trains with the library's checkpoints so that a
 later attempt resumes instead of restarting, writes the outputs and settles the budget.
+
+Fencing against a zombie attempt (one that lost its lease but runs on): it stops training once
+its heartbeats have failed for a whole lease (the lease has then expired, and another attempt
+may hold the job); it writes its outputs under keys of its own attempt, and only while its lease
+is live; the job points at one attempt's outputs in the conditional UPDATE that settles it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ from synthgen.service.jobs import (
     claim_job,
     delete_seed_rows,
     heartbeat,
+    lease_is_ours,
     record_progress,
     seed_rows_key,
     settle,
@@ -51,6 +57,7 @@ class _Heartbeat(threading.Thread):
         self.cancelled = threading.Event()
         self._done = threading.Event()
         self._synced = 0.0
+        self._last_ok = time.monotonic()
 
     def run(self) -> None:
         while not self._done.wait(self.settings.heartbeat_s):
@@ -61,7 +68,14 @@ class _Heartbeat(threading.Thread):
             ours, cancel = heartbeat(self.db, self.claim, self.settings.lease_s)
         except Exception:  # a database hiccup: the lease covers a few missed beats
             log.exception("heartbeat of job %s failed", self.claim.job_id)
+            if time.monotonic() - self._last_ok >= self.settings.lease_s:
+                # The lease has run out unrenewed: another worker may hold the job now, so
+                # this attempt must stop instead of training on (and spending) as a zombie.
+                log.error("job %s: no heartbeat for a whole lease; stopping", self.claim.job_id)
+                self.lost.set()
+                self.stop_training.set()
             return
+        self._last_ok = time.monotonic()
         if not ours:
             self.lost.set()
             self.stop_training.set()
@@ -86,6 +100,16 @@ class _Heartbeat(threading.Thread):
     def finish(self) -> None:
         self._done.set()
         self.join(timeout=30)
+
+    def ensure_live(self) -> None:
+        """Raise :class:`LeaseLost` unless this attempt still holds an unexpired lease."""
+        if self.lost.is_set() or not lease_is_ours(self.db, self.claim):
+            self.lost.set()
+            raise LeaseLost(self.claim.job_id)
+
+
+class LeaseLost(Exception):
+    """This attempt no longer holds the job's lease: it must write and settle nothing."""
 
 
 def _load_table(storage: Storage, dataset: Dataset, settings: Settings) -> Any:
@@ -147,8 +171,8 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
 
         options = job.options or {}
         # The report's audit holds rows out of training. The split is decided before fit() and
-        # is the same on every attempt (seeded by the job), so a resumed job trains on the same
-        # rows its checkpoint was trained on.
+        # is the same on every attempt (a secret seed of the job), so a resumed job trains on
+        # the same rows its checkpoint was trained on.
         full = _load_table(storage, dataset, settings)
         plan = plan_evaluation(
             full, holdout_share=float(options.get("holdout_share", 0.1)),
@@ -176,22 +200,24 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
             return outcome
         report = synth.report()
         ledger = ledger_summary(synth.ledger)
+        outputs = _Outputs(storage, job, claim.attempt, beat)
         if beat.cancelled.is_set() and not report["completed"]:
-            _write_json(storage, job, "report.json", report)
+            outputs.write_json("report.json", report)
             outcome = "cancelled"
             settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
-                   charged=float(report["epsilon"]))
+                   charged=float(report["epsilon"]), output_attempt=claim.attempt)
             return outcome
-        written = _write_outputs(storage, job, dataset, synth, report, scratch,
+        written = _write_outputs(outputs, job, dataset, synth, report, scratch,
                                  evaluate=lambda doc, synthetic: evaluate_job(
                                      doc, plan, table, synthetic, seed=_split_seed(job)))
         outcome = "succeeded"
         if not settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
-                      charged=float(report["epsilon"]), output_rows=written):
+                      charged=float(report["epsilon"]), output_rows=written,
+                      output_attempt=claim.attempt):
             outcome = "lost"
         return outcome
     except Exception as exc:
-        if beat.lost.is_set():
+        if beat.lost.is_set() or isinstance(exc, LeaseLost):
             return outcome
         code = exc.code if isinstance(exc, SynthgenError) else "training-failed"
         message = str(exc) if isinstance(exc, SynthgenError | ValueError) else (
@@ -215,21 +241,39 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
             delete_seed_rows(storage, job)
 
 
-def _write_json(storage: Storage, job: Job, name: str, doc: dict[str, Any]) -> None:
-    with storage.open(Storage.job_key(job.tenant_id, job.id, name), "w",
-                      encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=2, default=str)
+class _Outputs:
+    """Writes one attempt's outputs under its own keys, each only while its lease is live."""
+
+    def __init__(self, storage: Storage, job: Job, attempt: int, beat: _Heartbeat) -> None:
+        self.storage, self.job, self.attempt, self.beat = storage, job, attempt, beat
+
+    def key(self, name: str) -> str:
+        return Storage.attempt_key(self.job.tenant_id, self.job.id, self.attempt, name)
+
+    def open(self, name: str, **kwargs: Any) -> Any:
+        self.beat.ensure_live()
+        return self.storage.open(self.key(name), "w", **kwargs)
+
+    def put_file(self, local: Path, name: str) -> None:
+        self.beat.ensure_live()
+        self.storage.put_file(local, self.key(name))
+
+    def write_json(self, name: str, doc: dict[str, Any]) -> None:
+        with self.open(name, encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2, default=str)
 
 
 def _split_seed(job: Job) -> int:
-    """The job's seed, or one derived from its id: the same on every attempt."""
+    """The job's own seed, or its secret ``holdout_seed``: the same on every attempt, and never
+    derived from the job id, which is public (a split anyone can recompute tells them which rows
+    were held out of training)."""
     seed = (job.options or {}).get("seed")
     if seed is not None:
         return int(seed)
-    return int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "little")
+    return int(job.holdout_seed)
 
 
-def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
+def _write_outputs(outputs: _Outputs, job: Job, dataset: Dataset, synth: Any,
                    report: dict[str, Any], scratch: Path,
                    evaluate: Callable[[dict[str, Any], Any], Any]) -> int:
     import pandas as pd
@@ -237,29 +281,31 @@ def _write_outputs(storage: Storage, job: Job, dataset: Dataset, synth: Any,
     from synthgen.evaluate import keep_head
     from synthgen.evaluate.job import EVALUATION_ROWS
     from synthgen.io import write_csv
-    from synthgen.report import run_header
+    from synthgen.report import check_public, run_header
 
     options = job.options or {}
     seed_rows = None
     if options.get("seed_rows"):
-        seed_rows = pd.DataFrame(json.loads(storage.read_bytes(seed_rows_key(job))))
-    rows = job.rows or (None if seed_rows is not None else dataset.rows)
+        seed_rows = pd.DataFrame(json.loads(outputs.storage.read_bytes(seed_rows_key(job))))
+    # default size: the model's DP row count (the dataset's exact count is not public)
+    rows = job.rows
     # checked before the output is opened: a condition the model cannot honour writes nothing
     asked = synth.sample_chunks(rows, conditions=options.get("conditions"),
                                 rebalance=options.get("rebalance"), seed_rows=seed_rows)
-    key = Storage.job_key(job.tenant_id, job.id, "synthetic.csv")
-    with storage.open(key, "w", encoding="utf-8", newline="") as fh:
+    with outputs.open("synthetic.csv", encoding="utf-8", newline="") as fh:
         chunks, kept = keep_head(asked, EVALUATION_ROWS)
         written = write_csv(chunks, fh)
-    delete_seed_rows(storage, job)  # used: kept no longer than needed (also at the job's end)
+    delete_seed_rows(outputs.storage, job)  # used: kept no longer than needed (also at the end)
+    report["output_rows"] = written
     if synth.sampling:
         report["sampling"] = synth.sampling
-    # The report's owner-only sections (quality, audit) on the rows just released.
-    evaluate(report, pd.concat(kept, ignore_index=True) if kept else pd.DataFrame())
+    # The owner-only evaluation (quality, audit) of the rows just released: its own file.
+    evaluation = evaluate(report, pd.concat(kept, ignore_index=True) if kept else pd.DataFrame())
+    outputs.write_json("evaluation.json", evaluation)
     model = scratch / "model.zip"
     synth.save(model)
-    storage.put_file(model, Storage.job_key(job.tenant_id, job.id, "model.zip"))
-    report["output_rows"] = written
+    outputs.put_file(model, "model.zip")
     report["run"] = run_header(dataset.name, job_id=job.id)
-    _write_json(storage, job, "report.json", report)
+    check_public(report)
+    outputs.write_json("report.json", report)
     return written

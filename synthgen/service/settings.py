@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_table_bytes: int = Field(default=2048 * MIB, ge=1)
     # Epsilon cap of a dataset unless its upload names one.
     default_budget_epsilon: float = Field(default=10.0, gt=0)
+    # Cap of a dataset's cumulative delta unless its upload names one: ten jobs at the default
+    # delta (at most 1e-6 each).
+    default_budget_delta: float = Field(default=1e-5, gt=0, le=1e-3)
     max_job_epsilon: float = Field(default=100.0, gt=0)
 
     # Job execution

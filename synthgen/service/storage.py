@@ -40,6 +40,12 @@ class Storage:
     def job_key(tenant_id: str, job_id: str, name: str) -> str:
         return f"tenants/{tenant_id}/jobs/{job_id}/{name}"
 
+    @staticmethod
+    def attempt_key(tenant_id: str, job_id: str, attempt: int, name: str) -> str:
+        """Where one attempt writes its outputs: two attempts of a job (a zombie and its
+        successor) never write the same object; the job serves the attempt it settled with."""
+        return Storage.job_key(tenant_id, job_id, f"attempts/{attempt}/{name}")
+
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
 

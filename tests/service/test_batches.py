@@ -119,6 +119,14 @@ def test_a_batch_of_three_datasets_downloads_one_zip(
         assert rows[0] == header and len(rows) == 401
         report = json.loads(archive.read(f"{job_id}/report.json"))
         assert 0 < report["epsilon"] <= 1.0 and report["epsilon"] == entry["epsilon_charged"]
+        assert not {"quality", "utility", "audit", "holdout", "evaluation"} & set(report)
+    assert not [n for n in archive.namelist() if "evaluation" in n]
+    # The owner-only evaluations travel only when asked for.
+    asked = zipfile.ZipFile(io.BytesIO(tenant_a.http.get(
+        batch["links"]["download"], params={"include_evaluation": "true"}).content))
+    for entry in json.loads(asked.read("manifest.json"))["jobs"]:
+        evaluation = json.loads(asked.read(f"{entry['job_id']}/evaluation.json"))
+        assert evaluation["owner_only"] is True and "quality" in evaluation
 
 
 def test_a_batch_over_a_cap_is_refused_whole_with_a_409_naming_the_dataset(

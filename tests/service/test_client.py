@@ -53,7 +53,13 @@ def test_client_round_trip_and_typed_errors(embedded: Service, tenant_a: Api,
         out = client.download_synthetic(done["id"], tmp_path / "synthetic.csv")
         assert len(out.read_text().splitlines()) == 401
         assert client.get_report(done["id"])["epsilon"] <= 1.0
-        dataset = client.upload_dataset(ADULT_SAMPLE, budget_epsilon=1.5)
+        assert client.get_evaluation(done["id"])["owner_only"] is True
+        # Bytes of its own (the budget follows the content: the tenant's other uploads of the
+        # sample must not share this dataset's cap).
+        header, *rows = ADULT_SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+        own = tmp_path / "adult_reversed.csv"
+        own.write_text("".join([header, *rows[::-1]]), encoding="utf-8")
+        dataset = client.upload_dataset(own, budget_epsilon=1.5)
         assert dataset["rows"] == 400 and dataset["budget_policy"] == "shared"
         with pytest.raises(ApiError) as missing:
             client.get_job("job_nope")
@@ -89,7 +95,9 @@ def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path
                         "--batch-size", "100", "--seed", "7")
     assert submitted.exit_code == EXIT_OK, submitted.output
     job_id = submitted.stdout.strip()
-    failing = _invoke(env, "jobs", "submit", dataset_id, "--epsilon", "0.01").stdout.strip()
+    # A job that fails at once (an epsilon below the minimum is now refused at submission).
+    failing = Client(embedded.url, key).submit_job(dataset_id, 0.1,
+                                                   target="no-such-column")["id"]
     # Two more while the dataset's upload is kept (the fixture's server deletes it after the
     # last job): one cancelled, one still queued when its wait times out.
     cancelled_job, queued = (_invoke(env, "jobs", "submit", dataset_id, "--epsilon", "0.5")
@@ -106,7 +114,7 @@ def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path
     assert waits[0].returncode == EXIT_OK, ok_err[-3000:]
     assert ok_out.strip() == "succeeded" and "epsilon" in ok_err  # the progress line
     assert waits[1].returncode == EXIT_FAILED, failed_err[-3000:]
-    assert "privacy-budget" in failed_err
+    assert "training-failed" in failed_err
 
     status = _invoke(env, "jobs", "status", job_id, "--json")
     assert status.exit_code == EXIT_OK and json.loads(status.stdout)["status"] == "succeeded"

@@ -42,6 +42,16 @@ def test_database_of_the_previous_release_upgrades_and_keeps_its_jobs(tmp_path: 
     assert _rows(data / "synthgen.db", "SELECT version_num FROM alembic_version") == [(head(),)]
     assert _rows(data / "synthgen.db", "SELECT id, state, epsilon, charged_epsilon, "
                  "idempotency_key FROM jobs ORDER BY seq") == jobs_before
+    # Revision 0003: every old job has its own secret holdout seed (the runner calls int() on
+    # it) and no output attempt (its outputs are served from the job's folder, where they were).
+    seeds = _rows(data / "synthgen.db", "SELECT holdout_seed, output_attempt FROM jobs")
+    assert len({seed for seed, _ in seeds}) == len(OLD["jobs"])
+    assert all(isinstance(seed, int) and 0 <= seed < 2**62 for seed, _ in seeds)
+    assert {attempt for _, attempt in seeds} == {None}
+    old_job = data / "objects" / "tenants" / OLD["tenant"] / "jobs" / OLD["jobs"][0]
+    old_job.mkdir(parents=True)
+    (old_job / "synthetic.csv").write_text("a,b\n1,2\n")
+    (old_job / "report.json").write_text('{"epsilon": 0.5}')
     again = subprocess.run([sys.executable, "-m", "synthgen", "db", "upgrade"], cwd=ROOT,
                            env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and f"(was {head()})" in again.stdout
@@ -53,6 +63,10 @@ def test_database_of_the_previous_release_upgrades_and_keeps_its_jobs(tmp_path: 
         listed = api.http.get("/v1/jobs").json()["items"]
         assert [j["id"] for j in listed] == OLD["jobs"][::-1]
         assert listed[-1]["status"] == "succeeded" and listed[-1]["epsilon_charged"] == 0.5
+        assert listed[-1]["id"] == OLD["jobs"][0]
+        csv = api.http.get(f"/v1/jobs/{OLD['jobs'][0]}/synthetic.csv")
+        assert csv.status_code == 200 and csv.text == "a,b\n1,2\n"
+        assert api.http.get(f"/v1/jobs/{OLD['jobs'][0]}/report").json() == {"epsilon": 0.5}
         batches = api.http.get("/v1/batches").json()["items"]
         assert [b["id"] for b in batches] == [OLD["batch"]]
     finally:

@@ -46,8 +46,9 @@ def test_uploads_checkpoints_outputs_and_retention_on_s3(s3: S3Server, tmp_path:
 
         assert_resumed_once(service, api, job, dataset)
         stored = s3.keys("objects")
-        for name in ("synthetic.csv", "report.json", "model.zip"):
-            assert any(k.endswith(f"jobs/{job['id']}/{name}") for k in stored), stored
+        for name in ("synthetic.csv", "report.json", "evaluation.json", "model.zip"):
+            # under the key of the attempt that settled (the second: the first was killed)
+            assert any(k.endswith(f"jobs/{job['id']}/attempts/2/{name}") for k in stored), stored
         assert not any(k.endswith(checkpoint) for k in stored)  # removed once the job ended
         assert not any(upload_key in k or k.endswith(f"{dataset['id']}/upload")
                        for k in stored)  # the raw upload, by the retention policy

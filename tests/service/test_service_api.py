@@ -34,7 +34,8 @@ ID_ROUTES = _id_routes()
 def test_route_table_covers_the_id_routes() -> None:
     paths = {p for _, p in ID_ROUTES}
     assert {"/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/synthetic.csv",
-            "/v1/jobs/{job_id}/report", "/v1/datasets/{dataset_id}",
+            "/v1/jobs/{job_id}/report", "/v1/jobs/{job_id}/evaluation",
+            "/v1/datasets/{dataset_id}",
             "/v1/datasets/{dataset_id}/budget", "/v1/datasets/{dataset_id}/versions",
             "/v1/batches/{batch_id}", "/v1/batches/{batch_id}/download",
             "/v1/schedules/{schedule_id}"} <= paths

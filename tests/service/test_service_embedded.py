@@ -42,13 +42,22 @@ def test_upload_submit_poll_download_report(tenant_a: Api, finished_job: dict[st
     assert report["ledger"] and report["ledger"][-1]["mechanism"] == "dp_sgd"
     assert {c["name"]: c["kind"] for c in report["columns"]}["age"] == "integer"
     assert job["epsilon_charged"] == report["epsilon"]
-    # the owner-only sections, on rows held out before training (declared in the report)
-    assert 0 <= report["audit"]["dcr_share"] <= 1 and report["audit"]["holdout_rows"] > 0
-    html = tenant_a.http.get(f"/v1/jobs/{job['id']}/report", params={"format": "html"})
-    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    # The public report holds no section computed on real rows; the owner-only evaluation
+    # (on rows held out before training) has its own route, marked owner-only in its keys.
+    assert not {"quality", "utility", "audit", "holdout", "evaluation"} & set(report)
+    evaluation = tenant_a.http.get(f"/v1/jobs/{job['id']}/evaluation").json()
+    assert evaluation["owner_only"] is True and evaluation["audit"]["owner_only"] is True
+    assert 0 <= evaluation["audit"]["dcr_share"] <= 1
+    assert evaluation["audit"]["holdout_rows"] > 0 and evaluation["holdout"]["rows"] > 0
+    assert "not evidence of differential privacy" in evaluation["heuristics"]
+    for route in ("report", "evaluation"):
+        html = tenant_a.http.get(f"/v1/jobs/{job['id']}/{route}", params={"format": "html"})
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        assert ("For the data owner only" in html.text) == (route == "evaluation")
 
     assert report["run"]["input"] == dataset["name"] and report["run"]["job_id"] == job["id"]
-    assert dataset["name"] in html.text and job["id"] in html.text  # the header says which
+    page = tenant_a.http.get(f"/v1/jobs/{job['id']}/report", params={"format": "html"}).text
+    assert dataset["name"] in page and job["id"] in page  # the header says which
 
     budget = tenant_a.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
     assert abs(budget["spent_epsilon"] - report["epsilon"]) < 1e-9

@@ -186,7 +186,8 @@ def test_a_receiver_gets_each_event_once_with_a_valid_signature(
     dataset = api.upload(budget_epsilon="2")
     batch = api.http.post("/v1/batches", json={"jobs": [
         {"dataset_id": dataset["id"], **FAST_JOB, "audit": False},
-        {"dataset_id": dataset["id"], "epsilon": 0.01}]}).json()  # too small: fails at once
+        {"dataset_id": dataset["id"], "epsilon": 0.1,  # no such column: fails at once
+         "target": "no-such-column"}]}).json()
     schedule = api.http.post("/v1/schedules", json={  # daily: it cannot fire again here
         "cron": "0 3 * * *", "job": {"dataset_id": dataset["id"], "epsilon": 5}}).json()
     missed = latest_fire("0 3 * * *", "UTC", time.time())  # as if serve had been down then
@@ -211,7 +212,7 @@ def test_a_receiver_gets_each_event_once_with_a_valid_signature(
     assert events["batch.finished"] == {
         "batch_id": batch["id"], "status": "partially_failed", "total": 2, "succeeded": 1,
         "failed": 1, "cancelled": 0, "schedule_id": None}
-    assert events["job.failed"]["error_code"] == "privacy-budget"
+    assert events["job.failed"]["error_code"] == "training-failed"
     skipped = events["schedule.skipped"]
     assert skipped["schedule_id"] == schedule["id"] and skipped["reason_code"] == (
         "budget-exceeded")

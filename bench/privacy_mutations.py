@@ -1,0 +1,187 @@
+"""Mutation testing of the privacy path: plant each known privacy bug, check the tests catch it.
+
+For each mutation: copy the project (without .git and .venv) to a temporary folder, apply one
+small text substitution (checking that it applied exactly once: a substitution that no longer
+matches after a refactor is reported as ``not applied`` and counts as *not* caught, so the
+script cannot pass by going stale), run a fast selection of privacy tests against the copy, and
+call the mutation caught when they fail. Prints a table, then one JSON line
+``{"mutations": N, "caught": M}``. Exit status 0 only when every mutation is caught.
+
+    python bench/privacy_mutations.py                 # all mutations
+    python bench/privacy_mutations.py --only zero-noise --keep   # one, keep its copy
+
+Adapting a mutation after a refactor: change its ``old``/``new`` text below so that it plants
+the same bug in the new code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The privacy tests run against each mutant: fast (well under a minute each on 2 cores).
+TESTS = [
+    "tests/test_privacy_pinned.py",
+    "tests/test_dpsgd_reference.py",
+    "tests/test_mechanisms.py",
+    "tests/test_privacy_accounting.py",
+]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str
+    path: str
+    old: str
+    new: str
+
+
+MUTATIONS = [
+    Mutation(
+        "histogram-sigma-without-sqrt-k",
+        "the joint histogram's noise ignores its sqrt(k + 1) sensitivity",
+        "synthgen/privacy/domains.py",
+        "sigma = multiplier * math.sqrt(k + 1)",
+        "sigma = multiplier",
+    ),
+    Mutation(
+        "histogram-ledger-under-recorded",
+        "the histogram's ledger entry claims 1.5x the noise it applied",
+        "synthgen/privacy/domains.py",
+        "noise_multiplier=multiplier,\n        sampling_rate=1.0,",
+        "noise_multiplier=multiplier * 1.5,\n        sampling_rate=1.0,",
+    ),
+    Mutation(
+        "fixed-size-shuffled-batches",
+        "fixed-size shuffled batches instead of Poisson sampling",
+        "synthgen/models/trainer.py",
+        "index = self._poisson_mask(n, q).nonzero().squeeze(1)",
+        "index = torch.randperm(n, generator=self._rng, device=self.device)"
+        "[: max(1, round(n * q))]",
+    ),
+    Mutation(
+        "no-clipping",
+        "the trainer calls the DP step with no clipping (infinite norm)",
+        "synthgen/models/trainer.py",
+        "max_grad_norm=self.config.max_grad_norm,\n            expected_batch_size=batch,",
+        "max_grad_norm=float('inf'),\n            expected_batch_size=batch,",
+    ),
+    Mutation(
+        "zero-noise",
+        "the trainer calls the DP step with zero noise",
+        "synthgen/models/trainer.py",
+        "noise_multiplier=noise_multiplier,\n            max_grad_norm=",
+        "noise_multiplier=0.0,\n            max_grad_norm=",
+    ),
+    Mutation(
+        "charge-one-step-fewer",
+        "the ledger charges one DP-SGD step fewer than ran",
+        "synthgen/synthesizer.py",
+        "ledger.replace_last(self._sgd_entry(sigma, q, ran, steps))",
+        "ledger.replace_last(self._sgd_entry(sigma, q, max(ran - 1, 0), steps))",
+    ),
+    Mutation(
+        "drop-threshold-delta",
+        "the threshold's failure probability is left out of delta",
+        "synthgen/privacy/domains.py",
+        "extra_delta=plan.threshold_delta if discovered else 0.0,",
+        "extra_delta=0.0,",
+    ),
+    Mutation(
+        "q-from-another-n",
+        "rows drawn at batch / (exact n) while the ledger charges q from the DP row count",
+        "synthgen/synthesizer.py",
+        "            sampling_rate=q,\n            batch=batch,",
+        "            sampling_rate=min(batch / len(df), 1.0),\n            batch=batch,",
+    ),
+]
+
+
+def copy_project(dest: Path) -> None:
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".mypy_cache",
+                                    ".ruff_cache", ".pytest_cache", "synthgen-data")
+    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
+
+
+def apply(mutation: Mutation, project: Path) -> bool:
+    """Plant the mutation; False when its text is not found exactly once."""
+    path = project / mutation.path
+    text = path.read_text(encoding="utf-8")
+    if text.count(mutation.old) != 1:
+        return False
+    path.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
+    return True
+
+
+def run_tests(project: Path, timeout_s: float) -> tuple[int, float, str]:
+    """Run the privacy tests on ``project``'s code (it comes first on the import path)."""
+    env = {**os.environ, "PYTHONPATH": str(project), "PYTHONDONTWRITEBYTECODE": "1"}
+    check = subprocess.run([sys.executable, "-c", "import synthgen; print(synthgen.__file__)"],
+                           cwd=project, env=env, capture_output=True, text=True, check=True)
+    if not Path(check.stdout.strip()).resolve().is_relative_to(project.resolve()):
+        raise SystemExit(f"the copy's synthgen is not the one imported: {check.stdout}")
+    started = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               *TESTS], cwd=project, env=env, capture_output=True, text=True,
+                              timeout=timeout_s)
+        code, out = done.returncode, done.stdout
+    except subprocess.TimeoutExpired:
+        code, out = -1, "timed out"
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    return code, time.perf_counter() - started, failed[0] if failed else out.strip()[-120:]
+
+
+def main(argv: list[str] | None = None) -> dict[str, int]:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", help="names of the mutations to run")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per test run")
+    parser.add_argument("--keep", action="store_true", help="keep the mutated copies")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="synthgen-mutants-") as tmp:
+        base = Path(tmp) / "unmutated"
+        copy_project(base)
+        code, seconds, why = run_tests(base, args.timeout)
+        if code != 0:  # the tests must pass on the real code, or "caught" means nothing
+            raise SystemExit(f"the privacy tests fail without any mutation: {why}")
+        rows.append(("(none)", "tests pass on the real code", "yes", "passed", seconds, ""))
+        for mutation in chosen:
+            project = Path(tmp) / mutation.name
+            shutil.copytree(base, project, symlinks=True)
+            if not apply(mutation, project):
+                rows.append((mutation.name, mutation.what, "NO", "not applied", 0.0,
+                             f"{mutation.path}: text not found once"))
+                continue
+            code, seconds, why = run_tests(project, args.timeout)
+            rows.append((mutation.name, mutation.what, "yes",
+                         "caught" if code != 0 else "MISSED", seconds, why))
+            if args.keep:
+                shutil.copytree(project, ROOT.parent / f"mutant-{mutation.name}",
+                                dirs_exist_ok=True)
+    caught = sum(1 for r in rows[1:] if r[3] == "caught")
+    width = max(len(r[0]) for r in rows)
+    print(f"{'mutation':<{width}}  applied  result       seconds  first failing test")
+    for name, _what, applied, result, seconds, why in rows:
+        print(f"{name:<{width}}  {applied:<7}  {result:<11}  {seconds:7.1f}  {why[:90]}")
+    summary = {"mutations": len(chosen), "caught": caught}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    result = main()
+    sys.exit(0 if result["caught"] == result["mutations"] else 1)
