@@ -184,9 +184,9 @@ def _measure(
 ) -> list[Marginal]:
     """One Gaussian release of several tables (each row adds 1 to one cell of each: L2
     sensitivity sqrt(tables)), each projected onto the simplex. In a ``sparse`` table (a
-    numeric column's bins) a cell counts only if it is significant (see
-    :func:`significant_cells`): a generated value in a noise-only bin at the end of the range
-    is an outlier the real table never had."""
+    numeric column's bins) the cells beyond the outermost significant ones (see
+    :func:`significant_cells`) count as empty: a generated value in a noise-only bin at the end
+    of the range is an outlier the real table never had."""
     sigma = multiplier * math.sqrt(len(tables))
     out = []
     for i, cols in enumerate(tables):
@@ -194,7 +194,13 @@ def _measure(
         counts = np.bincount(_cells(slots, groups, cols), minlength=size)
         noisy = counts + rng.normal(0.0, sigma, size=size)
         if sparse is not None and sparse[i]:
-            noisy = np.where(significant_cells(noisy, sigma), noisy, 0.0)
+            # zero the tails beyond the outermost significant cells (the range); inside it a
+            # cell keeps its noisy count, clipped at 0 by the projection
+            kept = np.flatnonzero(significant_cells(noisy, sigma))
+            if kept.size >= 2:  # else too little signal to tell a range: the domain's bins
+                inside = np.zeros(size, dtype=bool)
+                inside[kept[0] : kept[-1] + 1] = True
+                noisy = np.where(inside, noisy, 0.0)
         out.append(Marginal(columns=list(cols), groups=[groups[c] for c in cols],
                             target=project_to_simplex(noisy / n).tolist()))
     return out
@@ -207,8 +213,7 @@ def significant_cells(noisy: np.ndarray, sigma: float) -> np.ndarray:
     neighbour = np.zeros_like(over)
     neighbour[1:] |= over[:-1]
     neighbour[:-1] |= over[1:]
-    keep = over & (neighbour | (noisy > 3 * sigma))
-    return keep if keep.any() else noisy == noisy.max()
+    return over & (neighbour | (noisy > 3 * sigma))
 
 
 def independence_distance(slots: np.ndarray, groups: list[list[int]],

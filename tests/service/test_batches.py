@@ -116,7 +116,7 @@ def test_a_batch_of_three_datasets_downloads_one_zip(
         job_id = entry["job_id"]
         assert entry["files"] == [f"{job_id}/synthetic.csv", f"{job_id}/report.json"]
         rows = list(csv.reader(io.StringIO(archive.read(f"{job_id}/synthetic.csv").decode())))
-        assert rows[0] == header and len(rows) == 401
+        assert rows[0] == header and abs(len(rows) - 401) < 120  # DP row count
         report = json.loads(archive.read(f"{job_id}/report.json"))
         assert 0 < report["epsilon"] <= 1.0 and report["epsilon"] == entry["epsilon_charged"]
         assert not {"quality", "utility", "audit", "holdout", "evaluation"} & set(report)

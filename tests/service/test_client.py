@@ -51,7 +51,7 @@ def test_client_round_trip_and_typed_errors(embedded: Service, tenant_a: Api,
         done = client.wait_job(finished_job["job"]["id"], poll_s=0.3)
         assert done["status"] == "succeeded"
         out = client.download_synthetic(done["id"], tmp_path / "synthetic.csv")
-        assert len(out.read_text().splitlines()) == 401
+        assert abs(len(out.read_text().splitlines()) - 401) < 120  # DP row count
         assert client.get_report(done["id"])["epsilon"] <= 1.0
         assert client.get_evaluation(done["id"])["owner_only"] is True
         # Bytes of its own (the budget follows the content: the tenant's other uploads of the
@@ -121,7 +121,8 @@ def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path
     out = tmp_path / "out.csv"
     got = _invoke(env, "jobs", "download", job_id, "-o", str(out), "--report",
                   str(tmp_path / "report.json"))
-    assert got.exit_code == EXIT_OK and len(out.read_text().splitlines()) == 401
+    assert got.exit_code == EXIT_OK
+    assert abs(len(out.read_text().splitlines()) - 401) < 120  # DP row count
     created = _invoke(env, "schedules", "create", "--cron", "0 2 * * *", "--timezone",
                       "Europe/Paris", "--dataset", dataset_id, "--epsilon", "0.5", "--disabled")
     assert created.exit_code == EXIT_OK, created.output

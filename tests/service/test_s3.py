@@ -53,7 +53,8 @@ def test_uploads_checkpoints_outputs_and_retention_on_s3(s3: S3Server, tmp_path:
         assert not any(upload_key in k or k.endswith(f"{dataset['id']}/upload")
                        for k in stored)  # the raw upload, by the retention policy
         csv = api.http.get(f"/v1/jobs/{job['id']}/synthetic.csv")
-        assert csv.status_code == 200 and csv.text.count("\n") == 401
+        assert csv.status_code == 200
+        assert abs(csv.text.count("\n") - 401) < 120  # DP row count
         assert not any(service.data_dir.joinpath("objects").rglob("*"))  # nothing local
     finally:
         service.stop()

@@ -69,7 +69,7 @@ def test_job_runs_end_to_end_on_celery(client: Api) -> None:
         f"/v1/jobs/{job['id']}/synthetic.csv").text)))
     with open(ADULT_SAMPLE, encoding="utf-8") as fh:
         assert rows[0] == next(csv.reader(fh))
-    assert len(rows) == 401
+    assert abs(len(rows) - 401) < 120  # DP row count
     report = client.http.get(f"/v1/jobs/{job['id']}/report").json()
     assert 0 < report["epsilon"] <= 1.0
     budget = client.http.get(f"/v1/datasets/{dataset['id']}/budget").json()

@@ -35,7 +35,8 @@ def test_upload_submit_poll_download_report(tenant_a: Api, finished_job: dict[st
     with open(ADULT_SAMPLE, encoding="utf-8") as fh:
         header = next(csv.reader(fh))
     assert rows[0] == header
-    assert len(rows) - 1 == 400 == job["output_rows"]
+    # as many rows as the DP row count of the 400
+    assert len(rows) - 1 == job["output_rows"] and abs(job["output_rows"] - 400) < 120
 
     report = tenant_a.http.get(f"/v1/jobs/{job['id']}/report").json()
     assert 0 < report["epsilon"] <= 1.0
