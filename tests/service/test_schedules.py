@@ -286,7 +286,8 @@ def test_two_tick_processes_fire_each_minute_once_on_the_latest_version(
         assert api.http.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
     job = api.wait(runs[0][3])  # a real worker runs the first, on version 2
     assert job["status"] == "succeeded", job
-    assert job["dataset_version"] == 2 and job["output_rows"] == 300
+    # as many rows as the DP row count of the version's 300
+    assert job["dataset_version"] == 2 and abs(job["output_rows"] - 300) < 120
 
 
 def test_schedule_routes_validate_and_list(embedded: Service) -> None:
