@@ -22,8 +22,9 @@ ADULT_SCHEMA = json.dumps({"columns": [
 ]})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def dataset(tenant_a: Api) -> dict[str, Any]:
+    # one upload per test: retention may delete an upload once a job on it has ended
     return tenant_a.upload(schema=ADULT_SCHEMA)
 
 
