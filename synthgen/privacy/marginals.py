@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,18 +57,11 @@ class Marginal:
     groups: list[list[int]]
     target: list[float]
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(max(g) + 1 for g in self.groups)
-
 
 @dataclass
 class MarginalRelease:
     marginals: list[Marginal] = field(default_factory=list)
     entries: list[LedgerEntry] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"marginals": [asdict(m) for m in self.marginals]}
 
 
 def project_to_simplex(y: np.ndarray) -> np.ndarray:
