@@ -157,8 +157,11 @@ def test_a_number_with_codes_is_a_number_plus_its_codes_decoded_to_the_same_text
     income, kids_domain = _domain(est, "income"), _domain(est, "kids")
     assert income.kind is ColumnKind.INTEGER and set(income.codes) == {"N", "-"}
     assert kids_domain.codes == ["."] and kids_domain.decided["codes"] == "dp"
-    assert [b for b in kids_domain.bins if b[0] == b[1]] == [(float(v), float(v))
-                                                             for v in range(6)]
+    # every count has a point of its own; the domain may reach a noise-only neighbour or two
+    # (the one-way marginal trims those, see test_marginals.py)
+    points = [b[0] for b in kids_domain.bins if b[0] == b[1]]
+    assert set(range(6)) <= set(points) and len(points) <= 10
+    assert points == [float(v) for v in range(int(points[0]), int(points[-1]) + 1)]
     encoder = TableEncoder(est.domains)
     encoded = encoder.encode(df)
     back = encoder.decode(encoded.slots, encoded.scalars)
@@ -208,8 +211,21 @@ def test_a_small_coded_table_keeps_its_columns_at_epsilon_1() -> None:
         assert income.kind is ColumnKind.INTEGER
         assert income.dtype == ("object" if income.codes else "int64")
         with_n += income.codes == ["N"]  # 29 % of the rows: near the threshold at 1,000 rows
-        assert _domain(est, "sex").bins == [(1.0, 1.0), (2.0, 2.0)]  # the codes, exactly
+        # the codes as points of their own; the domain may reach a plausible neighbour or two,
+        # which the one-way marginal trims (below)
+        sex = [lo for lo, hi in _domain(est, "sex").bins if lo == hi]
+        assert {1.0, 2.0} <= set(sex) and len(sex) == len(_domain(est, "sex").bins) <= 6
+        assert sex == [float(v) for v in range(int(sex[0]), int(sex[-1]) + 1)]
     assert with_n >= 2
+
+
+def test_a_code_columns_output_holds_only_its_codes() -> None:
+    """The domain errs on the side of the range (a plausible neighbouring point gets a slot);
+    the one-way marginal zeroes a noise-only tail, so no code the table lacks is generated."""
+    df = read_table(CODED)
+    out = Synthesizer(epsilon=1.0, epochs=1, seed=0).fit(df).sample(3000)
+    for column in ("sex", "race"):
+        assert set(out[column].dropna().astype(int)) <= set(df[column].dropna().astype(int))
 
 
 def test_the_domain_share_adapts_to_size_and_width() -> None:

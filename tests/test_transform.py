@@ -76,3 +76,24 @@ def test_the_fold_in_bucket_never_prints_like_a_real_other_category() -> None:
     enc = _encoder(df)
     back = enc.inverse_transform(enc.transform(df))
     assert set(back["race"]) == {"White", "Other", "Other (rare values)"}
+
+
+def test_a_thin_tail_beside_released_points_gets_slots_and_round_values_their_own() -> None:
+    """Post-processing of the domain histogram: a code column's rare lowest value (below the
+    release threshold but plausible, beside a released value) still gets a slot, for the
+    one-way marginal to measure; values up to 64 are unit pieces, so a spike at 40 is a slot
+    of its own rather than a position inside [40, 42) (it decoded as 41 a third of the time)."""
+    from synthgen.privacy.grids import INT_LO, OCTAVE_EDGES, NumberGrid, number_bins
+
+    grid = NumberGrid(OCTAVE_EDGES, True, True)
+    noisy = np.zeros(grid.size)
+    sigma = 10.0
+    counts = {0: 5.0, 1: 15.0, 2: 400.0, 3: 900.0, 4: 800.0}  # 1: over one sigma, under the threshold
+    for value, count in counts.items():
+        noisy[value - INT_LO] = count
+    octave = grid.point_keys + int(np.searchsorted(OCTAVE_EDGES, 40.0, side="right") - 1)
+    noisy[octave] = 5000.0  # whole numbers in [32, 64)
+    bins, _, _ = number_bins(grid, noisy, ColumnKind.INTEGER, sigma, public=False)
+    assert (1.0, 1.0) in bins and (2.0, 2.0) in bins
+    assert (0.0, 0.0) not in bins  # no plausible count there: the range stops at 1
+    assert (40.0, 41.0) in bins and all(b - a <= 1 for a, b in bins if 32 <= a < 64)
