@@ -88,7 +88,8 @@ def test_a_thin_tail_beside_released_points_gets_slots_and_round_values_their_ow
     grid = NumberGrid(OCTAVE_EDGES, True, True)
     noisy = np.zeros(grid.size)
     sigma = 10.0
-    counts = {0: 5.0, 1: 15.0, 2: 400.0, 3: 900.0, 4: 800.0}  # 1: over one sigma, under the threshold
+    # 1: over one sigma but under the threshold; 0: under one sigma
+    counts = {0: 5.0, 1: 15.0, 2: 400.0, 3: 900.0, 4: 800.0}
     for value, count in counts.items():
         noisy[value - INT_LO] = count
     octave = grid.point_keys + int(np.searchsorted(OCTAVE_EDGES, 40.0, side="right") - 1)

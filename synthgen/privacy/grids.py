@@ -28,9 +28,10 @@ MAX_NUMERIC_BINS = 64
 # from DP counts, not only from the discriminator.
 SUB_BINS = 8
 INTEGER_PIECES = 16
-# Octaves up to this edge are cut into unit pieces: the round values people report (40 hours,
-# 50 hours, age 30) are then slots measured by the one-way marginal, not a position inside a
-# wider piece that DP-SGD alone must learn (40 came out as 41 a third of the time).
+# Octaves up to this edge are cut into unit pieces when the table is large enough (each would
+# expect two sigma of mass): the round values people report (40 hours, 50 hours, age 30) are
+# then slots measured by the one-way marginal, not a position inside a wider piece that DP-SGD
+# alone must learn (40 came out as 41 a third of the time).
 UNIT_PIECES_BELOW = 64.0
 # Integers with a key of their own: codes and counts come out exactly, at no discovery cost.
 INT_LO, INT_HI = -16, 32
@@ -164,7 +165,10 @@ def number_bins(
             # whole-number pieces (unit bins up to 64, then 16 equal pieces an octave), so a
             # piece holds whole values and decoding never lands between two of them; a value
             # released as a point of its own is not a piece again
-            parts = int(hi - lo) if hi <= UNIT_PIECES_BELOW else INTEGER_PIECES
+            # unit pieces where each would expect two sigma of the octave's noisy mass;
+            # else fewer, wider pieces (on a small table a unit piece is mostly noise)
+            unit = hi <= UNIT_PIECES_BELOW and agg[i] >= 2 * sigma * (hi - lo)
+            parts = int(hi - lo) if unit else INTEGER_PIECES
             split = [(a, b) for a, b in _split_integer_bin(lo, hi, parts)
                      if not (b - a == 1 and a in point_values)]
         else:
