@@ -98,3 +98,8 @@ def test_a_thin_tail_beside_released_points_gets_slots_and_round_values_their_ow
     assert (1.0, 1.0) in bins and (2.0, 2.0) in bins
     assert (0.0, 0.0) not in bins  # no plausible count there: the range stops at 1
     assert (40.0, 41.0) in bins and all(b - a <= 1 for a, b in bins if 32 <= a < 64)
+    # a single released point (a money column's zero) is no range: its neighbours stay out
+    money = np.zeros(grid.size)
+    money[0 - INT_LO], money[-1 - INT_LO], money[1 - INT_LO] = 9000.0, 15.0, 15.0
+    bins, _, _ = number_bins(grid, money, ColumnKind.INTEGER, sigma, public=False)
+    assert bins == [(0.0, 0.0)]
