@@ -319,12 +319,12 @@ class TableEncoder:
         if d.kind is ColumnKind.BOOLEAN:
             slot = np.asarray(slot, dtype=np.intp)  # one pass over a strided column, not two
             return TableEncoder._discrete_column(d, slot, slot == null_slot)
-        # One gather from a slot's code (-1 for the null slot) in the categorical's own code
-        # dtype, instead of a comparison, a where and a narrowing copy.
-        lookup = np.arange(null_slot + 1, dtype=np.min_scalar_type(-(null_slot + 1)))
-        lookup[null_slot] = -1
-        codes = lookup[slot]
-        return TableEncoder._discrete_column(d, codes, codes < 0)
+        # The slots are the codes, but for the null slot: one narrowing copy of the strided
+        # column (a code dtype as small as the categorical's own), then the nulls in place
+        codes = slot.astype(np.min_scalar_type(-(null_slot + 1)))
+        null = codes == null_slot
+        codes[null] = -1
+        return TableEncoder._discrete_column(d, codes, null)
 
     @staticmethod
     def _discrete_column(d: ColumnDomain, codes: np.ndarray, null: np.ndarray) -> Any:
