@@ -26,6 +26,7 @@ from synthgen.privacy.cells import (
     category_labels,
     distinct,
     integer_values,
+    label_codes,
     match_key,
     numeric_values,
     parse_numbers,
@@ -121,6 +122,13 @@ def _bin_positions(d: ColumnDomain, grid: BinGrid,
     offset = np.clip(u, 0.0, 1.0) * 2 - 1
     slot = np.where(null, len(d.bins) + len(d.codes), idx)
     return slot, np.where(null, 0.0, offset).astype(np.float32)
+
+
+def _code_slots(d: ColumnDomain, slot: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """A number with codes: a value that is not a number takes its code's slot (``code``: the
+    index in ``d.codes``, -1 for none), else stays null."""
+    return np.where((slot == len(d.bins) + len(d.codes)) & (code >= 0), len(d.bins) + code,
+                    slot)
 
 
 @dataclass(frozen=True)
@@ -227,19 +235,22 @@ class TableEncoder:
         """Each row's slot and scalar, computed once per distinct value where finding those is
         cheap (an integer column by value, text by one factorisation), else per row."""
         grid = BinGrid.of(d)
-        counted = integer_values(values)
+        # integers are numbers (never codes), but not dates: those are parsed per row
+        counted = integer_values(values) if d.kind is not ColumnKind.DATETIME else None
         if counted is not None:
             slot, offset = _bin_positions(d, grid, counted.values)
             return counted.per_row(slot), counted.per_row(offset)
         if not (isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object):
-            return _bin_positions(d, grid, numeric_values(values, d.kind))
+            slot, offset = _bin_positions(d, grid, numeric_values(values, d.kind))
+            if d.codes:  # a string dtype: its text that is not a number may be a code
+                codes, labels = label_codes(values, ColumnKind.CATEGORICAL)
+                slot = _code_slots(d, slot, np.append(_matching(labels, d.codes), -1)[codes])
+            return slot, offset
         codes, uniques = distinct(values, first_seen=False)
         slot, offset = _bin_positions(d, grid, parse_numbers(uniques, d.kind))
-        if d.codes:  # text that is not a number: a released code, else null
-            code = _matching(np.asarray(category_labels(uniques, ColumnKind.CATEGORICAL),
-                                        dtype=object), d.codes)
-            slot = np.where((slot == len(d.bins) + len(d.codes)) & (code >= 0),
-                            len(d.bins) + code, slot)
+        if d.codes:
+            slot = _code_slots(d, slot, _matching(np.asarray(
+                category_labels(uniques, ColumnKind.CATEGORICAL), dtype=object), d.codes))
         # code -1 (null) picks the trailing null slot and scalar
         return (np.append(slot, len(d.bins) + len(d.codes))[codes],
                 np.append(offset, np.float32(0.0))[codes])

@@ -11,7 +11,12 @@ import pytest
 
 from synthgen.io import write_csv
 from synthgen.privacy import BudgetPlan, cells
-from synthgen.privacy.domains import MAX_NUMERIC_BINS, estimate_domains, label_codes
+from synthgen.privacy.domains import (
+    MAX_NUMERIC_BINS,
+    ColumnDomain,
+    estimate_domains,
+    label_codes,
+)
 from synthgen.privacy.grids import _merge_lightest
 from synthgen.schema import ColumnKind, infer_schema
 from synthgen.transform import TableEncoder
@@ -165,3 +170,23 @@ def test_merging_the_lightest_bins_matches_the_plain_rule() -> None:
         assert _merge_lightest(lo, hi, weights, groups) == expected
         merged += len(expected[0]) < n
     assert merged > 50  # the rule was exercised, not only short lists
+
+
+@pytest.mark.parametrize("kind", [ColumnKind.INTEGER, ColumnKind.CONTINUOUS,
+                                  ColumnKind.DATETIME])
+def test_an_integer_column_encodes_by_value_as_it_does_per_row(
+        monkeypatch: pytest.MonkeyPatch, kind: ColumnKind) -> None:
+    """Whatever kind was released for it: an integer cell of a date column is parsed as dates
+    are, not taken as a number of seconds."""
+    values = pd.Series(np.random.default_rng(3).integers(-20, 3000, 5000))
+    bins = [(-32.0, -16.0), (-3.0, -3.0), (0.0, 64.0), (64.0, 1024.0), (1024.0, 4096.0)]
+    domain = ColumnDomain(name="x", kind=kind, dtype="float64", source="dp", bins=bins,
+                          bin_groups=list(range(len(bins))), log_scale=kind is not (
+                              ColumnKind.DATETIME), frequencies=[1 / 6] * 6)
+    encoder = TableEncoder([domain])
+    by_value = encoder.encode(values.to_frame("x"))
+    with monkeypatch.context() as m:
+        _reads_every_integer_per_row(m)
+        per_row = encoder.encode(values.to_frame("x"))
+    np.testing.assert_array_equal(by_value.slots, per_row.slots)
+    np.testing.assert_array_equal(by_value.scalars, per_row.scalars)

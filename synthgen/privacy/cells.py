@@ -286,16 +286,14 @@ def category_labels(values: pd.Series, kind: ColumnKind) -> pd.Series:
     return values.map(lambda v: v if isinstance(v, str) or pd.isna(v) else cell_text(v))
 
 
-def label_codes(values: pd.Series, kind: ColumnKind, *,
-                first_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def label_codes(values: pd.Series, kind: ColumnKind) -> tuple[np.ndarray, np.ndarray]:
     """Each row's label (see :func:`category_labels`) as a code into the distinct labels.
 
     Returns ``(codes, labels)``: int64 codes, -1 for null, and an object array of the distinct
-    labels in order of first appearance (without ``first_seen``, a categorical's labels in its
-    categories' order, unused ones included). One hash pass over the column (none for a
-    categorical column), and the labelling runs once per distinct value instead of once per row.
+    labels in order of first appearance. One hash pass over the column (none for a categorical
+    column), and the labelling runs once per distinct value instead of once per row.
     """
-    codes, uniques = distinct(values, first_seen=first_seen)
+    codes, uniques = distinct(values)
     labels = category_labels(uniques, kind)
     # Labelling may merge distinct values (1 and "1" are both the label "1").
     merged, labels_distinct = pd.factorize(labels)
