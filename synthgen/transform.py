@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthgen.privacy.cells import label_codes, match_key, numeric_values
+from synthgen.privacy.cells import (
+    category_labels,
+    distinct,
+    integer_values,
+    label_codes,
+    match_key,
+    numeric_values,
+    parse_numbers,
+)
 from synthgen.privacy.domains import ColumnDomain, other_label
 from synthgen.schema import ColumnKind
 
@@ -46,8 +54,13 @@ def _slog(x: np.ndarray) -> np.ndarray:
     return np.copysign(np.log1p(np.abs(x)), x)
 
 
-def _slog_inv(t: np.ndarray) -> np.ndarray:
-    return np.copysign(np.expm1(np.abs(t)), t)
+def _slog_inv(t: np.ndarray, out: np.ndarray | None = None,
+              scratch: np.ndarray | None = None) -> np.ndarray:
+    """The inverse of :func:`_slog`; ``out`` may be ``t`` itself, and ``scratch`` an array of
+    its shape to work in (no fresh array at all, instead of three)."""
+    magnitude = np.abs(t, out=scratch)
+    np.expm1(magnitude, out=magnitude)
+    return np.copysign(magnitude, t, out=out)
 
 
 # datetime64[ns] reaches about 292 years either side of 1970
@@ -83,6 +96,39 @@ def _matching(labels: np.ndarray, targets: list[Any]) -> np.ndarray:
     1.0 are one label)."""
     index = pd.Index([match_key(t) for t in targets], dtype=object)
     return index.get_indexer(pd.Index([match_key(v) for v in labels], dtype=object))
+
+
+def _bin_positions(d: ColumnDomain, grid: BinGrid,
+                   x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The slot (bin, or the null slot for NaN) and the float32 scalar of each value."""
+    null = np.isnan(x)
+    x = np.nan_to_num(x)
+    idx = np.clip(np.searchsorted(grid.lo, x, side="right") - 1, 0, len(grid.lo) - 1)
+    if grid.point.any():  # a point (an integer code) takes its exact value only
+        points = np.flatnonzero(grid.point)
+        at = np.clip(np.searchsorted(grid.lo[points], x), 0, len(points) - 1)
+        exact = grid.lo[points][at] == x
+        idx = np.where(exact, points[at], idx)
+        stray = ~exact & grid.point[idx] & (grid.lo[idx] != x)
+        if stray.any():  # past a point inside an interval: back to that interval
+            before = np.maximum.accumulate(np.where(grid.point, -1, np.arange(len(grid.lo))))
+            idx = np.where(stray & (before[idx] >= 0), before[idx], idx)
+    if grid.whole:  # a whole number v stands for [v, v + 1): decoding floors
+        x = x + 0.5
+    tx = _slog(x) if d.log_scale else x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = (tx - grid.tlo[idx]) / grid.safe_width[idx]
+    u = np.where(grid.point[idx], 0.5, inside)
+    offset = np.clip(u, 0.0, 1.0) * 2 - 1
+    slot = np.where(null, len(d.bins) + len(d.codes), idx)
+    return slot, np.where(null, 0.0, offset).astype(np.float32)
+
+
+def _code_slots(d: ColumnDomain, slot: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """A number with codes: a value that is not a number takes its code's slot (``code``: the
+    index in ``d.codes``, -1 for none), else stays null."""
+    return np.where((slot == len(d.bins) + len(d.codes)) & (code >= 0), len(d.bins) + code,
+                    slot)
 
 
 @dataclass(frozen=True)
@@ -174,45 +220,40 @@ class TableEncoder:
 
     @staticmethod
     def _discrete_slots(d: ColumnDomain, values: pd.Series) -> np.ndarray:
-        # Look each distinct label's slot up once, then gather per row (no per-row hashing
-        # beyond the one factorisation in label_codes).
-        codes, labels = label_codes(values, d.kind)
-        slot_of_label = _matching(labels, d.categories)
+        # Look each distinct value's slot up once, then gather per row (no per-row hashing
+        # beyond one factorisation; none for a categorical, whose codes index its categories).
+        codes, uniques = distinct(values, first_seen=False)
+        slot_of_value = _matching(np.asarray(category_labels(uniques, d.kind), dtype=object),
+                                  d.categories)
         other = len(d.categories)  # unreleased values fold into "other" (or the null slot)
-        slot_of_label[slot_of_label < 0] = other
+        slot_of_value[slot_of_value < 0] = other
         null_slot = len(d.categories) + int(d.has_other)
-        return np.append(slot_of_label, null_slot)[codes]  # code -1 (null) picks the null slot
+        return np.append(slot_of_value, null_slot)[codes]  # code -1 (null) picks the null slot
 
     @staticmethod
     def _numeric_slots(d: ColumnDomain, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        x = numeric_values(values, d.kind)
-        null = np.isnan(x)
-        x = np.nan_to_num(x)
+        """Each row's slot and scalar, computed once per distinct value where finding those is
+        cheap (an integer column by value, text by one factorisation), else per row."""
         grid = BinGrid.of(d)
-        idx = np.clip(np.searchsorted(grid.lo, x, side="right") - 1, 0, len(grid.lo) - 1)
-        if grid.point.any():  # a point (an integer code) takes its exact value only
-            points = np.flatnonzero(grid.point)
-            at = np.clip(np.searchsorted(grid.lo[points], x), 0, len(points) - 1)
-            exact = grid.lo[points][at] == x
-            idx = np.where(exact, points[at], idx)
-            stray = ~exact & grid.point[idx] & (grid.lo[idx] != x)
-            if stray.any():  # past a point inside an interval: back to that interval
-                before = np.maximum.accumulate(np.where(grid.point, -1, np.arange(len(grid.lo))))
-                idx = np.where(stray & (before[idx] >= 0), before[idx], idx)
-        if grid.whole:  # a whole number v stands for [v, v + 1): decoding floors
-            x = x + 0.5
-        tx = _slog(x) if d.log_scale else x
-        with np.errstate(invalid="ignore", divide="ignore"):
-            inside = (tx - grid.tlo[idx]) / grid.safe_width[idx]
-        u = np.where(grid.point[idx], 0.5, inside)
-        offset = np.clip(u, 0.0, 1.0) * 2 - 1
-        slot = np.where(null, len(d.bins) + len(d.codes), idx)
-        if d.codes:  # cells that are not numbers: a released code, else null
-            codes, labels = label_codes(values, ColumnKind.CATEGORICAL)
-            code = np.append(_matching(labels, d.codes), -1)[codes]
-            is_code = null & (code >= 0)
-            slot = np.where(is_code, len(d.bins) + code, slot)
-        return slot, np.where(null, 0.0, offset).astype(np.float32)
+        # integers are numbers (never codes), but not dates: those are parsed per row
+        counted = integer_values(values) if d.kind is not ColumnKind.DATETIME else None
+        if counted is not None:
+            slot, offset = _bin_positions(d, grid, counted.values)
+            return counted.per_row(slot), counted.per_row(offset)
+        if not (isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object):
+            slot, offset = _bin_positions(d, grid, numeric_values(values, d.kind))
+            if d.codes:  # a string dtype: its text that is not a number may be a code
+                codes, labels = label_codes(values, ColumnKind.CATEGORICAL)
+                slot = _code_slots(d, slot, np.append(_matching(labels, d.codes), -1)[codes])
+            return slot, offset
+        codes, uniques = distinct(values, first_seen=False)
+        slot, offset = _bin_positions(d, grid, parse_numbers(uniques, d.kind))
+        if d.codes:
+            slot = _code_slots(d, slot, _matching(np.asarray(
+                category_labels(uniques, ColumnKind.CATEGORICAL), dtype=object), d.codes))
+        # code -1 (null) picks the trailing null slot and scalar
+        return (np.append(slot, len(d.bins) + len(d.codes))[codes],
+                np.append(offset, np.float32(0.0))[codes])
 
     # ------------------------------------------------------------------------- decode
 
@@ -285,10 +326,16 @@ class TableEncoder:
 
     @staticmethod
     def _decode_discrete(d: ColumnDomain, slot: np.ndarray) -> Any:
-        null = slot == len(d.categories) + int(d.has_other)
+        null_slot = len(d.categories) + int(d.has_other)
         if d.kind is ColumnKind.BOOLEAN:
-            return TableEncoder._discrete_column(d, slot, null)
-        return TableEncoder._discrete_column(d, np.where(null, -1, slot), null)
+            slot = np.asarray(slot, dtype=np.intp)  # one pass over a strided column, not two
+            return TableEncoder._discrete_column(d, slot, slot == null_slot)
+        # The slots are the codes, but for the null slot: one narrowing copy of the strided
+        # column (a code dtype as small as the categorical's own), then the nulls in place
+        codes = slot.astype(np.min_scalar_type(-(null_slot + 1)))
+        null = codes == null_slot
+        codes[null] = -1
+        return TableEncoder._discrete_column(d, codes, null)
 
     @staticmethod
     def _discrete_column(d: ColumnDomain, codes: np.ndarray, null: np.ndarray) -> Any:
@@ -308,23 +355,31 @@ class TableEncoder:
 
     @staticmethod
     def _decode_numeric(d: ColumnDomain, slot: np.ndarray, scalar: np.ndarray) -> Any:
-        null = slot == len(d.bins) + len(d.codes)
-        idx = np.minimum(slot, len(d.bins) - 1)
         grid = BinGrid.of(d)
-        # In place where possible: every fresh 1 M-row float64 array is 8 MB of memory to
-        # fault in, which is what decoding spent its time on.
+        # The slots read once (a column of the slots table is strided) into a contiguous
+        # intp array: gathers index fastest with it, and take(mode="clip") faster than
+        # indexing (the indices are in range; mode="raise" would also buffer ``out``).
+        idx = slot.astype(np.intp)
+        null = idx == len(d.bins) + len(d.codes)
+        np.minimum(idx, len(d.bins) - 1, out=idx)
+        # In place, with one scratch array (u): every fresh 1 M-row float64 array is 8 MB of
+        # memory to fault in and give back, which is what decoding spent its time on.
         u = scalar.astype(np.float64)
         np.clip(u, -1, 1, out=u)
         u += 1
         u *= 0.5
-        t = grid.width[idx]
-        t *= u
-        t += grid.tlo[idx]
-        x = _slog_inv(t) if d.log_scale else t
+        x = np.take(grid.width, idx, mode="clip")
+        x *= u
+        x += np.take(grid.tlo, idx, out=u, mode="clip")
+        if d.log_scale:
+            _slog_inv(x, out=x, scratch=u)
         if grid.whole:
             assert grid.first is not None and grid.last is not None
             np.floor(x, out=x)
-            np.clip(x, grid.first[idx], grid.last[idx], out=x)
+            # np.clip(x, first, last) as a maximum and a minimum: one scratch array, and
+            # both are several times faster than clip with array bounds (first <= last)
+            np.maximum(x, np.take(grid.first, idx, out=u, mode="clip"), out=x)
+            np.minimum(x, np.take(grid.last, idx, out=u, mode="clip"), out=x)
         elif d.kind is ColumnKind.INTEGER:
             np.round(x, out=x)
         x[null] = np.nan

@@ -18,9 +18,11 @@ import pandas as pd
 
 from synthgen.schema import ColumnKind, cell_text
 
-NULL, BOOLEAN, NUMBER, DATE, TEXT = 0, 1, 2, 3, 4
+# the class of a non-empty cell (empty cells are counted apart)
+BOOLEAN, NUMBER, DATE, TEXT = 1, 2, 3, 4
 
 _NUMBER_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_NUMBER_RE = re.compile(_NUMBER_TEXT)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _BOOL_WORDS = {"true": 1.0, "false": 0.0}
 _TRUE_WORDS = frozenset({"true", "1", "yes", "t", "y"})
@@ -28,19 +30,73 @@ _TRUE_WORDS = frozenset({"true", "1", "yes", "t", "y"})
 
 @dataclass
 class Cells:
-    """One column's cells, per row: class, value and text."""
+    """A column's cells as entries: its distinct non-empty values with the rows holding each
+    (a numeric column with many distinct values: its non-empty cells, one row each), and its
+    empty cells counted apart. Per entry: class, value and text."""
 
-    cls: np.ndarray  # int8: NULL, BOOLEAN, NUMBER, DATE or TEXT
+    cls: np.ndarray  # int8: BOOLEAN, NUMBER, DATE or TEXT
     x: np.ndarray  # float64: numbers, dates as epoch seconds, booleans as 0/1; NaN otherwise
-    text: np.ndarray  # int64: index into ``labels`` for TEXT cells, -1 otherwise
+    text: np.ndarray  # int64: index into ``labels`` for TEXT entries, -1 otherwise
     labels: np.ndarray  # object: the distinct texts, in order of first appearance
+    rows: np.ndarray | None  # int64: rows holding each entry; None: one each
+    nulls: int  # empty cells
+    source: pd.Series  # the entries as the reader typed them, or (with ``kept``) the column
+    kept: np.ndarray | None = None  # bool per row of ``source``: the cells that are entries
+
+    def count(self, key: np.ndarray, size: int,
+              of: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Rows per key (int64, ``size`` keys) from the key of each entry in ``of``."""
+        if self.rows is None:
+            return np.bincount(key, minlength=size)
+        # float weights add whole numbers exactly (up to 2**53 rows)
+        return np.bincount(key, weights=self.rows[of], minlength=size).astype(np.int64)
+
+    def of_class(self, klass: int) -> np.ndarray | slice:
+        """The entries of a class: a slice (no copy) when every entry is of it."""
+        hit = self.cls == klass
+        return slice(None) if hit.all() else hit
+
+    def entries(self) -> pd.Series:
+        return self.source if self.kept is None else self.source[self.kept]
 
 
-def distinct(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
-    """(codes per row, -1 for null; the distinct values in order of first appearance). One hash
-    pass, none for a categorical (whose unused categories are left out)."""
+def _first_seen(codes: np.ndarray, present: int) -> np.ndarray:
+    """The distinct non-negative codes in order of first appearance, given how many there are:
+    read off the shortest prefix of the column that holds them all (a hash pass over a few
+    thousand rows where every value shows up early, the whole column only where one is late)."""
+    stop = 4096
+    while True:
+        seen = pd.unique(codes[:stop])
+        seen = seen[seen >= 0]
+        if len(seen) >= present or stop >= len(codes):
+            return seen
+        stop *= 8
+
+
+def _counted(values: pd.Series) -> tuple[pd.Series, np.ndarray, int]:
+    """(the distinct non-null values in order of first appearance, the rows holding each, the
+    null cells). One hash pass and one count, none of them per row for a categorical."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.cat.codes.to_numpy().astype(np.int64)
+        codes = values.cat.codes.to_numpy()
+        per = np.bincount(codes.astype(np.intp) + 1, minlength=len(values.cat.categories) + 1)
+        order = _first_seen(codes, int(np.count_nonzero(per[1:])))
+        return (pd.Series(np.asarray(values.cat.categories.take(order), dtype=object)),
+                per[1:][order], int(per[0]))
+    codes, uniques = pd.factorize(values)
+    per = np.bincount(codes + 1, minlength=len(uniques) + 1)
+    return pd.Series(np.asarray(uniques, dtype=object)), per[1:], int(per[0])
+
+
+def distinct(values: pd.Series, *, first_seen: bool = True) -> tuple[np.ndarray, pd.Series]:
+    """(codes per row, -1 for null; the distinct values in order of first appearance). One hash
+    pass, none for a categorical (whose unused categories are left out). Without
+    ``first_seen``, a categorical's own codes and categories (in their order, unused ones
+    included): for lookups that do not depend on the order."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        if not first_seen:
+            return codes, pd.Series(np.asarray(values.cat.categories, dtype=object))
+        codes = codes.astype(np.int64)
         seen = pd.unique(codes)
         seen = seen[seen >= 0]
         renumber = np.full(len(values.cat.categories) + 1, -1, dtype=np.int64)
@@ -49,6 +105,51 @@ def distinct(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
                                                      dtype=object))
     codes, uniques = pd.factorize(values)
     return codes.astype(np.int64, copy=False), pd.Series(np.asarray(uniques, dtype=object))
+
+
+# An integer column is read by value (each row's offset from the smallest value) when its
+# values span at most this many times its rows (or _MIN_SPAN): a count per value is then one
+# bincount, with no hashing and no per-row float work.
+_SPAN_PER_ROW = 2
+_MIN_SPAN = 1 << 16
+
+
+@dataclass(frozen=True)
+class IntegerValues:
+    """An integer column read by value: each row's offset from the smallest value, and the
+    offsets present (ascending) with the rows holding each."""
+
+    offset: np.ndarray  # intp per row
+    lo: int
+    present: np.ndarray  # intp
+    rows: np.ndarray  # int64
+
+    @property
+    def values(self) -> np.ndarray:
+        """The values present, as float64 (what each of their cells reads as)."""
+        return (self.present + self.lo).astype(np.float64)
+
+    def per_row(self, per_value: np.ndarray) -> np.ndarray:
+        """A row array from one entry per value present."""
+        table = np.empty(int(self.present[-1]) + 1, dtype=per_value.dtype)
+        table[self.present] = per_value
+        return table[self.offset]
+
+
+def integer_values(values: pd.Series) -> IntegerValues | None:
+    """``values`` read by value, or None: not a plain integer column, or too wide a span."""
+    dtype = values.dtype
+    if not isinstance(dtype, np.dtype) or not (
+            dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize < 8)) or not len(values):
+        return None
+    array = values.to_numpy()
+    lo, hi = int(array.min()), int(array.max())
+    if hi - lo > max(_SPAN_PER_ROW * len(array), _MIN_SPAN):
+        return None
+    offset = array.astype(np.intp) - lo
+    per = np.bincount(offset, minlength=hi - lo + 1)
+    present = np.flatnonzero(per)
+    return IntegerValues(offset, lo, present, per[present])
 
 
 def _date_seconds(values: pd.Series) -> np.ndarray:
@@ -77,13 +178,17 @@ def _classify(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         elif isinstance(v, datetime | date | np.datetime64):
             cls[i], x[i] = DATE, _date_seconds(pd.Series([v]))[0]
     if is_str.any():
-        s = pd.Series(text[is_str])
-        lowered = s.str.strip().str.lower()
-        word = lowered.map(_BOOL_WORDS).to_numpy(dtype=np.float64, na_value=np.nan)
-        number = np.where(s.str.match(_NUMBER_TEXT).to_numpy(bool),
-                          pd.to_numeric(s.where(s.str.match(_NUMBER_TEXT)), errors="coerce"),
-                          np.nan)
-        looks_dated = s.str.match(_ISO_DATE.pattern).to_numpy(bool)
+        # What pandas' str.strip/lower/match and map do, in plain loops: per distinct value
+        # there are few, and pandas' fixed cost per call was a third of Adult's DP histograms.
+        strings = text[is_str]
+        s = pd.Series(strings)
+        word = np.array([_BOOL_WORDS.get(v.strip().lower(), np.nan) for v in strings],
+                        dtype=np.float64)
+        numeric = np.array([_NUMBER_RE.match(v) is not None for v in strings], dtype=bool)
+        number = np.full(len(s), np.nan)
+        if numeric.any():
+            number = np.where(numeric, pd.to_numeric(s.where(numeric), errors="coerce"), np.nan)
+        looks_dated = np.array([_ISO_DATE.match(v) is not None for v in strings], dtype=bool)
         when = np.full(len(s), np.nan)
         if looks_dated.any():
             when[looks_dated] = _date_seconds(s[looks_dated])
@@ -96,21 +201,29 @@ def _classify(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cls, x, text
 
 
-def read_cells(values: pd.Series) -> Cells:
-    """Every cell of a column classified (see the module docstring)."""
-    n = len(values)
-    no_text = np.full(n, -1, dtype=np.int64)
+def read_cells(values: pd.Series, *, by_value: bool = True) -> Cells:
+    """Every cell of a column classified (see the module docstring). With ``by_value``, an
+    integer column's entries are its distinct values in ascending order (their texts are
+    never labels, so no order of appearance is needed); without it, its cells in row order."""
     empty = np.array([], dtype=object)
     dtype = values.dtype
     if not isinstance(dtype, pd.CategoricalDtype) and not pd.api.types.is_string_dtype(dtype):
+        counted = integer_values(values) if by_value else None
+        if counted is not None:
+            n = len(counted.present)
+            return Cells(np.full(n, NUMBER, dtype=np.int8), counted.values,
+                         np.full(n, -1, dtype=np.int64), empty, counted.rows, 0,
+                         pd.Series(counted.present + counted.lo))
         if pd.api.types.is_datetime64_any_dtype(dtype):
             x, klass = _date_seconds(values), DATE
         else:  # booleans and numbers as the reader typed them
             x = values.to_numpy(dtype=np.float64, na_value=np.nan)
             klass = BOOLEAN if pd.api.types.is_bool_dtype(dtype) else NUMBER
-        cls = np.where(np.isnan(x), NULL, klass).astype(np.int8)
-        return Cells(cls, x, no_text, empty)
-    codes, uniques = distinct(values)
+        kept = ~np.isnan(x)
+        x = x[kept]
+        return Cells(np.full(len(x), klass, dtype=np.int8), x, np.full(len(x), -1, dtype=np.int64),
+                     empty, None, len(values) - len(x), values, kept)
+    uniques, rows, nulls = _counted(values)
     ucls, ux, utext = _classify(uniques)
     texts = utext[ucls == TEXT]
     labels, label_of_text = np.unique(texts, return_inverse=True) if texts.size else (empty, [])
@@ -121,19 +234,14 @@ def read_cells(values: pd.Series) -> Cells:
     utext_index = np.full(len(uniques), -1, dtype=np.int64)
     utext_index[ucls == TEXT] = rank[np.asarray(label_of_text, dtype=np.int64)]
     labels = np.asarray(labels, dtype=object)[order] if len(order) else empty
-    return Cells(
-        np.append(ucls, np.int8(NULL))[codes],
-        np.append(ux, np.nan)[codes],
-        np.append(utext_index, -1)[codes],
-        labels,
-    )
+    return Cells(ucls, ux, utext_index, labels, rows, nulls, uniques)
 
 
 def match_key(text: Any) -> str:
     """The key a label is matched on: its text, numbers by value ("1", "1.0" and 1 are one)."""
     if not isinstance(text, str):
         return cell_text(text)
-    if re.match(_NUMBER_TEXT, text):
+    if _NUMBER_RE.match(text):
         return cell_text(float(text))
     return text
 
@@ -147,12 +255,13 @@ def numeric_values(values: pd.Series, kind: ColumnKind) -> np.ndarray:
     if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
         # Text (as the reader's categoricals, or as strings): parse each distinct value once.
         codes, uniques = distinct(values)
-        parsed = _parse_numbers(uniques, kind)
+        parsed = parse_numbers(uniques, kind)
         return np.append(parsed, np.nan)[codes]  # code -1 (null) picks the trailing NaN
-    return _parse_numbers(values, kind)
+    return parse_numbers(values, kind)
 
 
-def _parse_numbers(values: pd.Series, kind: ColumnKind) -> np.ndarray:
+def parse_numbers(values: pd.Series, kind: ColumnKind) -> np.ndarray:
+    """Float values of every cell of ``values`` (no factorisation first: for distinct values)."""
     if kind is ColumnKind.DATETIME:
         if values.dtype == object:
             ucls, ux, _ = _classify(values)
@@ -191,3 +300,14 @@ def label_codes(values: pd.Series, kind: ColumnKind) -> tuple[np.ndarray, np.nda
     if len(labels_distinct) < len(labels):
         codes = np.append(merged, -1)[codes]
     return codes, np.asarray(labels_distinct, dtype=object)
+
+
+def label_counts(values: pd.Series, kind: ColumnKind) -> tuple[np.ndarray, np.ndarray, int]:
+    """The distinct labels of :func:`label_codes` (same order), the rows holding each (int64)
+    and the null cells: counted per distinct value, with no per-row codes."""
+    uniques, rows, nulls = _counted(values)
+    labels = category_labels(uniques, kind)
+    merged, labels_distinct = pd.factorize(labels)
+    if len(labels_distinct) < len(labels):
+        rows = np.bincount(merged, weights=rows, minlength=len(labels_distinct)).astype(np.int64)
+    return np.asarray(labels_distinct, dtype=object), rows, nulls

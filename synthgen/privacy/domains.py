@@ -35,11 +35,11 @@ from synthgen.privacy.budget import BudgetPlan
 from synthgen.privacy.cells import (
     BOOLEAN,
     DATE,
-    NULL,
     NUMBER,
     TEXT,
     category_labels,
     label_codes,
+    label_counts,
     match_key,
     numeric_values,
     read_cells,
@@ -165,65 +165,67 @@ def _check_nulls(spec: ColumnSpec, null_count: int) -> None:
 
 
 def _measure(spec: ColumnSpec, values: pd.Series) -> _Histogram:
-    """Count a column's keys; a declared column's cells must fit its declaration."""
+    """Count a column's keys; a declared column's cells must fit its declaration. Keys are
+    found once per distinct value and weighted by the rows holding it."""
     kind = spec.kind
     if kind is ColumnKind.CATEGORICAL and spec.categories is not None:
-        codes, labels = label_codes(values, kind)
+        labels, rows, nulls = label_counts(values, kind)
         index = pd.Index([match_key(c) for c in spec.categories])
         slot = index.get_indexer([match_key(v) for v in labels])
         outside = np.flatnonzero(slot < 0)
         if outside.size and not spec.other:
             raise _refuse(spec, "holds values outside its category list", list(labels[outside]),
                           'add them to "categories", or add "other": true')
+        _check_nulls(spec, nulls)
         slot[slot < 0] = len(index)
-        with_null = np.bincount(np.append(slot, -1)[codes] + 1, minlength=len(index) + 2)
-        _check_nulls(spec, int(with_null[0]))
-        parts = {"null": with_null[:1], "category": with_null[1:-1]}
+        counts = np.bincount(slot, weights=rows, minlength=len(index) + 1).astype(np.int64)
+        parts = {"null": np.array([nulls]), "category": counts[:-1]}
         if spec.other:
-            parts["other"] = with_null[-1:]
+            parts["other"] = counts[-1:]
         return _Histogram(parts)
     if kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
-        codes, labels = label_codes(values, kind)
-        with_null = np.bincount(codes + 1, minlength=len(labels) + 1)
-        _check_nulls(spec, int(with_null[0]))
+        labels, rows, nulls = label_counts(values, kind)
+        _check_nulls(spec, nulls)
         if kind is ColumnKind.BOOLEAN:  # public keys False, True
             as_bool = np.array([bool(v) for v in labels], dtype=bool)
-            pair = np.array([with_null[1:][~as_bool].sum(), with_null[1:][as_bool].sum()])
-            return _Histogram({"null": with_null[:1], "bool": pair})
-        return _Histogram({"null": with_null[:1]}, with_null[1:], labels)
+            pair = np.array([rows[~as_bool].sum(), rows[as_bool].sum()])
+            return _Histogram({"null": np.array([nulls]), "bool": pair})
+        return _Histogram({"null": np.array([nulls])}, rows, labels)
 
-    cells = read_cells(values)
-    null_count = int(np.count_nonzero(cells.cls == NULL))
+    # A declared date column's integers are refused, naming the first ones in the file: its
+    # entries must be in row order.
+    cells = read_cells(values, by_value=kind is not ColumnKind.DATETIME)
     if kind is ColumnKind.AUTO:
         ngrid, dgrid = number_grid(spec), date_grid(spec)
-        key = np.zeros(len(values), dtype=np.int64)
+        key = np.empty(len(cells.cls), dtype=np.int64)
         for klass, offset, grid in ((NUMBER, 3, ngrid), (DATE, 3 + ngrid.size, dgrid)):
-            hit = cells.cls == klass
+            hit = cells.of_class(klass)
             key[hit] = offset + grid.keys(cells.x[hit])
-        is_bool = cells.cls == BOOLEAN
-        key[is_bool] = 1 + cells.x[is_bool].astype(np.int64)
+        hit = cells.of_class(BOOLEAN)
+        key[hit] = 1 + cells.x[hit].astype(np.int64)
         public = 3 + ngrid.size + dgrid.size
-        is_text = cells.cls == TEXT
-        key[is_text] = public + cells.text[is_text]
-        counts = np.bincount(key, minlength=public + len(cells.labels))
+        hit = cells.of_class(TEXT)
+        key[hit] = public + cells.text[hit]
+        counts = cells.count(key, public + len(cells.labels))
+        counts[0] = cells.nulls
         return _Histogram({"null": counts[:1], "bool": counts[1:3],
                            "number": counts[3:3 + ngrid.size],
                            "date": counts[3 + ngrid.size:public]},
                           counts[public:], cells.labels)
 
-    _check_nulls(spec, null_count)
+    _check_nulls(spec, cells.nulls)
     numeric = kind in (ColumnKind.INTEGER, ColumnKind.CONTINUOUS)
     klass = NUMBER if numeric else DATE
     grid = number_grid(spec) if numeric else date_grid(spec)
-    hit = cells.cls == klass
-    parts = {"null": np.array([null_count]),
-             "number" if numeric else "date": np.bincount(grid.keys(cells.x[hit]),
-                                                          minlength=grid.size)}
-    misfit = ~hit & (cells.cls != NULL)
+    hit = cells.of_class(klass)
+    parts = {"null": np.array([cells.nulls]),
+             "number" if numeric else "date": cells.count(grid.keys(cells.x[hit]), grid.size,
+                                                          hit)}
+    misfit = cells.cls != klass
     if numeric and spec.codes is not None:
         parts["code"] = np.zeros(len(spec.codes), dtype=np.int64)
     if misfit.any():
-        codes, labels = label_codes(values[misfit], ColumnKind.CATEGORICAL)
+        codes, labels = label_codes(cells.entries()[misfit], ColumnKind.CATEGORICAL)
         slot = (pd.Index([match_key(c) for c in spec.codes or []]).get_indexer(
             [match_key(v) for v in labels]) if "code" in parts else np.full(len(labels), -1))
         if (slot < 0).any():
@@ -231,7 +233,7 @@ def _measure(spec: ColumnSpec, values: pd.Series) -> _Histogram:
                 "holds values that are not ISO dates")
             fix = 'list them in "codes"' if numeric else "fix the column or declare it categorical"
             raise _refuse(spec, what, list(labels[slot < 0]), fix)
-        parts["code"] = np.bincount(slot[codes], minlength=len(spec.codes or []))
+        parts["code"] = cells.count(slot[codes], len(spec.codes or []), misfit)
     return _Histogram(parts)
 
 
