@@ -35,6 +35,7 @@ TESTS = [
     "tests/test_dpsgd_reference.py",
     "tests/test_mechanisms.py",
     "tests/test_privacy_accounting.py",
+    "tests/test_marginals.py",
 ]
 
 
@@ -104,6 +105,50 @@ MUTATIONS = [
         "synthgen/synthesizer.py",
         "            sampling_rate=q,\n            batch=batch,",
         "            sampling_rate=min(batch / len(df), 1.0),\n            batch=batch,",
+    ),
+    # The DP marginals (synthgen/privacy/marginals.py): three Gaussian releases in the ledger.
+    Mutation(
+        "marginal-tables-without-sqrt-tables",
+        "the one-way and two-way tables' noise ignores their sqrt(tables) sensitivity",
+        "synthgen/privacy/marginals.py",
+        "sigma = multiplier * math.sqrt(len(tables))",
+        "sigma = multiplier",
+    ),
+    Mutation(
+        "two-way-noise-without-sqrt-pairs",
+        "the two-way tables drawn with noise for one table, charged for all of them",
+        "synthgen/privacy/marginals.py",
+        "_measure(slots, pair_groups, selected, n, two_way_multiplier, rng)",
+        "_measure(slots, pair_groups, selected, n,"
+        " two_way_multiplier / math.sqrt(len(selected)), rng)",
+    ),
+    Mutation(
+        "selection-sensitivity-under-recorded",
+        "the pair-selection score's sensitivity taken as 2 (it is up to 4), in noise and ledger",
+        "synthgen/privacy/marginals.py",
+        "SCORE_SENSITIVITY = 4.0",
+        "SCORE_SENSITIVITY = 2.0",
+    ),
+    Mutation(
+        "selection-noise-without-sensitivity",
+        "the selection scores' noise drawn for sensitivity 1 while the ledger charges 4",
+        "synthgen/privacy/marginals.py",
+        "rng.normal(0.0, select_multiplier * SCORE_SENSITIVITY",
+        "rng.normal(0.0, select_multiplier",
+    ),
+    Mutation(
+        "marginal-ledger-over-claims-noise",
+        "each marginal release's ledger entry claims 1.5x the noise it applied",
+        "synthgen/privacy/marginals.py",
+        "mechanism=mechanism, reads=reads, noise_multiplier=multiplier,",
+        "mechanism=mechanism, reads=reads, noise_multiplier=multiplier * 1.5,",
+    ),
+    Mutation(
+        "one-way-tables-not-recorded",
+        "the one-way tables' release left out of the ledger (the others recorded)",
+        "synthgen/synthesizer.py",
+        "for entry in release.entries:\n            self.ledger.record(",
+        "for entry in release.entries[1:]:\n            self.ledger.record(",
     ),
 ]
 
