@@ -8,9 +8,10 @@ positive rates get Clopper-Pearson 95 % intervals, and
 
     epsilon_lb = max over thresholds, both directions, of log((TPR_lower - delta) / FPR_upper)
 
-(the standard auditing bound, Jagielski et al. 2020; Nasr et al. 2021). A DP release at
-(epsilon, delta) keeps it at or below epsilon with 95 % confidence; K models per arm cap it
-(perfect separation gives :func:`max_lower_bound`, about log K).
+(the standard auditing bound, Jagielski et al. 2020; Nasr et al. 2021; "both directions": the
+scores above or below the threshold, with the canary's arm or the other as the positives).
+A DP release at (epsilon, delta) keeps it at or below epsilon with 95 % confidence; K models
+per arm cap it (perfect separation gives :func:`max_lower_bound`, about log K).
 
 The game runs twice with claimed epsilon 1:
 
@@ -49,7 +50,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,8 @@ def clopper_pearson(successes: int, trials: int, confidence: float = CONFIDENCE
 
 def _bound(true_pos: int, positives: int, false_pos: int, negatives: int,
            delta: float) -> float:
-    """log((TPR_lower - delta) / FPR_upper), or 0 when that is not positive."""
+    """log((TPR_lower - delta) / FPR_upper), or 0 when that is not positive: TPR is
+    ``true_pos / positives``, FPR ``false_pos / negatives``."""
     tpr_lower = clopper_pearson(true_pos, positives)[0]
     fpr_upper = clopper_pearson(false_pos, negatives)[1]
     if tpr_lower - delta <= 0:
@@ -149,25 +151,34 @@ def _bound(true_pos: int, positives: int, false_pos: int, negatives: int,
 class Bound:
     epsilon: float
     threshold: float
-    direction: str  # "in above": a score above the threshold says "canary in"
-    true_pos: int
-    false_pos: int
+    # which set of scores ("above" or "below" the threshold) and which arm it is more likely
+    # under: "above, in over out" says a score at or above the threshold means "canary in"
+    direction: str
+    hits: int  # models of the first arm whose score falls in the set
+    false_hits: int  # models of the second arm whose score falls in it
 
 
 def epsilon_lower_bound(inside: list[float], outside: list[float], delta: float) -> Bound:
-    """The best bound over every threshold between observed scores, in both directions (a
-    score above the threshold says "in", or says "out")."""
-    cuts = sorted(set(inside) | set(outside))
+    """The best bound over every threshold between observed scores, in both directions.
+
+    DP bounds P[M(D) in S] <= e^eps P[M(D') in S] + delta for every set S and both orders of
+    the neighbours, so each threshold gives four bounds: S the scores at or above it or those
+    below it, with the canary's table as D or as D'.
+    """
     best = Bound(0.0, math.inf, "none", 0, 0)
     k_in, k_out = len(inside), len(outside)
-    for t in cuts:
+    for t in sorted(set(inside) | set(outside)):
         above_in = sum(s >= t for s in inside)
         above_out = sum(s >= t for s in outside)
-        for direction, tp, fp in (("in above", above_in, above_out),
-                                  ("in below", k_in - above_in, k_out - above_out)):
-            eps = _bound(tp, k_in, fp, k_out, delta)
+        for direction, hits, k_hits, false_hits, k_false in (
+            ("above, in over out", above_in, k_in, above_out, k_out),
+            ("above, out over in", above_out, k_out, above_in, k_in),
+            ("below, in over out", k_in - above_in, k_in, k_out - above_out, k_out),
+            ("below, out over in", k_out - above_out, k_out, k_in - above_in, k_in),
+        ):
+            eps = _bound(hits, k_hits, false_hits, k_false, delta)
             if eps > best.epsilon:
-                best = Bound(eps, t, direction, tp, fp)
+                best = Bound(eps, t, direction, hits, false_hits)
     return best
 
 
@@ -250,12 +261,13 @@ class Trial:
     delta: float
     noise_multiplier: float
     seconds: float
+    cpu_seconds: float
 
 
 def run_trial(mode: str, canary_in: bool, seed: int) -> Trial:
     """Fit one model (with or without the canary) and score its release."""
     torch.set_num_threads(1)  # tiny models: one thread each, on a shared machine
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     base, canary, schema = audit_table()
     table = pd.concat([base, canary], ignore_index=True) if canary_in else base
     with MODES[mode](), warnings.catch_warnings():
@@ -266,7 +278,7 @@ def run_trial(mode: str, canary_in: bool, seed: int) -> Trial:
     score = canary_log_likelihood(synth, canary)
     return Trial(mode, canary_in, seed, score, synth.spent_epsilon, synth.ledger.delta(),
                  float(synth.info["training"]["noise_multiplier"]),
-                 time.perf_counter() - started)
+                 time.perf_counter() - started, time.process_time() - cpu_started)
 
 
 def _run(args: tuple[str, bool, int]) -> Trial:
@@ -292,17 +304,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "clipping off, histograms and marginals as shipped)")
     parser.add_argument("--workers", type=int, default=1, help="processes (one thread each)")
     parser.add_argument("--seed", type=int, default=0, help="first model's seed")
+    parser.add_argument("--scores", type=Path, help="write every model's trial here (JSON)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     trials = play(args.modes, args.models, args.workers, args.seed)
     seconds = time.perf_counter() - started
+    if args.scores is not None:
+        args.scores.write_text(json.dumps([asdict(t) for t in trials], indent=1))
 
     bounds: dict[str, float] = {}
     print(f"claimed epsilon {CLAIMED_EPSILON:g}; {args.models} models per arm; {ROWS} base rows "
           f"+ canary; {os.cpu_count()} CPUs, {args.workers} worker(s)")
-    print(f"{'mode':<11} {'bound':>6} {'max':>6}  {'TP/K':>6} {'FP/K':>6}  "
+    print(f"{'mode':<11} {'bound':>6} {'max':>6}  {'hit/K':>6} {'false/K':>7}  "
           f"{'score in (median)':>17} {'out (median)':>12}  {'spent eps':>9} {'sigma':>6} "
-          f"{'s/fit':>6}")
+          f"{'s/fit':>6}  set, arms")
     for mode in args.modes:
         inside = [t.score for t in trials if t.mode == mode and t.canary_in]
         outside = [t.score for t in trials if t.mode == mode and not t.canary_in]
@@ -311,12 +326,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         best = epsilon_lower_bound(inside, outside, delta)
         bounds[mode] = best.epsilon
         print(f"{mode:<11} {best.epsilon:6.3f} {max_lower_bound(args.models, delta):6.3f}  "
-              f"{best.true_pos:>3}/{args.models:<2} {best.false_pos:>3}/{args.models:<2}  "
+              f"{best.hits:>3}/{args.models:<3} {best.false_hits:>3}/{args.models:<3}  "
               f"{np.median(inside):17.2f} {np.median(outside):12.2f}  "
               f"{max(t.spent_epsilon for t in mine):9.4f} "
               f"{np.median([t.noise_multiplier for t in mine]):6.3f} "
-              f"{np.mean([t.seconds for t in mine]):6.2f}")
-    print(f"wall time {seconds:.0f} s ({len(trials)} fits)")
+              f"{np.mean([t.seconds for t in mine]):6.2f}  {best.direction}")
+    print(f"wall time {seconds:.0f} s ({len(trials)} fits; CPU time in the fits "
+          f"{sum(t.cpu_seconds for t in trials):.0f} s)")
     summary = {"epsilon": CLAIMED_EPSILON, "models": args.models,
                "lower_bound_dp": bounds.get("dp"),
                "lower_bound_nonprivate": bounds.get("nonprivate"),
