@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--modes", nargs="+", default=["dp", "nonprivate"],
                         choices=list(MODES), help="sgd-off: a diagnostic (DP-SGD's noise and "
                         "clipping off, histograms and marginals as shipped)")
-    parser.add_argument("--workers", type=int, default=1, help="processes (one thread each)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes, one torch thread each (default: 2, or 1 on one CPU)")
     parser.add_argument("--seed", type=int, default=0, help="first model's seed")
     parser.add_argument("--scores", type=Path, help="write every model's trial here (JSON)")
     args = parser.parse_args(argv)
