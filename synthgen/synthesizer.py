@@ -50,9 +50,9 @@ from synthgen.privacy.budget import (
     marginal_share,
     size_probe,
 )
-from synthgen.privacy.domains import ColumnDomain, estimate_domains
+from synthgen.privacy.domains import ColumnDomain, discovers, estimate_domains
 from synthgen.privacy.marginals import Marginal, MarginalRelease, measure_marginals
-from synthgen.schema import NUMERIC_KINDS, ColumnKind, ColumnSpec, TableSchema, infer_schema
+from synthgen.schema import ColumnKind, TableSchema, infer_schema
 from synthgen.transform import TableEncoder
 
 ARTIFACT_FORMAT = 1
@@ -64,18 +64,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but no CUDA device is available")
     return torch.device(device)
-
-
-def _discovered(spec: ColumnSpec) -> bool:
-    """Whether the domain histograms must find something out about this column: its kind, its
-    category list, or its range (a number without declared bounds). A declared integer column
-    with no bounds is read off the noisy grid like an undeclared one: at 3,000 rows the minimum
-    share left Adult's age 32..63 and education-num 9..10 (only they cleared the threshold)."""
-    if spec.kind is ColumnKind.AUTO:
-        return True
-    if spec.kind is ColumnKind.CATEGORICAL:
-        return spec.categories is None
-    return spec.kind in NUMERIC_KINDS and spec.lower is None
 
 
 class Synthesizer:
@@ -165,7 +153,7 @@ class Synthesizer:
                     None if self.seed is None else [self.seed, 1]))
                 share = domain_share(self.epsilon, delta, probe.params["rows_estimate"],
                                      len(schema.learned), discovering=any(
-                                         _discovered(c) for c in schema.learned))
+                                         discovers(c) for c in schema.learned))
             plan = BudgetPlan(self.epsilon, delta, share, marginal_share=self.marginal_share)
             self.ledger = PrivacyLedger(self.epsilon, delta, self.accountant,
                                         accountant_delta=plan.accountant_delta)

@@ -255,10 +255,14 @@ class GANTrainer:
 
     # ------------------------------------------------------------------------- steps
 
-    def _fake(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _logits(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The generator's raw outputs for n fresh draws, with their conditional vectors."""
         cond, chosen = self.cond.draw(n, self._rng)
         z = torch.randn(n, self.config.noise_dim, generator=self._rng, device=self.device)
-        raw = self.generator(z, cond)
+        return self.generator(z, cond), cond, chosen
+
+    def _fake(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        raw, cond, chosen = self._logits(n)
         return self.generator.activate(raw, generator=self._rng), raw, cond, chosen
 
     def _generator_loss(self, batch: int) -> torch.Tensor:
@@ -288,9 +292,7 @@ class GANTrainer:
             return
         rows = min(batch, self.config.table_rows)
         for _ in range(self.config.table_warmup_steps):
-            cond, chosen = self.cond.draw(rows, self._rng)
-            z = torch.randn(rows, self.config.noise_dim, generator=self._rng, device=self.device)
-            raw = self.generator(z, cond)  # the fit needs logits only: no Gumbel draws
+            raw, cond, chosen = self._logits(rows)  # the fit needs logits only: no Gumbel draws
             loss = self._table_loss(raw) + self._condition_loss(raw, cond, chosen)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()

@@ -60,7 +60,14 @@ from synthgen.privacy.grids import (
 )
 from synthgen.privacy.ledger import LedgerEntry
 from synthgen.privacy.mechanisms import noisy_counts, partition_threshold
-from synthgen.schema import ColumnKind, ColumnSpec, TableSchema, cell_text, output_dtype
+from synthgen.schema import (
+    NUMERIC_KINDS,
+    ColumnKind,
+    ColumnSpec,
+    TableSchema,
+    cell_text,
+    output_dtype,
+)
 
 __all__ = [  # re-exported for callers
     "FALSE_BIN_RATE", "MAX_NUMERIC_BINS", "OCTAVE_EDGES", "YEAR_EDGES", "category_labels",
@@ -426,6 +433,21 @@ def _dropped(spec: ColumnSpec, why: str, decided: dict[str, str] | None = None) 
                         note=why, decided=decided or {"kind": "public"})
 
 
+def discovers_texts(spec: ColumnSpec) -> bool:
+    """Whether the column's histogram has keys no schema named (its texts), released only
+    above the partition threshold: an undeclared column, or categories without a list."""
+    return spec.kind is ColumnKind.AUTO or (
+        spec.kind is ColumnKind.CATEGORICAL and spec.categories is None)
+
+
+def discovers(spec: ColumnSpec) -> bool:
+    """Whether the domain histograms must find something out about this column: its kind, its
+    category list, or its range (a number without declared bounds is read off the noisy grid
+    like an undeclared one: at 3,000 rows the minimum share left Adult's declared age as 32..63
+    and education-num as 9..10, the only values that cleared the threshold)."""
+    return discovers_texts(spec) or (spec.kind in NUMERIC_KINDS and spec.lower is None)
+
+
 def check_declared(df: pd.DataFrame, schema: TableSchema) -> None:
     """Raise SchemaError when a declared column's cells do not fit its declaration (a value
     outside a closed list, an empty cell in a non-nullable column): what fitting would refuse,
@@ -468,8 +490,7 @@ def estimate_domains(
     # the joint vector (k histograms and the row count) has L2 sensitivity sqrt(k + 1)
     sigma = multiplier * math.sqrt(k + 1)
     rows_estimate = float(noisy_counts(np.array([rows]), sigma, rng)[0])
-    discovered = [c for c in learned if c.kind is ColumnKind.AUTO or (
-        c.kind is ColumnKind.CATEGORICAL and c.categories is None)]
+    discovered = [c for c in learned if discovers_texts(c)]
     threshold = partition_threshold(sigma, plan.threshold_delta, len(discovered))
 
     domains: list[ColumnDomain] = []

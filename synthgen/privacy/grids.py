@@ -174,11 +174,10 @@ def number_bins(
     for i in np.flatnonzero(keep):
         lo, hi = float(edges[i]), float(edges[i + 1])
         if kind is ColumnKind.INTEGER and grid.log_scale:
-            # whole-number pieces (unit bins up to 64, then 16 equal pieces an octave), so a
-            # piece holds whole values and decoding never lands between two of them; a value
-            # released as a point of its own is not a piece again
-            # unit pieces where each would expect two sigma of the octave's noisy mass;
-            # else fewer, wider pieces (on a small table a unit piece is mostly noise)
+            # whole-number pieces (unit bins up to 64 where each would expect two sigma of
+            # the octave's noisy mass, else 16 equal pieces an octave), so a piece holds whole
+            # values and decoding never lands between two of them; a value released as a point
+            # of its own is not a piece again
             unit = hi <= UNIT_PIECES_BELOW and agg[i] >= 2 * sigma * (hi - lo)
             parts = int(hi - lo) if unit else INTEGER_PIECES
             split = [(a, b) for a, b in _split_integer_bin(lo, hi, parts)
