@@ -63,7 +63,7 @@ def run(
                           typer.Option(help="Also save the model here (.zip).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     threads: Annotated[int | None, typer.Option(
-        help="CPU threads for training (default: half the cores).", min=1)] = None,
+        help="CPU threads for training (default: the cores not busy now).", min=1)] = None,
     target: Annotated[str | None, typer.Option(
         help="Column to predict in the report's utility test (train on synthetic, test on the "
              "real holdout).")] = None,
@@ -238,14 +238,45 @@ def _check_outputs(input: Path, **outputs: Path | None) -> None:
 
 
 def _set_threads(threads: int | None) -> None:
-    """Half the cores by default: the networks are small, and PyTorch's OpenMP threads spin
-    while they wait, so on a shared machine all-cores training ran 6x slower than one thread
-    (Adult, 2 cores, load average 3: 44 s against 7 s for the same 24 steps)."""
-    import os
-
+    """The cores that are free now by default: all of them on a quiet machine, the cores minus
+    the busy ones on a shared one (at least one). PyTorch's OpenMP threads spin while they
+    wait, so threads beyond the free cores cost far more than they bring: Adult at epsilon 1,
+    2 cores, 6 epochs, two busy processes beside it: 51 s on one thread, 131 s on two; on the
+    quiet machine 32 s on one, 26 s on two."""
     import torch
 
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(threads or free_cores())
+
+
+def free_cores(window_s: float = 0.2) -> int:
+    """Usable cores minus those other processes keep busy, measured over ``window_s`` (from
+    /proc/stat; the 1-minute load average where there is none, e.g. macOS)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return max(1, cores - round(_busy_cores(window_s)))
+
+
+def _busy_cores(window_s: float) -> float:
+    import os
+    import time
+
+    def times() -> tuple[int, int, int]:  # (busy, total jiffies, CPUs) over all CPUs
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+        # user nice system idle iowait irq softirq steal (guest time is inside user)
+        fields = [int(v) for v in lines[0].split()[1:9]]
+        cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+        return sum(fields) - fields[3] - fields[4], sum(fields), cpus
+
+    try:
+        busy0, total0, cpus = times()
+        time.sleep(window_s)
+        busy1, total1, _ = times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return cpus * (busy1 - busy0) / max(total1 - total0, 1)
 
 
 def _progress(quiet: bool) -> Progress:

@@ -530,62 +530,81 @@ _EAGER_WARMUP_STEPS = 3
 
 class _TableTargets:
     """The DP-measured tables as tensors, laid out so that a batch's marginals cost two
-    matmuls and a few small products: one-way tables are the batch's mean slot probabilities
-    (one vector for all columns), two-way tables products of per-column grouped
-    probabilities (one block-diagonal grouping matmul for all columns)."""
+    matmuls and two gathers: one-way tables are the batch's mean slot probabilities (one
+    vector for all columns), two-way tables blocks of the grouped probabilities' Gram matrix
+    (one block-diagonal grouping matmul, then one product of the grouped batch with itself).
+    Every table's cells are gathered into one flat vector beside one flat target, so the loss
+    is a handful of kernels however many tables there are (thirty small products and their
+    backward passes had been most of a warm-up step on a CPU)."""
 
     def __init__(self, encoder: TableEncoder, marginals: list[Marginal],
                  device: torch.device) -> None:
         offsets = np.cumsum([0, *[s.width for s in encoder.discrete_spans]])
         slots = int(offsets[-1])
-        self.one_way: list[tuple[slice, torch.Tensor]] = []
-        self.two_way: list[tuple[slice, slice, torch.Tensor]] = []
         # each column's grouping for two-way tables (all of a column's pairs group it alike)
         grouping: dict[int, list[int]] = {}
         for m in marginals:
-            target = torch.tensor(m.target, dtype=torch.float32, device=device)
-            if len(m.columns) == 1:
-                c = m.columns[0]
-                assert m.groups[0] == list(range(len(m.groups[0]))), "one-way: every slot"
-                self.one_way.append((slice(int(offsets[c]), int(offsets[c + 1])), target))
-            else:
+            if len(m.columns) == 2:
                 for c, g in zip(m.columns, m.groups, strict=True):
                     grouping.setdefault(c, g)
         cells = np.cumsum([0, *[max(grouping[c]) + 1 for c in sorted(grouping)]])
-        where = {c: slice(int(cells[i]), int(cells[i + 1])) for i, c in enumerate(sorted(grouping))}
-        matrix = torch.zeros(slots, int(cells[-1]))
+        where = {c: int(cells[i]) for i, c in enumerate(sorted(grouping))}
+        width = int(cells[-1])
+        matrix = torch.zeros(slots, width)
         for c, g in grouping.items():
             rows = int(offsets[c]) + torch.arange(len(g))
-            matrix[rows, where[c].start + torch.tensor(g)] = 1.0
+            matrix[rows, where[c] + torch.tensor(g)] = 1.0
         self.grouping = matrix.to(device)
+        one_cells: list[np.ndarray] = []
+        two_cells: list[np.ndarray] = []
+        one_targets: list[np.ndarray] = []
+        two_targets: list[np.ndarray] = []
         for m in marginals:
-            if len(m.columns) == 2:
+            target = np.asarray(m.target, dtype=np.float32).reshape(-1)
+            if len(m.columns) == 1:
+                c = m.columns[0]
+                assert m.groups[0] == list(range(len(m.groups[0]))), "one-way: every slot"
+                one_cells.append(np.arange(int(offsets[c]), int(offsets[c + 1])))
+                one_targets.append(target)
+            else:
                 a, b = m.columns
-                target = torch.tensor(m.target, dtype=torch.float32, device=device)
-                self.two_way.append((where[a], where[b], target))
+                ga, gb = max(grouping[a]) + 1, max(grouping[b]) + 1
+                # cell (i, j) of the table: entry (a's group i, b's group j) of the Gram
+                # matrix, row-major like the target
+                i, j = np.meshgrid(where[a] + np.arange(ga), where[b] + np.arange(gb),
+                                   indexing="ij")
+                two_cells.append((i * width + j).reshape(-1))
+                two_targets.append(target)
+        self.tables = len(one_cells) + len(two_cells)
+
+        def flat(parts: list[np.ndarray], dtype: torch.dtype) -> torch.Tensor:
+            joined = np.concatenate(parts) if parts else np.zeros(0)
+            return torch.as_tensor(joined, dtype=dtype, device=device)
+
+        self.one_cells, self.one_target = flat(one_cells, torch.long), flat(one_targets,
+                                                                            torch.float32)
+        self.two_cells, self.two_target = flat(two_cells, torch.long), flat(two_targets,
+                                                                            torch.float32)
 
     def __bool__(self) -> bool:
-        return bool(self.one_way or self.two_way)
+        return self.tables > 0
 
     def loss(self, probs: torch.Tensor) -> torch.Tensor:
         """Mean KL(target || model) (plus L1) over the tables; ``probs`` is rows x flat
         softmax slots."""
-        total = probs.new_zeros(())
-        mean = probs.mean(0)
-        for span, target in self.one_way:
-            total = total + _kl(target, mean[span])
-        if self.two_way:
+        total = _kl(self.one_target, probs.mean(0).index_select(0, self.one_cells))
+        if len(self.two_cells):
             grouped = probs @ self.grouping
-            rows = probs.shape[0]
-            for a, b, target in self.two_way:
-                joint = grouped[:, a].t() @ grouped[:, b] / rows
-                total = total + _kl(target, joint.reshape(-1))
-        return total / (len(self.one_way) + len(self.two_way))
+            gram = grouped.t() @ grouped / probs.shape[0]
+            total = total + _kl(self.two_target,
+                                gram.reshape(-1).index_select(0, self.two_cells))
+        return total / self.tables
 
 
 def _kl(target: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
-    """KL(target || model), plus the L1 distance: KL alone barely charges mass the model puts
-    where the target has none (a value outside the real range, a null that never occurs)."""
+    """KL(target || model), plus the L1 distance, summed over the cells given (a sum of the
+    tables' own): KL alone barely charges mass the model puts where the target has none (a
+    value outside the real range, a null that never occurs)."""
     t = target.clamp_min(1e-8)
     kl = (target * (t.log() - model.clamp_min(1e-8).log())).sum()
     return kl + (model - target).abs().sum()
