@@ -20,6 +20,7 @@ from synthgen.privacy.marginals import (
     independence_distance,
     measure_marginals,
     project_to_simplex,
+    significant_cells,
     slot_groups,
 )
 from synthgen.schema import ColumnKind
@@ -197,3 +198,18 @@ def test_generator_learns_a_measured_pair() -> None:
     out = synth.sample(4000)
     assert (out["a"].astype(str) == out["b"].astype(str)).mean() > 0.9
     assert synth.spent_epsilon <= 2.0 + 1e-9
+
+
+def test_a_value_the_domain_gave_no_mass_needs_three_sigma_at_the_range_edge() -> None:
+    """The one-way table decides the values the domain offered beyond a range (grids.
+    number_bins): beside a significant cell two sigma is enough where the domain histograms
+    gave the value mass, three where they gave none."""
+    sigma = 10.0
+    noisy = np.array([0.0, 25.0, 500.0, 500.0, 35.0])
+    with_mass = np.array([False, True, True, True, False])
+    assert significant_cells(noisy, sigma).tolist() == [False, True, True, True, True]
+    assert significant_cells(noisy, sigma, with_mass).tolist() == [False, True, True, True, True]
+    noisy[4] = 25.0  # 2.5 sigma and no mass from the domain: noise, trimmed
+    assert significant_cells(noisy, sigma, with_mass).tolist() == [False, True, True, True, False]
+    assert significant_cells(noisy, sigma).tolist() == [False, True, True, True, True]
+

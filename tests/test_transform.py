@@ -80,9 +80,10 @@ def test_the_fold_in_bucket_never_prints_like_a_real_other_category() -> None:
 
 def test_a_thin_tail_beside_released_points_gets_slots_and_round_values_their_own() -> None:
     """Post-processing of the domain histogram: a code column's rare lowest value (below the
-    release threshold but plausible, beside a released value) still gets a slot, for the
-    one-way marginal to measure; values up to 64 are unit pieces, so a spike at 40 is a slot
-    of its own rather than a position inside [40, 42) (it decoded as 41 a third of the time)."""
+    release threshold but plausible, beside a released value) still gets a slot, and so does
+    one more value beyond each end of that range, for the one-way marginal to measure and
+    decide; values up to 64 are unit pieces, so a spike at 40 is a slot of its own rather than
+    a position inside [40, 42) (it decoded as 41 a third of the time)."""
     from synthgen.privacy.grids import INT_LO, OCTAVE_EDGES, NumberGrid, number_bins
 
     grid = NumberGrid(OCTAVE_EDGES, True, True)
@@ -96,10 +97,34 @@ def test_a_thin_tail_beside_released_points_gets_slots_and_round_values_their_ow
     noisy[octave] = 5000.0  # whole numbers in [32, 64)
     bins, _, _ = number_bins(grid, noisy, ColumnKind.INTEGER, sigma, public=False)
     assert (1.0, 1.0) in bins and (2.0, 2.0) in bins
-    assert (0.0, 0.0) not in bins  # no plausible count there: the range stops at 1
+    # 0 has no plausible count: offered as the one value beyond the range, nothing further
+    assert (0.0, 0.0) in bins and (-1.0, -1.0) not in bins
+    assert (5.0, 5.0) in bins and (6.0, 6.0) not in bins
     assert (40.0, 41.0) in bins and all(b - a <= 1 for a, b in bins if 32 <= a < 64)
     # a single released point (a money column's zero) is no range: its neighbours stay out
     money = np.zeros(grid.size)
     money[0 - INT_LO], money[-1 - INT_LO], money[1 - INT_LO] = 9000.0, 15.0, 15.0
     bins, _, _ = number_bins(grid, money, ColumnKind.INTEGER, sigma, public=False)
     assert bins == [(0.0, 0.0)]
+
+
+def test_the_other_values_of_an_octave_holding_released_points_get_unit_slots() -> None:
+    """Adult's hours-per-week: 12, 14, 15 and 16 released, 8..11 and 13 not significant alone
+    nor together (four sigma of their sum), yet plausible: they get unit slots for the one-way
+    marginal to measure, instead of folding into 12. A noise-only octave stays out."""
+    from synthgen.privacy.grids import INT_LO, OCTAVE_EDGES, NumberGrid, number_bins
+
+    grid = NumberGrid(OCTAVE_EDGES, True, True)
+    sigma = 50.0
+    noisy = np.zeros(grid.size)
+    for value, count in {8: 120.0, 9: 20.0, 10: 200.0, 11: 10.0, 13: 20.0, 12: 900.0,
+                         14: 900.0, 15: 900.0, 16: 900.0}.items():
+        noisy[value - INT_LO] = count
+    bins, _, _ = number_bins(grid, noisy, ColumnKind.INTEGER, sigma, public=False)
+    assert {(8.0, 9.0), (10.0, 11.0), (13.0, 14.0)} <= set(bins)
+    # the octave below holds nothing plausible: nothing under 8 is offered
+    assert not [b for b in bins if b[1] <= 7.0]
+    noisy[[v - INT_LO for v in (8, 9, 10, 11, 13)]] = [10.0, -20.0, 30.0, 5.0, -10.0]
+    bins, _, _ = number_bins(grid, noisy, ColumnKind.INTEGER, sigma, public=False)
+    # not plausible: only the one value beyond the run (11) is offered
+    assert (8.0, 9.0) not in bins and (10.0, 11.0) not in bins and (11.0, 11.0) in bins
