@@ -29,6 +29,7 @@ from synthgen.models.trainer import (
     GANTrainer,
     TrainingConfig,
     TrainingProgress,
+    default_epochs,
     fresh_seed,
     load_state,
     save_state,
@@ -100,7 +101,7 @@ class Synthesizer:
         self.accountant = accountant
         self.preprocessing_share = preprocessing_share
         self.marginal_share = marginal_share
-        config = config or TrainingConfig()
+        config = config or TrainingConfig(epochs=default_epochs(self.epsilon))
         if epochs is not None:
             config = replace(config, epochs=float(epochs))
         if batch_size is not None:

@@ -178,3 +178,13 @@ def test_device_decoder_equals_the_host_decode(people: pd.DataFrame) -> None:
     device = enc.decode(codes, values, predecoded=True, threads=4)
     pd.testing.assert_frame_equal(device, host, check_exact=False, rtol=1e-12)
     assert host.isna().any().any()  # nulls are exercised
+
+
+def test_default_epochs_grow_with_epsilon_above_three() -> None:
+    from synthgen import Synthesizer
+    from synthgen.models.trainer import default_epochs
+
+    assert default_epochs(1.0) == default_epochs(3.0) == 30.0
+    assert 30.0 < default_epochs(5.0) < 60.0 == default_epochs(10.0) == default_epochs(50.0)
+    assert Synthesizer(epsilon=10.0).config.epochs == 60.0
+    assert Synthesizer(epsilon=10.0, epochs=5).config.epochs == 5.0
