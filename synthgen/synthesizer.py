@@ -312,9 +312,8 @@ class Synthesizer:
                 entry.noise_multiplier, self.ledger.accountant_delta)))
         # The one-way tables measured every slot with more budget than the domain histograms:
         # the generator's conditional vectors are drawn from them (post-processing).
-        for marginal in release.marginals:
-            if len(marginal.columns) == 1:
-                learned[marginal.columns[0]].frequencies = list(marginal.target)
+        for domain, frequencies in zip(learned, release.frequencies, strict=True):
+            domain.frequencies = frequencies
         self.info["marginal_share"] = share
         return release
 

@@ -4,6 +4,7 @@ picks related pairs, and the generator learns the measured tables."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -19,9 +20,11 @@ from synthgen.privacy.marginals import (
     MarginalRelease,
     independence_distance,
     measure_marginals,
+    one_way_groups,
     project_to_simplex,
     significant_cells,
     slot_groups,
+    spread,
 )
 from synthgen.schema import ColumnKind
 
@@ -213,3 +216,37 @@ def test_a_value_the_domain_gave_no_mass_needs_three_sigma_at_the_range_edge() -
     assert significant_cells(noisy, sigma, with_mass).tolist() == [False, True, True, True, False]
     assert significant_cells(noisy, sigma).tolist() == [False, True, True, True, True]
 
+
+def test_thin_numeric_bins_are_measured_together_and_spread_back_by_domain_frequency() -> None:
+    """A numeric column's one-way cells expect four noise deviations of rows each, else
+    neighbouring bins share a cell (a public function of the domain frequencies and the DP row
+    count); the released mass goes back to the slots in proportion to the domain frequencies.
+    Codes and the null slot stay cells of their own; categories are never grouped."""
+    freq = [0.1] * 8 + [0.1, 0.1]  # 8 bins, a code, the null slot
+    assert one_way_groups(freq, True, 8, rows=10_000, sigma=20.0) == list(range(10))
+    grouped = one_way_groups(freq, True, 8, rows=1_000, sigma=50.0)  # 100 rows a bin, sigma 50
+    assert grouped[:8] == [0, 0, 1, 1, 2, 2, 3, 3] and grouped[8:] == [4, 5]
+    assert one_way_groups(freq, False, 0, rows=10, sigma=20.0) == list(range(10))
+    back = spread([0.4, 0.6], [0, 0, 0, 1], [0.2, 0.0, 0.6, 0.5])
+    assert np.allclose(back, [0.1, 0.0, 0.3, 0.6])
+    assert np.allclose(spread([1.0], [0, 0], [0.0, 0.0]), [0.5, 0.5])
+
+
+def test_a_small_table_keeps_its_numeric_range_when_bins_are_thin() -> None:
+    """The README sample (3,000 rows, its schema) at epsilon 1: a unit bin of ages held ~70
+    rows under one-way noise of ~65, and the tail rule cut the column at 45 in some runs (24 %
+    of the rows are 50 or older; with one cell a bin, 0 % and 12 % of the released mass in two of
+    these four seeds). Grouped cells keep the tail."""
+    from synthgen.schema import load_schema
+
+    root = Path(__file__).resolve().parents[1]
+    df = pd.read_csv(root / "examples" / "adult_sample.csv")
+    schema = load_schema(root / "examples" / "adult_schema.json")
+    real = float((df["age"] >= 50).mean())
+    for seed in range(4):
+        synth = Synthesizer(epsilon=1.0, epochs=1, seed=seed, schema=schema).fit(df)
+        assert synth.encoder is not None
+        age = next(d for d in synth.encoder.learned if d.name == "age")
+        bins = np.array(age.bins)
+        older = float(np.asarray(age.frequencies[: len(bins)])[bins[:, 0] >= 50].sum())
+        assert older > 0.6 * real, (seed, older, real)

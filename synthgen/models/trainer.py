@@ -540,11 +540,12 @@ _EAGER_WARMUP_STEPS = 3
 
 
 class _TableTargets:
-    """The DP-measured tables as tensors, laid out so that a batch's marginals cost two
-    matmuls and two gathers: one-way tables are the batch's mean slot probabilities (one
-    vector for all columns), two-way tables blocks of the grouped probabilities' Gram matrix
-    (one block-diagonal grouping matmul, then one product of the grouped batch with itself).
-    Every table's cells are gathered into one flat vector beside one flat target, so the loss
+    """The DP-measured tables as tensors, laid out so that a batch's marginals cost three
+    matmuls and a gather: one-way tables are the batch's mean slot probabilities summed into
+    their cells (one vector for all columns), two-way tables blocks of the grouped
+    probabilities' Gram matrix (one block-diagonal grouping matmul, then one product of the
+    grouped batch with itself). Every table's cells land in one flat vector beside one flat
+    target, so the loss
     is a handful of kernels however many tables there are (thirty small products and their
     backward passes had been most of a warm-up step on a CPU)."""
 
@@ -566,6 +567,8 @@ class _TableTargets:
             rows = int(offsets[c]) + torch.arange(len(g))
             matrix[rows, where[c] + torch.tensor(g)] = 1.0
         self.grouping = matrix.to(device)
+        # one-way cells: a slot each, or (a thin numeric column's) groups of slots
+        one_slots: list[np.ndarray] = []
         one_cells: list[np.ndarray] = []
         two_cells: list[np.ndarray] = []
         one_targets: list[np.ndarray] = []
@@ -574,8 +577,8 @@ class _TableTargets:
             target = np.asarray(m.target, dtype=np.float32).reshape(-1)
             if len(m.columns) == 1:
                 c = m.columns[0]
-                assert m.groups[0] == list(range(len(m.groups[0]))), "one-way: every slot"
-                one_cells.append(np.arange(int(offsets[c]), int(offsets[c + 1])))
+                one_slots.append(np.arange(int(offsets[c]), int(offsets[c + 1])))
+                one_cells.append(sum(len(t) for t in one_targets) + np.asarray(m.groups[0]))
                 one_targets.append(target)
             else:
                 a, b = m.columns
@@ -586,14 +589,18 @@ class _TableTargets:
                                    indexing="ij")
                 two_cells.append((i * width + j).reshape(-1))
                 two_targets.append(target)
-        self.tables = len(one_cells) + len(two_cells)
+        self.tables = len(one_targets) + len(two_targets)
 
         def flat(parts: list[np.ndarray], dtype: torch.dtype) -> torch.Tensor:
             joined = np.concatenate(parts) if parts else np.zeros(0)
             return torch.as_tensor(joined, dtype=dtype, device=device)
 
-        self.one_cells, self.one_target = flat(one_cells, torch.long), flat(one_targets,
-                                                                            torch.float32)
+        one_matrix = torch.zeros(slots, sum(len(t) for t in one_targets))
+        if one_slots:
+            one_matrix[torch.as_tensor(np.concatenate(one_slots)),
+                       torch.as_tensor(np.concatenate(one_cells))] = 1.0
+        self.one_matrix = one_matrix.to(device)
+        self.one_target = flat(one_targets, torch.float32)
         self.two_cells, self.two_target = flat(two_cells, torch.long), flat(two_targets,
                                                                             torch.float32)
 
@@ -603,7 +610,7 @@ class _TableTargets:
     def loss(self, probs: torch.Tensor) -> torch.Tensor:
         """Mean KL(target || model) (plus L1) over the tables; ``probs`` is rows x flat
         softmax slots."""
-        total = _kl(self.one_target, probs.mean(0).index_select(0, self.one_cells))
+        total = _kl(self.one_target, probs.mean(0) @ self.one_matrix)
         if len(self.two_cells):
             grouped = probs @ self.grouping
             gram = grouped.t() @ grouped / probs.shape[0]
