@@ -167,3 +167,21 @@ def test_an_epsilon_below_the_minimum_exits_2_before_reading_the_table(tmp_path:
     result = runner.invoke(app, ["run", str(src), "--epsilon", "0.01", "--out", str(out)])
     assert result.exit_code == 2
     assert "epsilon-out-of-range" in result.output and not out.exists()
+
+
+def test_training_threads_default_to_the_cores_other_processes_leave_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Threads beyond the free cores spin against the other processes (6 epochs of Adult on
+    2 cores beside two busy ones: 51 s on one thread, 131 s on two), so the default counts the
+    cores busy now."""
+    from synthgen.cli import local
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(local, "_busy_cores", lambda window_s: 0.05)
+    assert local.free_cores() == cores
+    monkeypatch.setattr(local, "_busy_cores", lambda window_s: cores + 1.0)
+    assert local.free_cores() == 1
+    monkeypatch.setattr(local, "_busy_cores", lambda window_s: 0.9)
+    assert local.free_cores() == max(1, cores - 1)
+    assert 0.0 <= local._busy_cores(0.05) <= os.cpu_count()  # the real reading, from /proc/stat

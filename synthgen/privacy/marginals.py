@@ -5,7 +5,8 @@ span of "slots" (released categories, Other, null; numeric bins, null). Three Ga
 read the encoded table here, each one entry of the ledger:
 
 1. **One-way tables** of every learned column at slot resolution (numeric columns: the encoder's
-   bins, finer than the domain histogram's grid). Each row adds 1 to one cell of each table: L2
+   bins, finer than the domain histogram's grid; bins too thin for this table's noise are
+   measured together, :func:`one_way_groups`). Each row adds 1 to one cell of each table: L2
    sensitivity sqrt(columns).
 2. **Pair selection** (as MST and AIM select, with Gaussian noise so that the accountant
    composes it): for every candidate pair of columns, the L1 distance between its two-way counts
