@@ -306,6 +306,8 @@ class Synthesizer:
             slots, [d.kind for d in learned], [d.frequencies for d in learned],
             [len(d.bins) if num else 0 for d, num in zip(learned, numeric, strict=True)],
             rows_estimate, multipliers, rng,
+            points=[[lo == hi for lo, hi in d.bins] if num else None
+                    for d, num in zip(learned, numeric, strict=True)],
         )
         for entry in release.entries:
             self.ledger.record(replace(entry, epsilon=gaussian_epsilon(

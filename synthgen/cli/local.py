@@ -51,7 +51,8 @@ def run(
     )] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible runs (the noise is then "
-                                             "only as secret as the seed).")] = None,
+                                             "only as secret as the seed; the same output "
+                                             "needs the same --threads too).")] = None,
     epochs: Annotated[float | None, typer.Option(
         help="Training epochs (default 30; more above epsilon 3, 60 from epsilon 10).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Expected real rows per step (default "

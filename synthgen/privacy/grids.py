@@ -139,22 +139,24 @@ def number_bins(
                 agg += noisy[p + nb:]
                 nkeys += 1
         # A run of released points extends over neighbours that are plausible (over one
-        # sigma), and then by one more value at each end whatever its count: the one-way
-        # marginal measures each again with about three times less noise and zeroes a tail
-        # that is not significant there (privacy/marginals.py: three of its sigmas for a value
-        # the domain gave no mass), so the domain offers the range's edges and the one-way
-        # table decides them. The extremes matter: a code column's 1..16 read as 2..16 shifts
-        # every comparison made in bins of the column's range (Adult's education-num at
-        # epsilon 3: SDMetrics quality 0.937 -> 0.968 when its 51 rows at 1 are found). Without
-        # the extra value they were found in about half the runs; with it, a noise-only value
-        # beyond a run passes the one-way test about 1 % of the time.
+        # sigma), and then by one more value at each end, offered with no mass of its own: the
+        # one-way marginal measures it again with about three times less noise and keeps it
+        # only if significant there (privacy/marginals.significant_cells: two and a half of its
+        # sigmas beside the run), so the domain offers the range's edges and the one-way table
+        # decides them. The extremes matter: a code column's 1..16 read as 2..16 shifts every
+        # comparison made in bins of the column's range (Adult's education-num at epsilon 3:
+        # SDMetrics quality 0.937 -> 0.968 when its 51 rows at 1 are found). Without the extra
+        # value they were found in about half the runs; with it, about two in three, and a
+        # noise-only value beyond a run passes the one-way test 0.6 % of the time.
         # Only a run of released points is a range to extend: a single one (a money column's
         # zero, a constant) may be the one-way table's only significant cell, and then nothing
         # trims its noise-only neighbours (capital-gain came out as -2 at 10,000 rows).
         points = pts > t
+        offered = np.zeros_like(points)
         if points.sum() >= 2:
             points = _grow(points, pts > sigma)
-            points |= _beyond(points)
+            offered = _beyond(points)
+            points |= offered
         # an octave's points that are not significant alone are measured together
         owner = np.searchsorted(edges, np.arange(INT_LO, INT_HI), side="right") - 1
         np.add.at(agg, owner[~points], pts[~points])
@@ -204,7 +206,10 @@ def number_bins(
         pieces += [(a, b, weight, grid.point_keys + int(i)) for a, b in split]
     for key in np.flatnonzero(points):
         v = float(INT_LO + key)
-        pieces.append((v, v, max(float(noisy[key]), 0.0), int(key)))
+        # a value offered beyond a run has no mass of its own here (its count is under one
+        # sigma): the one-way table alone must find it (privacy/marginals.significant_cells)
+        weight = 0.0 if offered[key] else max(float(noisy[key]), 0.0)
+        pieces.append((v, v, weight, int(key)))
     if fallback and not pieces:  # only octaves below 1 kept for a whole-number column: noise
         pieces = [(0.0, 0.0, 1.0, 0)]
     pieces.sort(key=lambda piece: (piece[0], piece[1]))
