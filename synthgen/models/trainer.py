@@ -545,9 +545,8 @@ class _TableTargets:
     their cells (one vector for all columns), two-way tables blocks of the grouped
     probabilities' Gram matrix (one block-diagonal grouping matmul, then one product of the
     grouped batch with itself). Every table's cells land in one flat vector beside one flat
-    target, so the loss
-    is a handful of kernels however many tables there are (thirty small products and their
-    backward passes had been most of a warm-up step on a CPU)."""
+    target, so the loss is a handful of kernels however many tables there are (thirty small
+    products and their backward passes had been most of a warm-up step on a CPU)."""
 
     def __init__(self, encoder: TableEncoder, marginals: list[Marginal],
                  device: torch.device) -> None:
