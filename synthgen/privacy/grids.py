@@ -165,10 +165,7 @@ def number_bins(
         keep = (nkeys > 0) & (agg > scaled)
         occupied = keep.copy()
         occupied[owner[points]] = True
-        neighbour = np.zeros_like(keep)
-        neighbour[1:] |= occupied[:-1]
-        neighbour[:-1] |= occupied[1:]
-        keep &= neighbour | (agg > 2 * scaled) | np.isin(np.arange(nb), owner[points])
+        keep &= adjacent(occupied) | (agg > 2 * scaled) | np.isin(np.arange(nb), owner[points])
         # Octaves of whole numbers in the point range that hold a run of released points, or
         # neighbour such octaves, hold that run's neighbours: plausible is enough there, as for
         # a grown point (the one-way marginal measures each of their values as a unit piece and
@@ -258,12 +255,17 @@ def _beyond(keep: np.ndarray) -> np.ndarray:
     return out
 
 
+def adjacent(mask: np.ndarray) -> np.ndarray:
+    """The positions next to a True one (left or right)."""
+    out = np.zeros_like(mask)
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    return out
+
+
 def _beside(keep: np.ndarray) -> np.ndarray:
     """The neighbours of the kept keys that are not kept themselves."""
-    neighbour = np.zeros_like(keep)
-    neighbour[1:] |= keep[:-1]
-    neighbour[:-1] |= keep[1:]
-    return neighbour & ~keep
+    return adjacent(keep) & ~keep
 
 
 def _grow(keep: np.ndarray, plausible: np.ndarray) -> np.ndarray:

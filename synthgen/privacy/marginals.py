@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from synthgen.privacy.grids import adjacent
 from synthgen.privacy.ledger import LedgerEntry
 from synthgen.schema import ColumnKind
 
@@ -267,11 +268,8 @@ def significant_cells(noisy: np.ndarray, sigma: float,
     Adult's education-num 1 (51 rows, three sigma at epsilon 3) is found about two runs in
     three."""
     over = noisy > 2 * sigma
-    neighbour = np.zeros_like(over)
-    neighbour[1:] |= over[:-1]
-    neighbour[:-1] |= over[1:]
     supported = over if evidence is None else np.where(evidence, over, noisy > 2.5 * sigma)
-    return (supported & neighbour) | (noisy > 3 * sigma)
+    return (supported & adjacent(over)) | (noisy > 3 * sigma)
 
 
 def independence_distance(slots: np.ndarray, groups: list[list[int]],
