@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ADULT_SAMPLE = ROOT / "tests" / "data" / "adult_sample.csv"
 # Tiny training: 400 rows, 4 DP steps; long enough to be killed mid-run: LONG_JOB.
 FAST_JOB = {"epsilon": 1.0, "epochs": 1, "batch_size": 100, "seed": 7}
-LONG_JOB = {"epsilon": 1.0, "epochs": 10, "batch_size": 20, "seed": 7, "accountant": "rdp"}
+# Long enough (720 steps, ~15 s on a quiet 2-core machine) that a test can see it running, write a
+# checkpoint and be killed mid-way: at 10 epochs the trainer once finished in 3 s, before the first
+# checkpoint reached S3, and the test waited for a checkpoint that never came.
+LONG_JOB = {"epsilon": 1.0, "epochs": 40, "batch_size": 20, "seed": 7, "accountant": "rdp"}
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 BASE_ENV = {
@@ -305,6 +308,8 @@ class Api:
             job = self.job(job_id)
             if until(job):
                 return job
+            if job["status"] in TERMINAL:  # it will never get there: say so now, not after timeout
+                raise AssertionError(f"job {job_id} ended before it got there: {job}")
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} did not get there in {timeout}s: {job}")
 

@@ -159,7 +159,7 @@ def test_killed_training_process_resumes_from_checkpoint(embedded: Service, tena
 
 def test_api_stays_responsive_and_cancel_keeps_spent_budget(tenant_a: Api) -> None:
     dataset = tenant_a.upload()
-    job = tenant_a.submit(dataset["id"], **{**LONG_JOB, "epochs": 30})
+    job = tenant_a.submit(dataset["id"], **{**LONG_JOB, "epochs": 120})
     tenant_a.wait(job["id"], lambda j: j["progress"]["step"] >= 10)
     latencies = []
     for _ in range(40):
