@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from synthgen.models.networks import Generator
+from synthgen.models.networks import FoldedGenerator, Generator
 from synthgen.models.trainer import ConditionSampler
 from synthgen.schema import ColumnKind
 from synthgen.transform import BinGrid, Span, TableEncoder
@@ -85,15 +85,17 @@ def default_chunk(device: torch.device, width: int = 256) -> int:
 
 @torch.no_grad()
 def draw_slots(
-    generator: Generator, c: torch.Tensor, nullable: list[bool], gen: torch.Generator | None
+    folded: FoldedGenerator, cond: ConditionSampler, m: int, nullable: list[bool],
+    gen: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One row per conditional vector in ``c``, on the model's device: (slot per one-hot span,
-    int32; tanh scalars). A span whose column cannot hold nulls never draws its null slot."""
-    z = torch.randn(c.shape[0], generator.noise_dim, generator=gen, device=c.device)
-    raw = generator(z, c)
-    scalars = torch.tanh(raw.index_select(1, generator.segments.tanh_columns))
-    softmax = [s for s in generator.spans if s.activation == "softmax"]
-    return gumbel_slots(raw, softmax, nullable, gen), scalars
+    """``m`` rows, their conditional vectors drawn from the DP frequencies, on the model's
+    device: (slot per one-hot span, int32; tanh scalars). A span whose column cannot hold
+    nulls never draws its null slot."""
+    position = cond.draw_positions(m, gen)[0] if cond.spans else None
+    z = torch.randn(m, folded.noise_dim, generator=gen, device=cond.device)
+    raw = folded.logits(z, position)
+    scalars = torch.tanh(raw.index_select(1, folded.tanh_columns))
+    return gumbel_slots(raw, folded.softmax_spans, nullable, gen), scalars
 
 
 def gumbel_slots(
@@ -136,9 +138,10 @@ def generate_slots(
     device = cond.device
     chunk = chunk or default_chunk(device, generator.head.out_features)
     pinned = device.type == "cuda"
+    folded = FoldedGenerator(generator)
 
     def produce(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
-        slots, scalars = draw_slots(generator, cond.draw(m, gen)[0], nullable, gen)
+        slots, scalars = draw_slots(folded, cond, m, nullable, gen)
         if decoder is not None:
             slots, scalars = decoder(slots, scalars)
         # Column-major on the host: decoding reads one column at a time, and a column of a

@@ -150,6 +150,10 @@ class ConditionSampler:
             flat.append(k + cdf)
         self.flat_cdf = torch.tensor(np.concatenate(flat) if flat else np.zeros(0),
                                      dtype=torch.float64, device=device)
+        # each one-hot position's probability (its span's 1 / spans times its frequency)
+        self.position_share = torch.tensor(
+            np.concatenate([np.diff(c - k, prepend=0.0) for k, c in enumerate(flat)])
+            / max(len(flat), 1) if flat else np.zeros(0), dtype=torch.float64, device=device)
         self.source_cols = torch.tensor(
             [i for s in spans for i in range(s.start, s.stop)], dtype=torch.long, device=device
         )
@@ -177,14 +181,22 @@ class ConditionSampler:
         """n generated conditions, and which span each conditions on."""
         if not self.spans:
             return torch.zeros(n, 0, device=self.device), torch.zeros(n, dtype=torch.long)
+        position, chosen = self.draw_positions(n, gen)
+        cond = torch.zeros(n, self.width, device=self.device)
+        cond.scatter_(1, position.unsqueeze(1), 1.0)
+        return cond, chosen
+
+    def draw_positions(self, n: int, gen: torch.Generator | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`draw` draws (the same random numbers), as each vector's one hot
+        position (offset of its span + slot) and its span: sampling gathers the generator's
+        weights at the position instead of multiplying by the one-hot vector."""
         chosen = torch.randint(len(self.spans), (n,), generator=gen, device=self.device)
         u = torch.rand(n, generator=gen, device=self.device, dtype=torch.float64)
         position = torch.searchsorted(self.flat_cdf, chosen + u, right=True)
         # position is the flat slot (offsets[k] + slot); clamp guards u's rounding at 1.0
         position = torch.minimum(position, self.offsets[chosen] + self.widths[chosen] - 1)
-        cond = torch.zeros(n, self.width, device=self.device)
-        cond.scatter_(1, position.unsqueeze(1), 1.0)
-        return cond, chosen
+        return position, chosen
 
 
 def padded_batch_size(expected: int, rows: int) -> int:

@@ -1,0 +1,112 @@
+"""The arithmetic conditioned sampling rests on: the folded generator computes what the
+generator does, a row's chance of honouring a requirement is exact, and the envelope's
+proposal keeps the conditional vectors in the filtered model's proportions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from synthgen import Synthesizer
+from synthgen.models.conditional_sampling import SamplingPlan, _Draw, _Envelope
+from synthgen.models.conditions import check as check_conditions
+from synthgen.models.conditions import facts_of
+from synthgen.models.networks import FoldedGenerator, Generator
+from synthgen.transform import Span
+
+
+@pytest.fixture(scope="module")
+def model(adult: pd.DataFrame) -> Synthesizer:
+    return Synthesizer(epsilon=3.0, epochs=4, seed=0, device="cpu").fit(adult)
+
+
+def _draw(model: Synthesizer, conditions: object) -> _Draw:
+    encoder, generator, cond = model._require_fitted()
+    spec = check_conditions(conditions, None, *facts_of(encoder.domains))
+    plan = SamplingPlan(encoder, cond, spec, 1000)
+    generator.eval()
+    return _Draw(generator, encoder, np.stack([s.allowed for s in plan.strata]), cond)
+
+
+def test_the_folded_generator_computes_what_the_generator_does() -> None:
+    torch.manual_seed(0)
+    spans = [Span("a", 0, 4, "softmax"), Span("x", 4, 1, "tanh"), Span("b", 5, 3, "softmax")]
+    generator = Generator(8, 6, spans, (16, 12), forbidden=[2])
+    for module in generator.modules():  # BatchNorm statistics unlike their defaults
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    generator.eval()
+    rows = FoldedGenerator.BLOCK + 123  # across a block boundary
+    z = torch.randn(rows, 8)
+    position = torch.randint(6, (rows,))
+    cond = torch.nn.functional.one_hot(position, 6).float()
+    folded = FoldedGenerator(generator)
+    with torch.no_grad():
+        expected = generator(z, cond)
+        assert torch.allclose(folded.logits(z, position), expected, atol=1e-5)
+        columns = torch.tensor([5, 0, 2])
+        assert torch.allclose(folded.logits(z, position, folded.head(columns)),
+                              expected[:, columns], atol=1e-5)
+
+
+@pytest.mark.parametrize("conditions", [{"sex": "Female", "Y": ">50K"}, ["age>=60"]])
+def test_a_rows_chance_is_how_often_its_draws_honour_the_requirement(
+        model: Synthesizer, conditions: object) -> None:
+    draw = _draw(model, conditions)
+    gen = torch.Generator().manual_seed(3)
+    _, _, cond = model._require_fitted()
+    rows = draw.first(400, cond.draw_positions(400, gen)[0], gen)
+    chance = draw.chance(rows.logits)
+    repeats = 500
+    logits = rows.logits.repeat(repeats, 1)
+    slots = draw.slots(logits, gen)
+    honoured = draw.allowed_for(slots, torch.zeros(len(slots), dtype=torch.long))
+    rate = honoured.view(repeats, -1).double().mean(0)
+    # 500 draws a row: a binomial rate's standard deviation is at most 0.022
+    assert (rate - chance).abs().max() < 0.11, (rate - chance).abs().max()
+    assert abs(float(rate.mean() - chance.mean())) < 0.01
+    # and the slots drawn for a kept row are the honouring draws' slots, in their proportions
+    kept = draw.slots(logits, gen, restricted=True)
+    assert bool(draw.allowed_for(kept, torch.zeros(len(kept), dtype=torch.long)).all())
+    for k in range(slots.shape[1]):
+        plain = torch.bincount(slots[honoured, k].long(), minlength=64).double()
+        restricted = torch.bincount(kept[:, k].long(), weights=chance.repeat(repeats).double(),
+                                    minlength=64)
+        gap = 0.5 * (plain / plain.sum() - restricted / restricted.sum()).abs().sum()
+        assert gap < 0.02, (k, gap)
+
+
+def test_the_envelope_keeps_the_conditional_vectors_in_the_filtered_models_proportions(
+        model: Synthesizer) -> None:
+    """Rows kept through the envelope come from each conditional vector in proportion to
+    pi(c) x (its rows' chance), what plain draws filtered by their chance give."""
+    draw = _draw(model, {"sex": "Female", "Y": ">50K"})
+    _, _, cond = model._require_fitted()
+    gen = torch.Generator().manual_seed(5)
+    envelope = _Envelope(cond)
+    m = 1 << 17
+    position = envelope.propose(m, gen)  # the first round: pi itself, every bound 1
+    chance = draw.chance(draw.first(m, position, gen).logits)
+    envelope.learn(position, chance)
+    assert envelope.mass < 0.6  # it does skip vectors that cannot make such rows
+    assert bool((envelope.bound >= 0.01).all())
+    plain = torch.bincount(position, weights=chance, minlength=cond.width)
+
+    proposed = envelope.propose(m, gen)
+    chance = draw.chance(draw.first(m, proposed, gen).logits)
+    keep = envelope.keep(proposed, chance, gen)
+    kept = torch.bincount(proposed[keep], minlength=cond.width).double()
+    gap = 0.5 * (plain / plain.sum() - kept / kept.sum()).abs().sum()
+    assert gap < 0.05, gap
+    # the vectors the envelope draws less often (bound under 1/2) keep their share of rows
+    low = envelope.bound < 0.5
+    ratio = (kept[low].sum() / kept.sum()) / (plain[low].sum() / plain.sum())
+    assert abs(float(ratio) - 1) < 0.2, ratio
+    # a proposal is kept with probability share x mass: it stands for 1 / mass plain draws
+    share = float(plain.sum()) / m
+    assert abs(float(keep.double().mean()) * envelope.mass - share) < 0.1 * share
