@@ -375,7 +375,6 @@ class _Envelope:
         self.bound = torch.ones_like(self.share)
         self.mass = 1.0  # sum_c pi(c) M(c): a proposal stands for 1 / mass unconditioned draws
         self._cdf = torch.cumsum(self.share, 0)
-        self._seen: torch.Tensor | None = None
         self._max = torch.zeros_like(self.share)
         self.learned = False
 

@@ -183,6 +183,8 @@ class FoldedGenerator:
     matrix products, and a rejected draw in conditioned sampling costs the body alone.
     """
 
+    BLOCK = 4096  # rows per block on a CPU (see logits)
+
     def __init__(self, generator: Generator) -> None:
         self.noise_dim = generator.noise_dim
         self.tanh_columns = generator.segments.tanh_columns
@@ -234,7 +236,7 @@ class FoldedGenerator:
         forbidden slots pinned low. On a CPU in blocks of :attr:`BLOCK` rows: the activations
         of a block stay in the cache (65,536 rows at once ran 2.2 times slower)."""
         pieces, wz, wc, bias, forbidden = head or self.head()
-        block = z.shape[0] if z.device.type == "cuda" else self.BLOCK
+        block = max(z.shape[0], 1) if z.device.type == "cuda" else self.BLOCK
         out = z.new_empty(z.shape[0], bias.shape[0])
         for at in range(0, z.shape[0], block):
             zb = z[at:at + block]
@@ -242,8 +244,6 @@ class FoldedGenerator:
             acts = self._body(zb, pb)
             _affine(out[at:at + block], zb, pb, acts, pieces, wz, wc, bias)
         return out.masked_fill_(forbidden, -1e4) if self.masked else out
-
-    BLOCK = 4096
 
     def _body(self, z: torch.Tensor, position: torch.Tensor | None) -> list[torch.Tensor]:
         """The activations [a_k, ..., a_1]."""
