@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+from synthgen import Synthesizer
+
 # The test models are tiny and the suite shares 2 cores with the servers and workers it starts:
 # spinning OpenMP threads would only fight each other (see synthgen.cli.local._set_threads).
 torch.set_num_threads(1)
@@ -48,3 +50,11 @@ def adult() -> pd.DataFrame:
     if not ADULT.exists():
         pytest.skip(f"UCI Adult not found at {ADULT}")
     return pd.read_csv(ADULT, skipinitialspace=True, na_values=["?"])
+
+
+@pytest.fixture(scope="session")
+def adult_model(adult: pd.DataFrame) -> Synthesizer:
+    """A small DP model of Adult (a few epochs), shared by the conditioned-sampling tests: what
+    they check is that conditioned output follows this model, however good it is. They only
+    sample from it."""
+    return Synthesizer(epsilon=3.0, epochs=4, seed=0, device="cpu").fit(adult)

@@ -11,11 +11,9 @@ from synthgen.errors import ConditionError
 from synthgen.models.conditions import parse_condition, parse_rebalance
 
 
-@pytest.fixture(scope="module")
-def model(adult: pd.DataFrame) -> Synthesizer:
-    """A small DP model of Adult (a few epochs: what matters is that conditioned output follows
-    this model's own distribution, however good it is)."""
-    return Synthesizer(epsilon=3.0, epochs=4, seed=0, device="cpu").fit(adult)
+@pytest.fixture
+def model(adult_model: Synthesizer) -> Synthesizer:
+    return adult_model
 
 
 def tvd(a: pd.Series, b: pd.Series) -> float:

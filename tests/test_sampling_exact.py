@@ -5,7 +5,6 @@ proposal keeps the conditional vectors in the filtered model's proportions."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -17,9 +16,9 @@ from synthgen.models.networks import FoldedGenerator, Generator
 from synthgen.transform import Span
 
 
-@pytest.fixture(scope="module")
-def model(adult: pd.DataFrame) -> Synthesizer:
-    return Synthesizer(epsilon=3.0, epochs=4, seed=0, device="cpu").fit(adult)
+@pytest.fixture
+def model(adult_model: Synthesizer) -> Synthesizer:
+    return adult_model
 
 
 def _draw(model: Synthesizer, conditions: object) -> _Draw:
