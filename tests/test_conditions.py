@@ -145,3 +145,15 @@ def test_dates_and_booleans_as_conditions_and_seeds(people: pd.DataFrame) -> Non
     assert not seeded["member"].iloc[1]
     with pytest.raises(ConditionError, match="true or false"):
         synth.sample(10, conditions={"member": "maybe"})
+
+
+def test_a_table_of_numbers_only_takes_ranges_and_seed_rows() -> None:
+    """No categorical column, so no conditional vector: rows are still drawn and filtered."""
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"age": rng.integers(18, 90, 2000),
+                          "income": rng.normal(5e4, 1e4, 2000).round(2)})
+    synth = Synthesizer(epsilon=3.0, epochs=1, seed=0, device="cpu").fit(table)
+    out = synth.sample(300, seed=1, conditions=["age>=40"])
+    assert len(out) == 300 and (out["age"] >= 40).all()
+    seeded = synth.sample(seed=2, seed_rows=pd.DataFrame({"age": [20, 70, None]}))
+    assert seeded["age"].iloc[:2].tolist() == [20, 70] and len(seeded) == 3

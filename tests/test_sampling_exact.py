@@ -59,7 +59,7 @@ def test_a_rows_chance_is_how_often_its_draws_honour_the_requirement(
     draw = _draw(model, conditions)
     gen = torch.Generator().manual_seed(3)
     _, _, cond = model._require_fitted()
-    rows = draw.first(400, cond.draw_positions(400, gen)[0], gen)
+    rows = draw.first(400, cond.positions(400, gen), gen)
     chance = draw.chance(rows.logits)
     repeats = 500
     logits = rows.logits.repeat(repeats, 1)

@@ -315,7 +315,7 @@ def generate_rows(
             first = None  # drawn for the kept rows only, below
         elif plan.disjoint:  # one pool of rows, each to the stratum it matches
             m = int(min(want.max(), batch))
-            rows = draw.first(m, cond.draw_positions(m, gen)[0], gen)
+            rows = draw.first(m, cond.positions(m, gen), gen)
             first = draw.slots(rows.logits, gen)
             owner = draw.match(first)
             drawn += m
@@ -324,7 +324,7 @@ def generate_rows(
                 want = np.where(short > 0, np.maximum(1, np.floor(want * batch / want.sum())), 0)
             counts = want.astype(np.int64)
             owner = torch.from_numpy(np.repeat(np.arange(len(ids)), counts)).to(device)
-            rows = draw.first(len(owner), cond.draw_positions(len(owner), gen)[0], gen)
+            rows = draw.first(len(owner), cond.positions(len(owner), gen), gen)
             first = draw.slots(rows.logits, gen)
             owner = torch.where(draw.allowed_for(first, owner), owner, -1)
             drawn += counts
@@ -456,7 +456,6 @@ class _Draw:
                  cond: ConditionSampler) -> None:
         device = cond.device
         self.folded = FoldedGenerator(generator)
-        self.has_cond = bool(cond.spans)
         spans = encoder.discrete_spans
         self.checked = [k for k, s in enumerate(spans)
                         if not allowed[:, s.start:s.stop].all()]
@@ -486,7 +485,6 @@ class _Draw:
         self._honours = torch.where(ok, 0.0, -torch.inf)
 
     def first(self, m: int, position: torch.Tensor | None, gen: torch.Generator) -> _Rows:
-        position = position if self.has_cond else None
         z = torch.randn(m, self.folded.noise_dim, generator=gen, device=self.columns.device)
         return _Rows(z, position, self.folded.logits(z, position, self._head))
 

@@ -91,7 +91,7 @@ def draw_slots(
     """``m`` rows, their conditional vectors drawn from the DP frequencies, on the model's
     device: (slot per one-hot span, int32; tanh scalars). A span whose column cannot hold
     nulls never draws its null slot."""
-    position = cond.draw_positions(m, gen)[0] if cond.spans else None
+    position = cond.positions(m, gen)
     z = torch.randn(m, folded.noise_dim, generator=gen, device=cond.device)
     raw = folded.logits(z, position)
     scalars = torch.tanh(raw.index_select(1, folded.tanh_columns))

@@ -181,16 +181,20 @@ class ConditionSampler:
         """n generated conditions, and which span each conditions on."""
         if not self.spans:
             return torch.zeros(n, 0, device=self.device), torch.zeros(n, dtype=torch.long)
-        position, chosen = self.draw_positions(n, gen)
+        position, chosen = self._draw_positions(n, gen)
         cond = torch.zeros(n, self.width, device=self.device)
         cond.scatter_(1, position.unsqueeze(1), 1.0)
         return cond, chosen
 
-    def draw_positions(self, n: int, gen: torch.Generator | None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """What :meth:`draw` draws (the same random numbers), as each vector's one hot
-        position (offset of its span + slot) and its span: sampling gathers the generator's
-        weights at the position instead of multiplying by the one-hot vector."""
+    def positions(self, n: int, gen: torch.Generator | None) -> torch.Tensor | None:
+        """What :meth:`draw` draws (the same random numbers), as each vector's one-hot
+        position (offset of its span + slot): sampling gathers the generator's weights at the
+        position instead of multiplying by the one-hot vector. None, drawing nothing, when
+        there is no conditional column (a table of numbers only)."""
+        return self._draw_positions(n, gen)[0] if self.spans else None
+
+    def _draw_positions(self, n: int, gen: torch.Generator | None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
         chosen = torch.randint(len(self.spans), (n,), generator=gen, device=self.device)
         u = torch.rand(n, generator=gen, device=self.device, dtype=torch.float64)
         position = torch.searchsorted(self.flat_cdf, chosen + u, right=True)
