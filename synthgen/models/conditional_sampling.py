@@ -375,7 +375,6 @@ class _Envelope:
         self.bound = torch.ones_like(self.share)
         self.mass = 1.0  # sum_c pi(c) M(c): a proposal stands for 1 / mass unconditioned draws
         self._cdf = torch.cumsum(self.share, 0)
-        self._max = torch.zeros_like(self.share)
         self.learned = False
 
     def pilot_rows(self) -> int:
@@ -399,8 +398,8 @@ class _Envelope:
             return
         self.learned = True
         seen = torch.bincount(position, minlength=len(self.share))
-        self._max.scatter_reduce_(0, position, chance, "amax")
-        tight = torch.clamp(2 * self._max + 0.01, max=1.0)
+        largest = torch.zeros_like(self.share).scatter_reduce_(0, position, chance, "amax")
+        tight = torch.clamp(2 * largest + 0.01, max=1.0)
         self.bound = torch.where(seen >= PILOT_PER_VECTOR, tight, 1.0)
         weight = self.share * self.bound
         self._cdf = torch.cumsum(weight, 0)

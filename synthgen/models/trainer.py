@@ -139,21 +139,22 @@ class ConditionSampler:
         # One flat CDF over all spans, span k's shifted by k: a draw for span k is one
         # searchsorted of k + u (float64, so tiny frequencies keep their resolution). No
         # multinomial, no per-row gather: nothing that syncs with the host or breaks a CUDA graph.
-        flat = []
+        flat, shares = [], []
         for k, f in enumerate(frequencies):
             # a slot released as empty is never a condition (the generator cannot produce it)
             p = np.clip(np.asarray(f, dtype=np.float64), 0.0, None)
             if p.sum() <= 0:
                 p = np.ones_like(p)
-            cdf = np.cumsum(p / p.sum())
+            p = p / p.sum()
+            cdf = np.cumsum(p)
             cdf[-1] = 1.0
             flat.append(k + cdf)
+            shares.append(p / len(frequencies))
         self.flat_cdf = torch.tensor(np.concatenate(flat) if flat else np.zeros(0),
                                      dtype=torch.float64, device=device)
         # each one-hot position's probability (its span's 1 / spans times its frequency)
-        self.position_share = torch.tensor(
-            np.concatenate([np.diff(c - k, prepend=0.0) for k, c in enumerate(flat)])
-            / max(len(flat), 1) if flat else np.zeros(0), dtype=torch.float64, device=device)
+        self.position_share = torch.tensor(np.concatenate(shares) if shares else np.zeros(0),
+                                           dtype=torch.float64, device=device)
         self.source_cols = torch.tensor(
             [i for s in spans for i in range(s.start, s.stop)], dtype=torch.long, device=device
         )
