@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from synthgen import Synthesizer
-from synthgen.models.conditional_sampling import SamplingPlan, _Draw, _Envelope
+from synthgen.models.conditional_sampling import SLACK, SamplingPlan, _Draw, _Envelope
 from synthgen.models.conditions import check as check_conditions
 from synthgen.models.conditions import facts_of
 from synthgen.models.networks import FoldedGenerator, Generator
@@ -80,32 +80,59 @@ def test_a_rows_chance_is_how_often_its_draws_honour_the_requirement(
         assert gap < 0.02, (k, gap)
 
 
-def test_the_envelope_keeps_the_conditional_vectors_in_the_filtered_models_proportions(
-        model: Synthesizer) -> None:
-    """Rows kept through the envelope come from each conditional vector in proportion to
-    pi(c) x (its rows' chance), what plain draws filtered by their chance give."""
-    draw = _draw(model, {"sex": "Female", "Y": ">50K"})
-    _, _, cond = model._require_fitted()
-    gen = torch.Generator().manual_seed(5)
-    envelope = _Envelope(cond)
-    m = 1 << 17
-    position = envelope.propose(m, gen)  # the first round: pi itself, every bound 1
-    chance = draw.chance(draw.first(m, position, gen).logits)
-    envelope.learn(position, chance)
-    assert envelope.mass < 0.6  # it does skip vectors that cannot make such rows
-    assert bool((envelope.bound >= 0.01).all())
-    plain = torch.bincount(position, weights=chance, minlength=cond.width)
+def _quarters(envelope: _Envelope, position: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Each row's conditional vector and quarter of the normal law along its direction."""
+    t = (z * envelope.direction.index_select(0, position)).sum(1).double()
+    return position * 4 + torch.clamp((torch.special.ndtr(t) * 4).long(), max=3)
 
-    proposed = envelope.propose(m, gen)
-    chance = draw.chance(draw.first(m, proposed, gen).logits)
+
+def test_the_envelope_keeps_the_inputs_in_the_filtered_models_proportions(
+        model: Synthesizer) -> None:
+    """Rows kept through the envelope come from each conditional vector, and from each part of
+    the noise along its direction, in proportion to pi(c) x N(z) x (the row's chance): what
+    plain draws filtered by their chance give."""
+    draw = _draw(model, {"sex": "Female", "Y": ">50K"})
+    _, generator, cond = model._require_fitted()
+    gen = torch.Generator().manual_seed(7)
+    envelope = _Envelope(cond, generator.noise_dim)
+    m = 1 << 17
+    _, position, z = envelope.propose(m, gen)  # the first round: the model itself
+    chance = draw.chance(draw.first(m, position, gen, z).logits)
+    envelope.learn(position, z, chance)
+    assert envelope.mass < 0.3  # it does skip inputs that can hardly make such rows
+    assert bool((envelope.bound >= SLACK).all())
+    assert len(envelope.bound) > 2 * cond.width  # noise cut into cells along directions
+    # the reference: fresh plain draws weighted by their chance (two of them differ by 0.03)
+    _, position, z = _Envelope(cond, generator.noise_dim).propose(2 * m, gen)
+    chance = draw.chance(draw.first(2 * m, position, gen, z).logits)
+    plain = torch.bincount(_quarters(envelope, position, z), weights=chance,
+                           minlength=4 * cond.width)
+    low = envelope.bound < 0.5  # the cells the envelope draws less often
+    plain_low = float(chance[low[envelope.cell_of(position, z)]].sum() / chance.sum())
+
+    proposed, position, z = envelope.propose(m, gen)
+    # the noise lies in the cell proposed: a normal law truncated to it
+    assert bool((envelope.cell_of(position, z) == proposed).all())
+    # ... uniformly in its quantiles along the direction
+    t = (z * envelope.direction.index_select(0, position)).sum(1).double()
+    within = (torch.special.ndtr(t) - envelope.low[proposed]) / envelope.width[proposed]
+    tenths = torch.bincount((within * 10).long().clamp(0, 9), minlength=10) / m
+    assert float((tenths - 0.1).abs().max()) < 0.01, tenths
+    chance = draw.chance(draw.first(m, position, gen, z).logits)
     keep = envelope.keep(proposed, chance, gen)
-    kept = torch.bincount(proposed[keep], minlength=cond.width).double()
+    kept = torch.bincount(_quarters(envelope, position[keep], z[keep]),
+                          minlength=4 * cond.width).double()
+    # kept without the bound: 0.12; with untruncated noise: 0.07
     gap = 0.5 * (plain / plain.sum() - kept / kept.sum()).abs().sum()
     assert gap < 0.05, gap
-    # the vectors the envelope draws less often (bound under 1/2) keep their share of rows
-    low = envelope.bound < 0.5
-    ratio = (kept[low].sum() / kept.sum()) / (plain[low].sum() / plain.sum())
-    assert abs(float(ratio) - 1) < 0.2, ratio
+    # the cells drawn less often still give their share of the rows
+    kept_low = float(low[proposed[keep]].double().mean())
+    assert abs(kept_low / plain_low - 1) < 0.2, (kept_low, plain_low)
+    # within its cell, the noise is the filtered model's: its free part too
+    along = envelope.direction.index_select(0, position)
+    free = z - (z * along).sum(1, keepdim=True) * along
+    assert float(free[keep].mean(0).abs().max()) < 0.1
+    assert abs(float((free[keep] ** 2).sum(1).mean()) / (z.shape[1] - 1) - 1) < 0.05
     # a proposal is kept with probability share x mass: it stands for 1 / mass plain draws
-    share = float(plain.sum()) / m
+    share = float(plain.sum()) / (2 * m)
     assert abs(float(keep.double().mean()) * envelope.mass - share) < 0.1 * share

@@ -297,21 +297,23 @@ def generate_rows(
     draw = _Draw(generator, encoder, np.stack([s.allowed for s in strata]), cond)
     one = plan.disjoint and len(ids) == 1 and bool(cond.spans)
     if one and plan.envelope is None:
-        plan.envelope = _Envelope(cond)
+        plan.envelope = _Envelope(cond, generator.noise_dim)
     envelope = plan.envelope if one else None
     pieces: list[pd.DataFrame] = []
     owners: list[np.ndarray] = []
     while (short := np.maximum(need - have, 0)).any():
         rate = np.maximum((have + 1) / (drawn + 2), MIN_SHARE)
-        want = np.where(short > 0, np.ceil(short / rate * 1.1) + 8, 0)
+        want = np.where(short > 0, np.ceil(short / rate * 1.03) + 8, 0)
         if envelope is not None:  # one requirement: rejection by its exact probability
-            m = int(min(max(want.max() * envelope.mass, envelope.pilot_rows()), batch))
+            # the first round learns the bounds: its size, not the request's, matters
+            m = int(min(envelope.pilot_rows() or envelope.proposals_for(int(short[0])), batch))
             drawn += m / envelope.mass
-            position = envelope.propose(m, gen)
-            rows = draw.first(m, position, gen)
+            cell, position, z = envelope.propose(m, gen)
+            rows = draw.first(m, position, gen, z)
             chance = draw.chance(rows.logits)
-            envelope.learn(position, chance)
-            owner = torch.where(envelope.keep(position, chance, gen), 0, -1)
+            # kept by the bounds they were drawn under (the first round's: 1), then learned from
+            owner = torch.where(envelope.keep(cell, chance, gen), 0, -1)
+            envelope.learn(position, z, chance)
             first = None  # drawn for the kept rows only, below
         elif plan.disjoint:  # one pool of rows, each to the stratum it matches
             m = int(min(want.max(), batch))
@@ -348,66 +350,176 @@ def generate_rows(
 
 class _Envelope:
     """Where to look for rows with one requirement, and how hard: rejection over the
-    generator's conditional vectors, exact by construction up to bounds learned once.
+    generator's inputs, exact by construction up to bounds learned once.
 
     Given its body's output h, a row's slots are independent draws from their softmaxes, so
-    the chance ``a(h)`` that it honours the requirement is exact arithmetic (``_Draw.chance``),
-    and rows kept with probability a(h) are rows drawn whole and filtered. The unconditioned
-    model mixes conditional vectors c with probabilities pi(c); many can hardly make the
-    requested rows (asked for women, the vector relationship=Husband). With a bound
-    M(c) >= a(h) for vector c's rows, drawing c with probability proportional to
-    pi(c) M(c) and keeping a row with probability a(h) / M(c) keeps each (c, h) with
-    probability proportional to pi(c) a(h): exactly the filtered model, in
-    sum_c pi(c) M(c) / share draws per row instead of 1 / share (Adult at epsilon 1, sex=Female
-    and Y=>50K: 9.8 draws per row instead of 28).
+    the chance ``a(c, z)`` that the row made from conditional vector c and noise z honours the
+    requirement is exact arithmetic (``_Draw.chance``), and rows kept with probability a are
+    rows drawn whole and filtered. The unconditioned model draws c with probability pi(c) and
+    z from N(0, I); most inputs can hardly make the requested rows (asked for women, the
+    vector relationship=Husband; asked for high earners, the noise with which the generator
+    writes low incomes). The envelope cuts each vector's noise into S(c) *cells* of equal
+    probability along one direction w(c) (``z . w(c)`` between two quantiles of the normal
+    law), the direction along which a(c, z) changes most. With a bound M >= a on each cell,
+    drawing a cell with probability proportional to pi(c) M / S(c), z from the normal law
+    within it (a truncated normal along w(c), the rest of z free), and keeping the row with
+    probability a / M keeps each (c, z) with probability proportional to pi(c) N(z) a(c, z):
+    exactly the filtered model, in sum pi(c) M / S(c) / share draws per row instead of
+    1 / share (Adult at epsilon 1, sex=Female and Y=>50K: about 3.5 instead of 29, and 10
+    with one bound per vector; bench/README.md).
 
-    The bounds come from a first round drawn from pi itself (kept by a(h): exact on its own):
-    twice the largest a(h) a vector's rows took there, plus 0.01 (1 for a vector seen fewer
-    than :data:`PILOT_PER_VECTOR` times). A row whose a(h) exceeds its vector's bound is kept
-    with probability 1 instead of a(h) / M(c): the only departure from exactness; on Adult
-    the rows above their bounds carried 5e-4 of the requested rows' probability.
+    Everything comes from a first round drawn from the model itself (one cell per vector,
+    every bound 1: plain sampling, kept by a, exact on its own). Each direction is a ridge
+    least-squares fit of log(a + 0.001) on z over the vector's first-round rows, shrunk
+    towards the fit over all vectors (each vector's own mean removed); a vector gets one cell
+    per :data:`PILOT_PER_CELL` + 10 of its rows (up to :data:`MAX_CELLS`); each bound is twice
+    the largest a the cell's first-round rows took, plus :data:`SLACK`, or the vector's bound
+    (likewise) for a cell seen fewer than :data:`PILOT_PER_CELL` times, or 1 for a vector seen
+    fewer times. A row whose a exceeds its cell's bound is kept with probability 1 instead of
+    a / M: the only departure from exactness; on Adult the rows above their bounds carried
+    about 1.5e-3 of the requested rows' probability (bench/README.md).
     """
 
     PILOT = 1 << 14
+    RIDGE = 100.0  # the shrinkage, in units of a vector's rows (a vector seen 100 times is
+    # half its own fit, half the pooled one)
 
-    def __init__(self, cond: ConditionSampler) -> None:
+    def __init__(self, cond: ConditionSampler, noise_dim: int) -> None:
         self.share = cond.position_share
-        self.bound = torch.ones_like(self.share)
-        self.mass = 1.0  # sum_c pi(c) M(c): a proposal stands for 1 / mass unconditioned draws
+        vectors, device = len(self.share), self.share.device
+        # any direction will do for the first round: with one cell per vector it is unused
+        self.direction = torch.zeros(vectors, noise_dim, device=device)
+        self.direction[:, 0] = 1.0
+        # per cell: its vector's position, its lowest quantile along the direction, its
+        # width in quantiles, and its bound
+        self.position = torch.arange(vectors, device=device)
+        self.low = torch.zeros(vectors, dtype=torch.float64, device=device)
+        self.width = torch.ones(vectors, dtype=torch.float64, device=device)
+        self.bound = torch.ones(vectors, dtype=torch.float64, device=device)
+        self._cells = torch.ones(vectors, dtype=torch.long, device=device)  # per vector
+        self._first = torch.arange(vectors, device=device)  # its first cell
+        self.mass = 1.0  # sum pi(c) M / S(c): a proposal stands for 1 / mass plain draws
+        self._expected = 0.0  # rows the proposals since the first round were expected to keep
+        self._proposed = 0
+        self._first_rate = 1.0
         self._cdf = torch.cumsum(self.share, 0)
         self.learned = False
 
     def pilot_rows(self) -> int:
         return 0 if self.learned else self.PILOT
 
-    def propose(self, m: int, gen: torch.Generator) -> torch.Tensor:
-        """m conditional vectors' positions, drawn with probability pi(c) M(c) / mass."""
-        u = torch.rand(m, generator=gen, device=self._cdf.device, dtype=torch.float64)
-        position = torch.searchsorted(self._cdf, u * self._cdf[-1], right=True)
-        return torch.clamp(position, max=len(self._cdf) - 1)
+    def propose(self, m: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor,
+                                                              torch.Tensor]:
+        """m proposals: each one's cell, drawn with probability pi(c) M / S(c) / mass, its
+        vector's position, and its noise, normal within the cell."""
+        device = self._cdf.device
+        u = torch.rand(m, generator=gen, device=device, dtype=torch.float64)
+        cell = torch.searchsorted(self._cdf, u * self._cdf[-1], right=True)
+        cell = torch.clamp(cell, max=len(self._cdf) - 1)
+        position = self.position.index_select(0, cell)
+        z = torch.randn(m, self.direction.shape[1], generator=gen, device=device)
+        if not self.learned:
+            return cell, position, z
+        w = self.direction.index_select(0, position)
+        # along w: the normal law's quantile of a uniform point of the cell's quantiles
+        v = torch.rand(m, generator=gen, device=device, dtype=torch.float64)
+        q = self.low.index_select(0, cell) + v * self.width.index_select(0, cell)
+        tiny = torch.finfo(torch.float64).tiny
+        t = torch.special.ndtri(q.clamp(tiny, 1 - 1e-16)).float()
+        z.add_((t - (z * w).sum(1)).unsqueeze(1) * w)
+        return cell, position, z
 
-    def keep(self, position: torch.Tensor, chance: torch.Tensor, gen: torch.Generator
+    def keep(self, cell: torch.Tensor, chance: torch.Tensor, gen: torch.Generator
              ) -> torch.Tensor:
-        """Which proposed rows to keep: each with probability a(h) / M(c)."""
+        """Which proposals to keep: each with probability a / M."""
         u = torch.rand(len(chance), generator=gen, device=chance.device, dtype=torch.float64)
-        return u * self.bound.index_select(0, position) < chance
+        bound = self.bound.index_select(0, cell)
+        if self.learned:  # the rows to expect, for sizing the next rounds
+            self._expected += float(torch.clamp(chance / bound, max=1.0).sum())
+            self._proposed += len(chance)
+        return u * bound < chance
 
-    def learn(self, position: torch.Tensor, chance: torch.Tensor) -> None:
-        """Set the bounds from the first round (drawn from pi with every bound at 1)."""
+    def proposals_for(self, rows: int) -> int:
+        """Proposals that keep about ``rows`` rows (a little more: a short round costs
+        another round, a long one only its extra draws). The rate is each proposal's
+        probability of being kept, summed: steadier than counting kept rows."""
+        rate = (self._expected / self._proposed if self._proposed >= 4096
+                else self._first_rate)
+        return math.ceil(rows / max(rate, MIN_SHARE) * 1.02) + 8
+
+    def learn(self, position: torch.Tensor, z: torch.Tensor, chance: torch.Tensor) -> None:
+        """Set the directions, cells and bounds from the first round (plain draws)."""
         if self.learned:
             return
         self.learned = True
-        seen = torch.bincount(position, minlength=len(self.share))
-        largest = torch.zeros_like(self.share).scatter_reduce_(0, position, chance, "amax")
-        tight = torch.clamp(2 * largest + 0.01, max=1.0)
-        self.bound = torch.where(seen >= PILOT_PER_VECTOR, tight, 1.0)
-        weight = self.share * self.bound
+        device, vectors = z.device, len(self.share)
+        seen = torch.bincount(position, minlength=vectors)
+        self.direction = self._directions(position, z, chance, seen).float()
+        cells = torch.clamp(seen // (PILOT_PER_CELL + 10), 1, MAX_CELLS)
+        first = torch.cumsum(cells, 0) - cells  # each vector's first cell
+        self.position = torch.repeat_interleave(torch.arange(vectors, device=device), cells)
+        count = cells.index_select(0, self.position).double()
+        slab = torch.arange(len(self.position), device=device) - first.index_select(
+            0, self.position)
+        self.low, self.width = slab / count, 1.0 / count
+        self._cells, self._first = cells, first
+        cell = self.cell_of(position, z)  # the first round's rows in their cells
+        in_cell = torch.bincount(cell, minlength=len(self.position))
+        largest = torch.zeros(len(self.position), dtype=torch.float64, device=device)
+        largest = largest.scatter_reduce_(0, cell, chance, "amax")
+        vector_largest = torch.zeros(vectors, dtype=torch.float64, device=device)
+        vector_largest = vector_largest.scatter_reduce_(0, position, chance, "amax")
+        per_vector = torch.where(seen >= PILOT_PER_CELL,
+                                 torch.clamp(2 * vector_largest + SLACK, max=1.0), 1.0)
+        self.bound = torch.where(in_cell >= PILOT_PER_CELL,
+                                 torch.clamp(2 * largest + SLACK, max=1.0),
+                                 per_vector.index_select(0, self.position))
+        weight = self.share.index_select(0, self.position) * self.bound * self.width
         self._cdf = torch.cumsum(weight, 0)
         self.mass = float(weight.sum() / self.share.sum())
+        # plain draws keep a row with probability share, so a proposal share / mass
+        self._first_rate = float(chance.mean()) / self.mass
+
+    def cell_of(self, position: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The cell of each row made from the vector at ``position`` and noise ``z``."""
+        t = (z * self.direction.index_select(0, position)).sum(1).double()
+        cells = self._cells.index_select(0, position)
+        slab = torch.minimum((torch.special.ndtr(t) * cells).long(), cells - 1)
+        return self._first.index_select(0, position) + slab
+
+    def _directions(self, position: torch.Tensor, z: torch.Tensor, chance: torch.Tensor,
+                    seen: torch.Tensor) -> torch.Tensor:
+        """Per vector, the unit direction of the ridge fit of log(a + 0.001) on z (see the
+        class): the rows a vector can hardly make differ in how unlikely they are too."""
+        vectors, dim = len(seen), z.shape[1]
+        count = seen.clamp(min=1).to(z.dtype)
+        a = torch.log(chance + 1e-3).to(z.dtype)
+        mean_z = z.new_zeros(vectors, dim).index_add_(0, position, z) / count.unsqueeze(1)
+        mean_a = z.new_zeros(vectors).index_add_(0, position, a) / count
+        order = torch.argsort(position)  # each vector's rows together, for slicing
+        x = z.index_select(0, order) - mean_z.index_select(0, position.index_select(0, order))
+        y = a.index_select(0, order) - mean_a.index_select(0, position.index_select(0, order))
+        eye = torch.eye(dim, dtype=torch.float64, device=z.device)
+        pooled = torch.linalg.solve((x.T @ x).double() + 1e-6 * eye, (x.T @ y).double())
+        fit = pooled.expand(vectors, dim).clone()
+        end = torch.cumsum(seen, 0).tolist()
+        # vectors seen fewer times than this would be mostly the pooled fit anyway
+        for c in torch.nonzero(seen >= self.RIDGE / 2).flatten().tolist():
+            xc, yc = x[end[c] - int(seen[c]):end[c]], y[end[c] - int(seen[c]):end[c]]
+            fit[c] = torch.linalg.solve((xc.T @ xc).double() + self.RIDGE * eye,
+                                        (xc.T @ yc).double() + self.RIDGE * pooled)
+        norm = fit.norm(dim=1, keepdim=True)
+        axis = torch.zeros_like(fit)
+        axis[:, 0] = 1.0
+        return torch.where(norm > 0, fit / norm.clamp(min=1e-300), axis)
 
 
-# vectors seen fewer times in the first round keep the bound 1
-PILOT_PER_VECTOR = 20
+# a cell (or vector) seen fewer times in the first round takes a looser bound (see _Envelope);
+# vectors get a cell per PILOT_PER_CELL + 10 first-round rows, so that few cells fall short
+PILOT_PER_CELL = 20
+MAX_CELLS = 32
+# added to every bound: a cell whose first-round rows all had a near 0 may hold rare larger ones
+SLACK = 0.003
 
 
 def _wanted(owner: torch.Tensor, short: np.ndarray, exact: bool) -> torch.Tensor:
@@ -483,8 +595,12 @@ class _Draw:
         self._drawable = torch.where(drawable, 0.0, -torch.inf)
         self._honours = torch.where(ok, 0.0, -torch.inf)
 
-    def first(self, m: int, position: torch.Tensor | None, gen: torch.Generator) -> _Rows:
-        z = torch.randn(m, self.folded.noise_dim, generator=gen, device=self.columns.device)
+    def first(self, m: int, position: torch.Tensor | None, gen: torch.Generator,
+              z: torch.Tensor | None = None) -> _Rows:
+        """m rows' checked logits, from noise ``z`` (default: drawn here)."""
+        if z is None:
+            z = torch.randn(m, self.folded.noise_dim, generator=gen,
+                            device=self.columns.device)
         return _Rows(z, position, self.folded.logits(z, position, self._head))
 
     def slots(self, logits: torch.Tensor, gen: torch.Generator, restricted: bool = False

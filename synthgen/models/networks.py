@@ -200,7 +200,8 @@ class FoldedGenerator:
             scale = bn.weight / torch.sqrt(cast(torch.Tensor, bn.running_var) + bn.eps)
             weight = fc.weight * scale.unsqueeze(1)
             bias = (fc.bias - cast(torch.Tensor, bn.running_mean)) * scale + bn.bias
-            self.layers.append((*self._split(weight, cond_dim), bias.detach()))
+            pieces, wz, wc = self._split(weight, cond_dim)
+            self.layers.append((pieces, wz, wc + bias.detach(), bias.detach()))
         self.head_pieces = self._split(generator.head.weight, cond_dim)
         self.head_bias = generator.head.bias.detach()
 
@@ -224,10 +225,11 @@ class FoldedGenerator:
         pieces, wz, wc = self.head_pieces
         bias, forbidden = self.head_bias, self.forbidden
         if columns is not None:
-            pieces = [w.index_select(1, columns) for w in pieces]
-            wz, wc = wz.index_select(1, columns), wc.index_select(1, columns)
+            pieces = [_narrow(w.index_select(1, columns)) for w in pieces]
+            wz = _narrow(wz.index_select(1, columns))
+            wc = wc.index_select(1, columns)
             bias, forbidden = bias.index_select(0, columns), forbidden.index_select(0, columns)
-        return pieces, wz, wc, bias, forbidden
+        return pieces, wz, wc + bias, bias, forbidden
 
     def logits(self, z: torch.Tensor, position: torch.Tensor | None,
                head: _Head | None = None) -> torch.Tensor:
@@ -254,16 +256,26 @@ class FoldedGenerator:
         return acts
 
 
+def _narrow(weight: torch.Tensor) -> torch.Tensor:
+    """A weight of few output columns stored column by column (the same matrix, transposed
+    strides): a CPU product into under 16 columns ran 2.5-4 times faster so (the few
+    columns a rejected draw in conditioned sampling needs)."""
+    return weight.t().contiguous().t() if weight.shape[1] < 16 else weight
+
+
 _Head = tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _affine(out: torch.Tensor, z: torch.Tensor, position: torch.Tensor | None,
             acts: list[torch.Tensor], pieces: list[torch.Tensor], wz: torch.Tensor,
-            wc: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """A Linear over the concatenation [acts..., z, one-hot(position)], into ``out``."""
-    torch.addmm(bias, z, wz, out=out)
-    if position is not None:
-        out += wc.index_select(0, position)
+            wc_bias: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A Linear over the concatenation [acts..., z, one-hot(position)], into ``out``;
+    ``wc_bias`` is the one-hot's rows with the bias added (one gather writes both)."""
+    if position is None:
+        torch.addmm(bias, z, wz, out=out)
+    else:
+        torch.index_select(wc_bias, 0, position, out=out)
+        out.addmm_(z, wz)
     for a, w in zip(acts, pieces, strict=True):
         out.addmm_(a, w)
     return out
