@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--speed-rows", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="timing rounds per model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train = load_adult(args.data / "adult.data")
@@ -72,11 +73,20 @@ def main() -> None:
     speed_rows, tstr_rows, tvd_rows = [], [], []
     for seed in args.seeds:
         synth = Synthesizer(epsilon=args.epsilon, seed=seed, device="cpu").fit(train)
-        base, _ = rate(synth, args.speed_rows, seed)
-        for name, kwargs in CASES.items():
-            r, _ = rate(synth, args.speed_rows, seed, **kwargs)
-            speed_rows.append({"seed": seed, "case": name, "rows/s": r,
-                               "unconditioned rows/s": base, "slowdown": base / r})
+        # rounds of (unconditioned, each case): a case's slowdown is against the unconditioned
+        # run of its own round, its figure the median over the rounds (a shared machine's
+        # load changes within a minute)
+        timed: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
+        for round_ in range(args.repeats):
+            base, _ = rate(synth, args.speed_rows, seed + round_)
+            for name, kwargs in CASES.items():
+                r, _ = rate(synth, args.speed_rows, seed + round_, **kwargs)
+                timed[name].append((r, base))
+        for name, pairs in timed.items():
+            speed_rows.append({"seed": seed, "case": name,
+                               "rows/s": float(np.median([r for r, _ in pairs])),
+                               "unconditioned rows/s": float(np.median([b for _, b in pairs])),
+                               "slowdown": float(np.median([b / r for r, b in pairs]))})
         # two categorical conditions: 10,000 rows against a filtered unconditioned sample
         cond = {"sex": "Female", "Y": ">50K"}
         out = synth.sample(10_000, seed=seed + 100, conditions=cond)
@@ -97,7 +107,9 @@ def main() -> None:
                               if label != "unbalanced" else float("nan")})
     pd.set_option("display.width", 200)
     speed = pd.DataFrame(speed_rows)
-    print(f"\nSpeed, {args.speed_rows:,} rows, {args.threads} thread(s), CPU")
+    print(f"\nSpeed, {args.speed_rows:,} rows, {args.threads} thread(s), CPU, medians of "
+          f"{args.repeats} rounds per model")
+    print(markdown(speed))
     print(markdown(speed.groupby("case", sort=False)[
         ["rows/s", "unconditioned rows/s", "slowdown"]].mean().reset_index()))
     print("\nTwo conditions (sex=Female, Y=>50K), 10,000 rows")

@@ -20,9 +20,9 @@ Rejection costs draws (one per row at share 1, 1 / share in general); a rejected
 the generator's body and the checked spans' logits (folded: :class:`FoldedGenerator`), and the
 output layer and the decoding run on kept rows only. With one requirement (fixed values,
 ranges), a row is kept with its exact chance of honouring it rather than by its drawn slots,
-and the conditional vectors that can hardly make such rows are drawn less often, with the
-rows they make kept more often in proportion (:class:`_Envelope`): the same law in fewer
-draws. A stratum whose measured share is under :data:`MIN_SHARE` stops with an error that
+and the generator's inputs (a conditional vector, and a slab of noise along the direction
+that matters to it) that can hardly make such rows are drawn less often, with the rows they
+make kept more often in proportion (:class:`_Envelope`): the same law in fewer draws. A stratum whose measured share is under :data:`MIN_SHARE` stops with an error that
 states the share.
 """
 
