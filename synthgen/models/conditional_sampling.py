@@ -22,8 +22,9 @@ output layer and the decoding run on kept rows only. With one requirement (fixed
 ranges), a row is kept with its exact chance of honouring it rather than by its drawn slots,
 and the generator's inputs (a conditional vector, and a slab of noise along the direction
 that matters to it) that can hardly make such rows are drawn less often, with the rows they
-make kept more often in proportion (:class:`_Envelope`): the same law in fewer draws. A stratum whose measured share is under :data:`MIN_SHARE` stops with an error that
-states the share.
+make kept more often in proportion (:class:`_Envelope`): the same law in fewer draws. A
+stratum whose measured share is under :data:`MIN_SHARE` stops with an error that states the
+share.
 """
 
 from __future__ import annotations
@@ -377,7 +378,7 @@ class _Envelope:
     (likewise) for a cell seen fewer than :data:`PILOT_PER_CELL` times, or 1 for a vector seen
     fewer times. A row whose a exceeds its cell's bound is kept with probability 1 instead of
     a / M: the only departure from exactness; on Adult the rows above their bounds carried
-    about 1.5e-3 of the requested rows' probability (bench/README.md).
+    1.6e-3 of the requested rows' probability, 2e-4 for one value (bench/README.md).
     """
 
     PILOT = 1 << 14
@@ -492,22 +493,27 @@ class _Envelope:
         """Per vector, the unit direction of the ridge fit of log(a + 0.001) on z (see the
         class): the rows a vector can hardly make differ in how unlikely they are too."""
         vectors, dim = len(seen), z.shape[1]
-        count = seen.clamp(min=1).to(z.dtype)
-        a = torch.log(chance + 1e-3).to(z.dtype)
-        mean_z = z.new_zeros(vectors, dim).index_add_(0, position, z) / count.unsqueeze(1)
-        mean_a = z.new_zeros(vectors).index_add_(0, position, a) / count
-        order = torch.argsort(position)  # each vector's rows together, for slicing
-        x = z.index_select(0, order) - mean_z.index_select(0, position.index_select(0, order))
-        y = a.index_select(0, order) - mean_a.index_select(0, position.index_select(0, order))
+        order = torch.argsort(position, stable=True)  # each vector's rows together
+        rows = torch.cat([z.index_select(0, order),
+                          torch.log(chance.index_select(0, order) + 1e-3).unsqueeze(1).to(
+                              z.dtype)], 1).double()
+        # each vector's sums as differences of one running sum: deterministic on a GPU, where
+        # index_add_ adds in whatever order its atomics land
+        running = torch.cat([rows.new_zeros(1, dim + 1), torch.cumsum(rows, 0)])
+        end = torch.cumsum(seen, 0)
+        means = (running.index_select(0, end) - running.index_select(0, end - seen)) / (
+            seen.clamp(min=1).unsqueeze(1))
+        centred = rows - means.index_select(0, position.index_select(0, order))
+        x, y = centred[:, :dim], centred[:, dim]
         eye = torch.eye(dim, dtype=torch.float64, device=z.device)
-        pooled = torch.linalg.solve((x.T @ x).double() + 1e-6 * eye, (x.T @ y).double())
+        pooled = torch.linalg.solve(x.T @ x + 1e-6 * eye, x.T @ y)
         fit = pooled.expand(vectors, dim).clone()
-        end = torch.cumsum(seen, 0).tolist()
+        stops, counts = end.tolist(), seen.tolist()
         # vectors seen fewer times than this would be mostly the pooled fit anyway
         for c in torch.nonzero(seen >= self.RIDGE / 2).flatten().tolist():
-            xc, yc = x[end[c] - int(seen[c]):end[c]], y[end[c] - int(seen[c]):end[c]]
-            fit[c] = torch.linalg.solve((xc.T @ xc).double() + self.RIDGE * eye,
-                                        (xc.T @ yc).double() + self.RIDGE * pooled)
+            xc, yc = x[stops[c] - counts[c]:stops[c]], y[stops[c] - counts[c]:stops[c]]
+            fit[c] = torch.linalg.solve(xc.T @ xc + self.RIDGE * eye,
+                                        xc.T @ yc + self.RIDGE * pooled)
         norm = fit.norm(dim=1, keepdim=True)
         axis = torch.zeros_like(fit)
         axis[:, 0] = 1.0
