@@ -366,7 +366,7 @@ class _Envelope:
     within it (a truncated normal along w(c), the rest of z free), and keeping the row with
     probability a / M keeps each (c, z) with probability proportional to pi(c) N(z) a(c, z):
     exactly the filtered model, in sum pi(c) M / S(c) / share draws per row instead of
-    1 / share (Adult at epsilon 1, sex=Female and Y=>50K: about 3.5 instead of 29, and 10
+    1 / share (Adult at epsilon 1, sex=Female and Y=>50K: about 3.3 instead of 29, and 10
     with one bound per vector; bench/README.md).
 
     Everything comes from a first round drawn from the model itself (one cell per vector,

@@ -221,7 +221,8 @@ class FoldedGenerator:
                 w[at + self.noise_dim:].contiguous())
 
     def head(self, columns: torch.Tensor | None = None) -> _Head:
-        """The output layer, whole or for some of its columns only."""
+        """The output layer, whole or for some of its columns only: (weight pieces, z's
+        weight, the one-hot's rows plus the bias, the bias, the forbidden columns)."""
         pieces, wz, wc = self.head_pieces
         bias, forbidden = self.head_bias, self.forbidden
         if columns is not None:
@@ -237,22 +238,22 @@ class FoldedGenerator:
         vectors one-hot at ``position`` (None: the generator has no conditional columns), the
         forbidden slots pinned low. On a CPU in blocks of :attr:`BLOCK` rows: the activations
         of a block stay in the cache (65,536 rows at once ran 2.2 times slower)."""
-        pieces, wz, wc, bias, forbidden = head or self.head()
+        pieces, wz, wc_bias, bias, forbidden = head or self.head()
         block = max(z.shape[0], 1) if z.device.type == "cuda" else self.BLOCK
         out = z.new_empty(z.shape[0], bias.shape[0])
         for at in range(0, z.shape[0], block):
             zb = z[at:at + block]
             pb = None if position is None else position[at:at + block]
             acts = self._body(zb, pb)
-            _affine(out[at:at + block], zb, pb, acts, pieces, wz, wc, bias)
+            _affine(out[at:at + block], zb, pb, acts, pieces, wz, wc_bias, bias)
         return out.masked_fill_(forbidden, -1e4) if self.masked else out
 
     def _body(self, z: torch.Tensor, position: torch.Tensor | None) -> list[torch.Tensor]:
         """The activations [a_k, ..., a_1]."""
         acts: list[torch.Tensor] = []
-        for pieces, wz, wc, bias in self.layers:
+        for pieces, wz, wc_bias, bias in self.layers:
             y = z.new_empty(z.shape[0], bias.shape[0])
-            acts.insert(0, _affine(y, z, position, acts, pieces, wz, wc, bias).relu_())
+            acts.insert(0, _affine(y, z, position, acts, pieces, wz, wc_bias, bias).relu_())
         return acts
 
 
