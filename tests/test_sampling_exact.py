@@ -1,8 +1,10 @@
 """The arithmetic conditioned sampling rests on: the folded generator computes what the
 generator does, a row's chance of honouring a requirement is exact, and the envelope's
-proposal keeps the conditional vectors in the filtered model's proportions."""
+proposal keeps the inputs (vectors and noise) in the filtered model's proportions."""
 
 from __future__ import annotations
+
+from typing import cast
 
 import numpy as np
 import pytest
@@ -10,8 +12,8 @@ import torch
 
 from synthgen import Synthesizer
 from synthgen.models.conditional_sampling import SLACK, SamplingPlan, _Draw, _Envelope
+from synthgen.models.conditions import ConditionsSpec, facts_of
 from synthgen.models.conditions import check as check_conditions
-from synthgen.models.conditions import facts_of
 from synthgen.models.networks import FoldedGenerator, Generator
 from synthgen.transform import Span
 
@@ -21,7 +23,7 @@ def model(adult_model: Synthesizer) -> Synthesizer:
     return adult_model
 
 
-def _draw(model: Synthesizer, conditions: object) -> _Draw:
+def _draw(model: Synthesizer, conditions: ConditionsSpec) -> _Draw:
     encoder, generator, cond = model._require_fitted()
     spec = check_conditions(conditions, None, *facts_of(encoder.domains))
     plan = SamplingPlan(encoder, cond, spec, 1000)
@@ -35,8 +37,8 @@ def test_the_folded_generator_computes_what_the_generator_does() -> None:
     generator = Generator(8, 6, spans, (16, 12), forbidden=[2])
     for module in generator.modules():  # BatchNorm statistics unlike their defaults
         if isinstance(module, torch.nn.BatchNorm1d):
-            module.running_mean.uniform_(-1, 1)
-            module.running_var.uniform_(0.5, 2)
+            cast(torch.Tensor, module.running_mean).uniform_(-1, 1)
+            cast(torch.Tensor, module.running_var).uniform_(0.5, 2)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.5, 0.5)
     generator.eval()
@@ -55,7 +57,7 @@ def test_the_folded_generator_computes_what_the_generator_does() -> None:
 
 @pytest.mark.parametrize("conditions", [{"sex": "Female", "Y": ">50K"}, ["age>=60"]])
 def test_a_rows_chance_is_how_often_its_draws_honour_the_requirement(
-        model: Synthesizer, conditions: object) -> None:
+        model: Synthesizer, conditions: ConditionsSpec) -> None:
     draw = _draw(model, conditions)
     gen = torch.Generator().manual_seed(3)
     _, _, cond = model._require_fitted()
