@@ -3,7 +3,8 @@ model), how closely conditioned rows follow the model (total variation distance 
 unconditioned sample filtered to the condition), the share rebalancing gives, and TSTR on
 ``adult.test`` with and without rebalancing ``Y`` to 0.5.
 
-    python bench/conditional.py --data ../shared/data/adult --epsilon 1 --seeds 0 1 2
+    python bench/conditional.py --data ../shared/data/adult --epsilon 1 --seeds 0 1 2 \
+        --speed-rows 2000 5000 20000
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--speed-rows", type=int, default=20_000)
+    parser.add_argument("--speed-rows", type=int, nargs="+", default=[20_000],
+                        help="request sizes to time")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds per model")
     args = parser.parse_args()
@@ -76,17 +78,19 @@ def main() -> None:
         # rounds of (unconditioned, each case): a case's slowdown is against the unconditioned
         # run of its own round, its figure the median over the rounds (a shared machine's
         # load changes within a minute)
-        timed: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
-        for round_ in range(args.repeats):
-            base, _ = rate(synth, args.speed_rows, seed + round_)
-            for name, kwargs in CASES.items():
-                r, _ = rate(synth, args.speed_rows, seed + round_, **kwargs)
-                timed[name].append((r, base))
-        for name, pairs in timed.items():
-            speed_rows.append({"seed": seed, "case": name,
-                               "rows/s": float(np.median([r for r, _ in pairs])),
-                               "unconditioned rows/s": float(np.median([b for _, b in pairs])),
-                               "slowdown": float(np.median([b / r for r, b in pairs]))})
+        for rows in args.speed_rows:
+            timed: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
+            for round_ in range(args.repeats):
+                base, _ = rate(synth, rows, seed + round_)
+                for name, kwargs in CASES.items():
+                    r, _ = rate(synth, rows, seed + round_, **kwargs)
+                    timed[name].append((r, base))
+            for name, pairs in timed.items():
+                speed_rows.append({
+                    "rows": rows, "seed": seed, "case": name,
+                    "rows/s": float(np.median([r for r, _ in pairs])),
+                    "unconditioned rows/s": float(np.median([b for _, b in pairs])),
+                    "slowdown": float(np.median([b / r for r, b in pairs]))})
         # two categorical conditions: 10,000 rows against a filtered unconditioned sample
         cond = {"sex": "Female", "Y": ">50K"}
         out = synth.sample(10_000, seed=seed + 100, conditions=cond)
@@ -107,10 +111,10 @@ def main() -> None:
                               if label != "unbalanced" else float("nan")})
     pd.set_option("display.width", 200)
     speed = pd.DataFrame(speed_rows)
-    print(f"\nSpeed, {args.speed_rows:,} rows, {args.threads} thread(s), CPU, medians of "
-          f"{args.repeats} rounds per model")
+    print(f"\nSpeed, {args.threads} thread(s), CPU, medians of {args.repeats} rounds per "
+          "model and size")
     print(markdown(speed))
-    print(markdown(speed.groupby("case", sort=False)[
+    print(markdown(speed.groupby(["rows", "case"], sort=False)[
         ["rows/s", "unconditioned rows/s", "slowdown"]].mean().reset_index()))
     print("\nTwo conditions (sex=Female, Y=>50K), 10,000 rows")
     print(markdown(pd.DataFrame(tvd_rows)))

@@ -31,8 +31,8 @@ CONDITIONS: list[ConditionsSpec] = [
     {"sex": "Female", "Y": ">50K"}, {"sex": "Female"}, {"Y": ">50K"}, ["age>=60"]]
 
 
-def measure(model: Synthesizer, conditions: ConditionsSpec, rounds: int, fresh: int
-            ) -> tuple[float, list[float], list[float]]:
+def measure(model: Synthesizer, conditions: ConditionsSpec, rounds: int, fresh: int,
+            rows: int | None) -> tuple[float, list[float], list[float]]:
     encoder, generator, cond = model._require_fitted()
     generator.eval()
     spec = check(conditions, None, *facts_of(encoder.domains))
@@ -42,8 +42,8 @@ def measure(model: Synthesizer, conditions: ConditionsSpec, rounds: int, fresh: 
     with torch.no_grad():
         for seed in range(rounds):
             gen = torch.Generator(device=cond.device).manual_seed(seed)
-            envelope = cs._Envelope(cond, generator.noise_dim)
-            _, position, z = envelope.propose(envelope.PILOT, gen)
+            envelope = cs._Envelope(cond, generator.noise_dim, rows)
+            _, position, z = envelope.propose(envelope.pilot, gen)
             envelope.learn(position, z, draw.chance(draw.first(len(z), position, gen, z).logits))
             _, position, z = cs._Envelope(cond, generator.noise_dim).propose(fresh, gen)
             chance = draw.chance(draw.first(fresh, position, gen, z).logits)
@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="first rounds per condition")
     parser.add_argument("--fresh", type=int, default=1 << 19, help="plain draws per check")
+    parser.add_argument("--rows", type=int, help="a request's rows (they size the first "
+                        "round: 4,096 to 16,384 draws); default the largest first round")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.model is not None:
@@ -76,7 +78,7 @@ def main() -> None:
           "| probability above the bounds |")
     print("| --- | --- | --- | --- |")
     for conditions in CONDITIONS:
-        share, draws, above = measure(model, conditions, args.rounds, args.fresh)
+        share, draws, above = measure(model, conditions, args.rounds, args.fresh, args.rows)
         print(f"| {conditions} | {share:.2%} | {np.mean(draws):.2f} ({min(draws):.2f}-"
               f"{max(draws):.2f}) | {np.mean(above):.1e} (largest {max(above):.1e}) |")
 
