@@ -68,6 +68,7 @@ def main() -> None:
                         help="request sizes to time")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds per model")
+    parser.add_argument("--speed-only", action="store_true", help="skip the TVD and TSTR parts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train = load_adult(args.data / "adult.data")
@@ -91,6 +92,8 @@ def main() -> None:
                     "rows/s": float(np.median([r for r, _ in pairs])),
                     "unconditioned rows/s": float(np.median([b for _, b in pairs])),
                     "slowdown": float(np.median([b / r for r, b in pairs]))})
+        if args.speed_only:
+            continue
         # two categorical conditions: 10,000 rows against a filtered unconditioned sample
         cond = {"sex": "Female", "Y": ">50K"}
         out = synth.sample(10_000, seed=seed + 100, conditions=cond)
@@ -116,6 +119,8 @@ def main() -> None:
     print(markdown(speed))
     print(markdown(speed.groupby(["rows", "case"], sort=False)[
         ["rows/s", "unconditioned rows/s", "slowdown"]].mean().reset_index()))
+    if args.speed_only:
+        return
     print("\nTwo conditions (sex=Female, Y=>50K), 10,000 rows")
     print(markdown(pd.DataFrame(tvd_rows)))
     print("\nTSTR on adult.test (32,561 synthetic rows)")

@@ -94,22 +94,25 @@ def _free(envelope: _Envelope, position: torch.Tensor, z: torch.Tensor) -> torch
     return z - (z * along).sum(1, keepdim=True) * along
 
 
+@pytest.mark.parametrize("rows", [None, 1000])  # the largest first round, and the smallest
 def test_the_envelope_keeps_the_inputs_in_the_filtered_models_proportions(
-        model: Synthesizer) -> None:
+        model: Synthesizer, rows: int | None) -> None:
     """Rows kept through the envelope come from each conditional vector, and from each part of
     the noise along its direction, in proportion to pi(c) x N(z) x (the row's chance): what
     plain draws filtered by their chance give."""
     draw = _draw(model, {"sex": "Female", "Y": ">50K"})
     _, generator, cond = model._require_fitted()
     gen = torch.Generator().manual_seed(7)
-    envelope = _Envelope(cond, generator.noise_dim)
-    m = 1 << 17
-    _, position, z = envelope.propose(m, gen)  # the first round: the model itself
-    chance = draw.chance(draw.first(m, position, gen, z).logits)
+    envelope = _Envelope(cond, generator.noise_dim, rows)
+    assert envelope.pilot == (_Envelope.PILOT if rows is None else _Envelope.SMALLEST_PILOT)
+    first = envelope.pilot
+    _, position, z = envelope.propose(first, gen)  # the first round: the model itself
+    chance = draw.chance(draw.first(first, position, gen, z).logits)
     envelope.learn(position, z, chance)
     assert envelope.mass < 0.3  # it does skip inputs that can hardly make such rows
     assert bool((envelope.bound >= SLACK).all())
-    assert len(envelope.bound) > 2 * cond.width  # noise cut into cells along directions
+    assert len(envelope.bound) > cond.width  # noise cut into cells along directions
+    m = 1 << 17
     # the reference: fresh plain draws weighted by their chance (two of them differ by 0.03)
     _, position, z = _Envelope(cond, generator.noise_dim).propose(2 * m, gen)
     chance = draw.chance(draw.first(2 * m, position, gen, z).logits)
