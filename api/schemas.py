@@ -21,6 +21,15 @@ def iso(t: float | None) -> datetime | None:
     return None if t is None else datetime.fromtimestamp(t, UTC)
 
 
+def public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A job's options as its resources show them: a seed is a secret like a key (it
+    regenerates the job's noise), so only the fact that there is one is shown."""
+    shown = {k: v for k, v in options.items() if k != "seed"}
+    if options.get("seed") is not None:
+        shown["seeded"] = True
+    return shown
+
+
 class ColumnOut(BaseModel):
     name: str
     kind: str
@@ -135,7 +144,8 @@ class JobOut(BaseModel):
                                 "job runs at (the default, 1e-6) once training has started: "
                                 "what the report and the dataset's budget count.")
     rows: int | None
-    options: dict[str, Any]
+    options: dict[str, Any] = Field(description="The job's options as asked; a seed is a "
+                                    "secret and shows as \"seeded\": true.")
     progress: Progress
     attempt: int
     cancel_requested: bool
@@ -154,7 +164,7 @@ class JobOut(BaseModel):
             id=j.id, dataset_id=j.dataset_id, dataset_version=j.dataset_version,
             batch_id=j.batch_id, status=j.state,  # type: ignore[arg-type]
             epsilon=j.epsilon, delta=j.delta if j.delta is not None else ledger_delta(j.ledger),
-            rows=j.rows, options=j.options or {},
+            rows=j.rows, options=public_options(j.options or {}),
             progress=Progress(step=j.progress_step, total_steps=j.progress_total,
                               epoch=j.progress_epoch, epsilon_spent=j.progress_epsilon),
             attempt=j.attempt, cancel_requested=j.cancel_requested,

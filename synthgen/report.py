@@ -52,9 +52,17 @@ GUARANTEE = (
 
 SECURE_MODE_NOTE = (
     "Noise is drawn from PyTorch's and NumPy's default generators, not a CSPRNG: Opacus's "
-    "secure_mode needs torchcsprng, which has no release for current PyTorch. The accepted risk is "
-    "floating-point and generator-state attacks on the noise; the seed is never stored in the "
-    "model. Runs with --seed are reproducible, and their noise is only as secret as the seed."
+    "secure_mode needs torchcsprng, which has no release for current PyTorch. Unless the run was "
+    "given a seed, the generators are seeded from the operating system's entropy (os.urandom / "
+    "secrets), never from anything published. The accepted risk is floating-point and "
+    "generator-state attacks on the noise."
+)
+SEEDED_NOTE = (
+    "Seeded: keep the seed secret. This run was given a seed for reproducibility, and every "
+    "noise draw (histograms, marginals, DP-SGD, the holdout split) came from generators seeded "
+    "by it: anyone who knows the seed can regenerate the noise and subtract it from the "
+    "releases, which voids the guarantee. Like a key, the seed is stored in no output (this "
+    "report, the model, the job resource)."
 )
 
 
@@ -174,7 +182,8 @@ def build_report(synth: FittedModel) -> dict[str, Any]:
         "accountant_delta": ledger.accountant_delta,
         "privacy_unit": "one row (add/remove neighbours)",
         "guarantee": GUARANTEE.format(epsilon=spent, delta=delta, accountant=ledger.accountant),
-        "secure_mode": {"enabled": False, "note": SECURE_MODE_NOTE},
+        "secure_mode": {"enabled": False, "seeded": bool(info.get("seeded", False)),
+                        "note": SEEDED_NOTE if info.get("seeded") else SECURE_MODE_NOTE},
         "ledger": ledger.to_dict()["entries"],
         "rows": info.get("rows"),
         "columns": [
@@ -201,6 +210,26 @@ def run_header(input_name: str, *, command: str | None = None,
 
     return {"input": input_name, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": command, "job_id": job_id}
+
+
+SECRET_OPTIONS = ("--seed",)
+
+
+def public_command(argv: list[str]) -> list[str]:
+    """``argv`` without the options that are secrets (``--seed N`` / ``--seed=N``): a seed
+    regenerates the run's noise, so it never goes into a published command line."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in SECRET_OPTIONS:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
 
 
 def jsonable(value: Any) -> Any:

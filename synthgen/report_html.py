@@ -371,7 +371,9 @@ def _training(report: dict[str, Any]) -> str:
             if key in training]
     secure = report.get("secure_mode") or {}
     out = "<h2>Training parameters</h2>" + (_table(("", "value"), rows, {1}) if rows else "")
-    if secure:
+    if secure.get("seeded"):
+        out += f'<div class="banner warn"><b>Seeded run.</b> {_e(secure.get("note", ""))}</div>'
+    elif secure:
         out += f"<p><b>Noise source.</b> {_e(secure.get('note', ''))}</p>"
     return out
 

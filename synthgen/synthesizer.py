@@ -32,6 +32,7 @@ from synthgen.models.trainer import (
     default_epochs,
     fresh_seed,
     load_state,
+    noise_rng,
     save_state,
 )
 from synthgen.privacy import (
@@ -146,12 +147,11 @@ class Synthesizer:
             schema = infer_schema(df, self.schema)
             delta = self.delta if self.delta is not None else default_delta()
             share = self.preprocessing_share
-            rng = np.random.default_rng(self.seed)
+            rng = noise_rng(self.seed)
             probe: LedgerEntry | None = None
             if share is None:  # adapts to the table's size and width (privacy/budget.py)
                 # sized by a small DP count of the rows of its own (the exact count is private)
-                probe = size_probe(len(df), self.epsilon, delta, np.random.default_rng(
-                    None if self.seed is None else [self.seed, 1]))
+                probe = size_probe(len(df), self.epsilon, delta, noise_rng(self.seed, 1))
                 share = domain_share(self.epsilon, delta, probe.params["rows_estimate"],
                                      len(schema.learned), discovering=any(
                                          discovers(c) for c in schema.learned))
@@ -165,6 +165,9 @@ class Synthesizer:
                 self.ledger.record(estimate.entry)
             self.domains = estimate.domains
             self.info = {"warnings": [*read_warnings(df), *estimate.warnings],
+                         # the report says so (keep the seed secret); the seed itself is
+                         # stored nowhere
+                         "seeded": self.seed is not None,
                          "preprocessing_share": share,
                          "rows_estimate": max(estimate.rows_estimate, 1.0)}
             if self.delta is None and estimate.rows_estimate * delta > 0.1:

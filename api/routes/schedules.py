@@ -14,7 +14,7 @@ from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, owned
 from api.problems import Problem
 from api.routes.batches import BatchCreate, check_epsilons
 from api.sampling import check_sampling
-from api.schemas import JobCreate, iso
+from api.schemas import JobCreate, iso, public_options
 from synthgen.service.db import Dataset, Schedule, ScheduleRun, new_id, now
 from synthgen.service.schedules import InvalidSchedule, check_cron, schedule_values
 from synthgen.service.settings import Settings
@@ -85,7 +85,8 @@ class ScheduleOut(BaseModel):
     timezone: str
     enabled: bool
     kind: Literal["job", "batch"]
-    jobs: list[dict[str, Any]] = Field(description="The template's job request bodies.")
+    jobs: list[dict[str, Any]] = Field(description="The template's job request bodies (a "
+                                       "seed, a secret, shows as \"seeded\": true).")
     next_fire_at: datetime | None
     last_fire_at: datetime | None
     created_at: datetime
@@ -98,7 +99,8 @@ class ScheduleOut(BaseModel):
         runs = session.scalars(select(ScheduleRun).where(ScheduleRun.schedule_id == s.id)
                                .order_by(ScheduleRun.fire_time.desc()).limit(RECENT_RUNS)).all()
         return cls(id=s.id, name=s.name, cron=s.cron, timezone=s.timezone, enabled=s.enabled,
-                   kind=s.template["kind"], jobs=s.template["jobs"],
+                   kind=s.template["kind"],
+                   jobs=[public_options(j) for j in s.template["jobs"]],
                    next_fire_at=iso(s.next_fire_at), last_fire_at=iso(s.last_fire_at),
                    created_at=iso(s.created_at), updated_at=iso(s.updated_at),  # type: ignore[arg-type]
                    recent_runs=[ScheduleRunOut(

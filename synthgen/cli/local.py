@@ -50,9 +50,11 @@ def run(
         help="Public schema JSON (synthgen format or SDV metadata): declared facts cost no budget."
     )] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int | None, typer.Option(help="Seed for reproducible runs (the noise is then "
-                                             "only as secret as the seed; the same output "
-                                             "needs the same --threads too).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible runs: a secret like a "
+                                             "key (anyone who knows it can regenerate the "
+                                             "noise), never written to the report or the "
+                                             "model; the same output needs the same "
+                                             "--threads too. Default: fresh OS entropy.")] = None,
     epochs: Annotated[float | None, typer.Option(
         help="Training epochs (default 30; more above epsilon 3, 60 from epsilon 10).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Expected real rows per step (default "
@@ -91,7 +93,13 @@ def run(
     from synthgen.models.conditions import facts_of_schema
     from synthgen.privacy.accountant import check_accountant
     from synthgen.privacy.budget import check_epsilon
-    from synthgen.report import evaluation_path, run_header, write_evaluation, write_report
+    from synthgen.report import (
+        evaluation_path,
+        public_command,
+        run_header,
+        write_evaluation,
+        write_report,
+    )
     from synthgen.schema import infer_schema, load_schema
     from synthgen.synthesizer import Synthesizer
 
@@ -151,7 +159,8 @@ def run(
             evaluation = evaluate_job(doc, plan, train, synthetic, seed=seed)
             doc["timings"]["total_s"] = time.perf_counter() - started
             doc["run"] = run_header(input.name,
-                                    command=shlex.join(["synthgen", *sys.argv[1:]]))
+                                    command=shlex.join(["synthgen",
+                                                        *public_command(sys.argv[1:])]))
             written_to += [str(report), str(write_report(doc, report))]
             owner = evaluation_path(report)
             written_to += [str(owner), str(write_evaluation(evaluation, owner))]

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import math
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,16 @@ def fresh_seed() -> int:
     """A 63-bit seed from the OS's entropy, for runs without --seed. Not from numpy's global
     generator: any library calling ``np.random.seed`` would make the noise predictable."""
     return int.from_bytes(os.urandom(8), "little") >> 1
+
+
+def noise_rng(seed: int | None, *stream: int) -> np.random.Generator:
+    """NumPy's generator for privacy noise: seeded by ``seed`` (a secret: anyone who knows it
+    regenerates the noise) for a reproducible run, else by 128 bits of OS entropy (``secrets``),
+    never by numpy's global state or anything published. ``stream`` picks an independent
+    stream of the same seed."""
+    if seed is None:
+        return np.random.default_rng(secrets.randbits(128))
+    return np.random.default_rng([seed, *stream] if stream else seed)
 
 
 def default_epochs(epsilon: float) -> float:
