@@ -35,10 +35,23 @@ class ColumnOut(BaseModel):
     kind: str
 
 
+class CsvOptionsOut(BaseModel):
+    delimiter: str
+    encoding: str
+    decimal: str | None = Field(description="The decimal mark given (None: numbers were read "
+                                "with a point; those written with a comma stayed text).")
+    given: list[str] = Field(description="The options the upload gave; the others were "
+                             "detected (the delimiter from the header line, the encoding from "
+                             "the bytes).")
+
+
 class DatasetOut(BaseModel):
     id: str
     name: str
     format: Literal["csv", "parquet"]
+    csv: CsvOptionsOut | None = Field(None, description="How the CSV was read (None: Parquet, "
+                                      "or a CSV uploaded before this was kept: UTF-8, "
+                                      "commas).")
     size_bytes: int
     sha256: str
     rows: int
@@ -55,6 +68,7 @@ class DatasetOut(BaseModel):
     @classmethod
     def of(cls, d: Dataset) -> DatasetOut:
         return cls(id=d.id, name=d.name, format=d.format, size_bytes=d.size_bytes,  # type: ignore[arg-type]
+                   csv=CsvOptionsOut(**d.csv_options) if d.csv_options else None,
                    sha256=d.sha256, rows=d.rows, column_count=len(d.columns),
                    columns=[ColumnOut(**c) for c in d.columns], budget_epsilon=d.budget_epsilon,
                    budget_policy=d.budget_policy, version=d.version,  # type: ignore[arg-type]

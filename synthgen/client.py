@@ -137,9 +137,15 @@ class Client:
     # --- datasets -------------------------------------------------------------------------
 
     def upload_dataset(self, path: str | Path, *, budget_epsilon: float | None = None,
-                       budget_policy: str | None = None, schema: JSON | None = None) -> JSON:
+                       budget_policy: str | None = None, schema: JSON | None = None,
+                       delimiter: str | None = None, encoding: str | None = None,
+                       decimal: str | None = None) -> JSON:
+        """Upload a table; ``delimiter``, ``encoding`` and ``decimal`` tell how to read a CSV
+        (default: detected, see the README)."""
         form = {k: str(v) for k, v in (("budget_epsilon", budget_epsilon),
-                                       ("budget_policy", budget_policy)) if v is not None}
+                                       ("budget_policy", budget_policy), ("delimiter", delimiter),
+                                       ("encoding", encoding), ("decimal", decimal))
+                if v is not None}
         if schema is not None:
             form["schema"] = json.dumps(schema)
         with open(path, "rb") as fh:
@@ -147,8 +153,12 @@ class Client:
                               files={"file": (Path(path).name, fh)})
 
     def upload_version(self, dataset_id: str, path: str | Path, *,
-                       schema: JSON | None = None) -> JSON:
-        form = {"schema": json.dumps(schema)} if schema is not None else {}
+                       schema: JSON | None = None, delimiter: str | None = None,
+                       encoding: str | None = None, decimal: str | None = None) -> JSON:
+        form = {k: v for k, v in (("delimiter", delimiter), ("encoding", encoding),
+                                  ("decimal", decimal)) if v is not None}
+        if schema is not None:
+            form["schema"] = json.dumps(schema)
         with open(path, "rb") as fh:
             return self._json("PUT", f"/v1/datasets/{dataset_id}/versions", data=form,
                               files={"file": (Path(path).name, fh)})

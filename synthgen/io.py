@@ -105,6 +105,118 @@ _OTHER_FORMATS = (
 _JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".geojson")
 
 
+# ----------------------------------------------------------------------------- CSV dialects
+#
+# The delimiter and the encoding are facts of the file's format, like being a CSV at all: they
+# are decided from the header line and the bytes' structure (which delimiter splits the header;
+# whether the bytes are valid UTF-8), public like the file format, never from what the cells
+# say. The decimal mark is never guessed (a "1,5" could be a list): given, the reader turns such
+# numbers into numbers; not given, numbers written with a comma stay text.
+
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_DELIMITER_WORDS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+DECIMALS = (".", ",")
+# How to set each option, in words that fit both the CLI and the API.
+OVERRIDE = ("give the delimiter or the encoding (synthgen run --delimiter / --encoding; the "
+            "API's delimiter and encoding form fields)")
+_WINDOWS_1252 = "cp1252"
+_FALLBACK_ERRORS = "synthgen-latin-1"
+
+
+def _latin_1_fallback(exc: UnicodeError) -> tuple[str, int]:
+    """The five bytes Windows-1252 leaves undefined (0x81, 0x8d, 0x8f, 0x90, 0x9d) read as in
+    Latin-1, so that a Latin-1 or Windows-1252 file always decodes."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return exc.object[exc.start:exc.end].decode("latin-1"), exc.end
+
+
+codecs.register_error(_FALLBACK_ERRORS, _latin_1_fallback)
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How to read a CSV: each None is detected (delimiter, encoding) or left alone (decimal).
+
+    ``delimiter``: one character, or comma / semicolon / tab / pipe. ``encoding``: any codec
+    Python knows that writes ASCII as ASCII (utf-8, latin-1, cp1252, iso-8859-15, ...).
+    ``decimal``: ``.`` or ``,``; the other one is then the thousands separator of numbers
+    written in groups of three digits (``1.234,50``).
+    """
+
+    delimiter: str | None = None
+    encoding: str | None = None
+    decimal: str | None = None
+
+    @classmethod
+    def of(cls, delimiter: str | None = None, encoding: str | None = None,
+           decimal: str | None = None) -> CsvOptions:
+        """Checked options (an ``invalid-argument`` InputError for a bad one); empty strings
+        count as not given (an empty form field)."""
+        if delimiter:
+            delimiter = _DELIMITER_WORDS.get(delimiter.lower(), delimiter)
+            if len(delimiter) != 1 or delimiter in '"\r\n':
+                raise InputError(f"the delimiter {delimiter!r} is not one character; give one "
+                                 "character, or comma, semicolon, tab or pipe",
+                                 code="invalid-argument")
+        if encoding:
+            try:
+                info = codecs.lookup(encoding)
+            except LookupError as exc:
+                raise InputError(f"unknown encoding {encoding!r}; give one such as utf-8, "
+                                 "cp1252 or latin-1", code="invalid-argument") from exc
+            if _ascii_safe(info.name) is False:
+                raise InputError(f"synthgen reads encodings that write ASCII as ASCII (utf-8, "
+                                 f"cp1252, latin-1, ...), not {encoding}; save the file as "
+                                 "UTF-8", code="invalid-argument")
+            encoding = info.name
+        if decimal and decimal not in DECIMALS:
+            raise InputError(f"the decimal mark must be . or , (not {decimal!r})",
+                             code="invalid-argument")
+        if decimal and delimiter and decimal == delimiter:
+            raise InputError("the decimal mark and the delimiter cannot both be "
+                             f"{decimal!r}", code="invalid-argument")
+        return cls(delimiter or None, encoding or None, decimal or None)
+
+    @property
+    def given(self) -> dict[str, str]:
+        return {k: v for k, v in (("delimiter", self.delimiter), ("encoding", self.encoding),
+                                  ("decimal", self.decimal)) if v is not None}
+
+
+AUTO = CsvOptions()
+
+
+def _ascii_safe(encoding: str) -> bool:
+    """Whether ``encoding`` writes ASCII text as the same bytes (the block reader splits
+    records at ASCII quotes and line breaks in the raw bytes)."""
+    sample = 'a,;\t|"\n\r0.9 Zz'
+    try:
+        return sample.encode(encoding) == sample.encode("ascii")
+    except (UnicodeError, LookupError):
+        return False
+
+
+def sniff_delimiter(header: str) -> str:
+    """The delimiter that splits the header line into the most cells (outside double quotes):
+    comma, semicolon, tab or pipe; comma for a header of one cell, and on a tie, the first of
+    those in that order."""
+    outside = re.sub(r'"[^"]*"', "", header)
+    counts = {d: outside.count(d) for d in DELIMITERS}
+    best = max(counts.values())
+    return next(d for d in DELIMITERS if counts[d] == best) if best else ","
+
+
+def _describe(options: CsvOptions, delimiter: str, encoding: str) -> str:
+    """How the file was read, for an error message: each setting and whether it was given."""
+    said = "given" if options.delimiter else "detected from the header"
+    parts = [f"delimiter {DELIMITERS.get(delimiter, repr(delimiter))} ({said})",
+             f"encoding {encoding} ({'given' if options.encoding else 'detected'})"]
+    if options.decimal:
+        parts.append(f"decimal mark {options.decimal!r}")
+    return ", ".join(parts)
+
+
 def detect_format(head: bytes, name: str = "the file") -> str:
     """``"parquet"`` or ``"csv"`` from a file's first bytes (and its name, for JSON); raise an
     ``unsupported-format`` InputError that names the format for anything else."""
@@ -124,10 +236,11 @@ def detect_format(head: bytes, name: str = "the file") -> str:
     return "csv"
 
 
-def _bad_encoding(source: BinaryIO, name: str) -> InputError | None:
-    """The error for the first byte that is not UTF-8, found in bounded slices (no full copy)."""
+def _first_bad_byte(source: BinaryIO, encoding: str = "utf-8") -> tuple[int, int] | None:
+    """The first byte that is not ``encoding`` (its value and offset), found in bounded slices
+    (no full copy); None if the file decodes."""
     source.seek(0)
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
     while True:
         block = source.read(_SCAN_BYTES)
@@ -136,11 +249,7 @@ def _bad_encoding(source: BinaryIO, name: str) -> InputError | None:
         except UnicodeDecodeError as exc:
             # exc.start counts from the bytes the decoder held back from the previous slice
             at = offset + exc.start - (len(exc.object) - len(block))
-            return InputError(
-                f"{name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {at}); "
-                "save it as UTF-8 and upload it again",
-                code="bad-encoding",
-            )
+            return exc.object[exc.start], at
         if not block:
             return None
         offset += len(block)
@@ -215,7 +324,9 @@ def _combine(parts: list[pd.Series]) -> pd.Series | None:
 
 
 def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
-               limits: ReadLimits = NO_LIMITS, name: str = "the file") -> pd.DataFrame:
+               limits: ReadLimits = NO_LIMITS, name: str = "the file", *,
+               delimiter: str = ",", encoding: str = "utf-8",
+               decimal: str | None = None) -> pd.DataFrame:
     """Parse in blocks, compacting text per block; columns in ``text`` are read as strings.
 
     Each block is parsed on its own behind the header line, so every row is checked against
@@ -232,7 +343,8 @@ def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
             header = block[:end] if end > 0 else block
             body, shift = block, 0
             if limits.max_columns is not None:  # before any row is parsed
-                cells = next(csv.reader([header.decode("utf-8", "replace")]), [])
+                cells = next(csv.reader([header.decode(encoding, "replace")],
+                                        delimiter=delimiter), [])
                 limits.check(name, 0, len(cells))
         else:  # the block's first row is line 2 of what is parsed
             body, shift = header + block, line - 2
@@ -241,8 +353,9 @@ def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
                 # index_col=False: a first row with an extra cell is not taken as an index
                 # column; pandas warns and drops the cell, so the warning is the error
                 warnings.simplefilter("error", pd.errors.ParserWarning)
-                chunk = pd.read_csv(io.BytesIO(body), encoding="utf-8", low_memory=False,
-                                    index_col=False, dtype=dict.fromkeys(text, str))
+                chunk = pd.read_csv(io.BytesIO(body), sep=delimiter, low_memory=False,
+                                    index_col=False, dtype=dict.fromkeys(text, str),
+                                    decimal=decimal or ".", **_decoding(encoding))
         except pd.errors.ParserError as exc:  # name the line of the file, not of the block
             raise pd.errors.ParserError(_shift_lines(str(exc), shift)) from exc
         except pd.errors.ParserWarning as exc:
@@ -278,9 +391,16 @@ class _Retype(Exception):
         self.columns = columns
 
 
-def _raw_header(source: BinaryIO) -> list[str]:
-    """The header's cells as written (pandas renames a repeated name ``a`` to ``a.1`` and an
-    empty cell to ``Unnamed: N``, so duplicates are only visible here)."""
+def _decoding(encoding: str) -> dict[str, str]:
+    """pandas' decoding arguments: Windows-1252 (what detection falls back to) reads its five
+    undefined bytes as Latin-1 does, so a Latin-1 file decodes too."""
+    if encoding == _WINDOWS_1252:
+        return {"encoding": encoding, "encoding_errors": _FALLBACK_ERRORS}
+    return {"encoding": encoding}
+
+
+def _header_line(source: BinaryIO) -> bytes:
+    """The header line's bytes (up to its line break)."""
     source.seek(0)
     head = b""
     while True:
@@ -289,9 +409,20 @@ def _raw_header(source: BinaryIO) -> list[str]:
         end = _record_end(head, last=False)
         if end >= 0 or not block:
             break
-    line = head[:end] if end >= 0 else head
-    text = line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
-    return next(csv.reader([text]), [])
+    return head[:end] if end >= 0 else head
+
+
+def _raw_header(source: BinaryIO, delimiter: str = ",", encoding: str = "utf-8") -> list[str]:
+    """The header's cells as written (pandas renames a repeated name ``a`` to ``a.1`` and an
+    empty cell to ``Unnamed: N``, so duplicates are only visible here)."""
+    text = _decode_header(_header_line(source), encoding).rstrip("\r\n")
+    return next(csv.reader([text], delimiter=delimiter), [])
+
+
+def _decode_header(line: bytes, encoding: str) -> str:
+    if encoding.replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # a byte-order mark is not part of the first name
+    return line.decode(encoding, errors="replace")
 
 
 def _refuse_duplicate_names(header: list[str], name: str) -> None:
@@ -305,7 +436,9 @@ def _refuse_duplicate_names(header: list[str], name: str) -> None:
 
 
 def read_csv(source: BinaryIO, name: str = "the file", *,
-             chunk_bytes: int = CHUNK_BYTES, limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
+             chunk_bytes: int = CHUNK_BYTES, limits: ReadLimits = NO_LIMITS,
+             delimiter: str | None = None, encoding: str | None = None,
+             decimal: str | None = None) -> pd.DataFrame:
     """A DataFrame from a binary CSV stream (header row; empty cells are missing values).
 
     Read in chunks of about ``chunk_bytes`` of text, text columns turned into categoricals per
@@ -313,32 +446,112 @@ def read_csv(source: BinaryIO, name: str = "the file", *,
     column types are those of one ``pandas.read_csv`` of the whole file: a column whose chunks
     disagree (numbers in one, text in another) is read again as text. ``limits`` are checked
     on the header and after each chunk, so a table over them stops the read early.
+
+    ``delimiter``, ``encoding`` and ``decimal`` (see :class:`CsvOptions`): None detects the
+    delimiter from the header line and the encoding from the bytes (UTF-8, with or without a
+    byte-order mark; otherwise Windows-1252, which reads Latin-1 too, with a warning), and
+    leaves numbers written with a decimal comma as text. How the file was read is in
+    ``df.attrs["csv"]``.
     """
+    options = CsvOptions.of(delimiter, encoding, decimal)
+    notes: list[str] = []
+    enc = options.encoding or _detect_encoding(source, name)
+    sep = options.delimiter or sniff_delimiter(_decode_header(_header_line(source), enc))
     text: list[str] = []
-    for _ in range(2):  # the second pass reads the disagreeing columns as text
+    for _ in range(4):  # again with the disagreeing columns as text, or as Windows-1252
         try:
-            df = _parse_csv(source, chunk_bytes, text, limits, name)
-            _refuse_duplicate_names(_raw_header(source), name)
+            df = _parse_csv(source, chunk_bytes, text, limits, name, delimiter=sep,
+                            encoding=enc, decimal=options.decimal)
+            _refuse_duplicate_names(_raw_header(source, sep, enc), name)
+            if options.decimal:
+                df = _grouped_numbers(df, options.decimal)
+            df.attrs["csv"] = {"delimiter": sep, "encoding": enc, "decimal": options.decimal}
+            if notes:
+                df.attrs["warnings"] = notes
             return df
         except _Retype as retype:
             text = retype.columns
         except UnicodeDecodeError as exc:
-            raise _bad_encoding(source, name) or InputError(
-                f"{name} is not UTF-8 text", code="bad-encoding") from exc
+            bad = _first_bad_byte(source, enc)
+            where = f" (byte 0x{bad[0]:02x} at offset {bad[1]})" if bad else ""
+            if options.encoding or enc != "utf-8":
+                raise InputError(
+                    f"{name} is not {enc} text{where}, the encoding "
+                    f"{'given' if options.encoding else 'its byte-order mark says'}; give its "
+                    "encoding (--encoding, the API's encoding field), or save it as UTF-8",
+                    code="bad-encoding") from exc
+            # not UTF-8: the one-byte Western encoding spreadsheets write (read as such, said)
+            enc = _WINDOWS_1252
+            sep = sniff_delimiter(_decode_header(_header_line(source), enc))
+            notes.append(f"{name} is not UTF-8{where}: read as Windows-1252 (Latin-1); if "
+                         "it is in another encoding, give it (--encoding, the API's encoding "
+                         "field)")
         except pd.errors.EmptyDataError as exc:
             raise InputError(f"{name} has no columns", code="empty-table") from exc
         except (pd.errors.ParserError, csv.Error, ValueError) as exc:
             raise InputError(
-                f"{name} is not a well-formed CSV: {str(exc).strip()}; check quoting and that "
-                "every row has as many cells as the header",
+                f"{name} is not a well-formed CSV: {str(exc).strip()} (read with "
+                f"{_describe(options, sep, enc)}); check quoting and that every row has as "
+                f"many cells as the header, or {OVERRIDE}",
                 code="malformed-csv",
             ) from exc
     raise AssertionError("columns read as text cannot disagree")  # pragma: no cover
 
 
+_UTF_16_32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE,
+                   codecs.BOM_UTF16_BE)
+
+
+def _detect_encoding(source: BinaryIO, name: str) -> str:
+    """``utf-8-sig`` behind a UTF-8 byte-order mark, ``utf-8`` otherwise (a parse that meets
+    a byte that is not UTF-8 falls back to Windows-1252); refused: UTF-16/32 and NUL bytes."""
+    source.seek(0)
+    head = source.read(65536)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith(_UTF_16_32_BOMS) or b"\x00" in head:
+        what = ("UTF-16 or UTF-32 text" if head.startswith(_UTF_16_32_BOMS)
+                else "not text (it holds NUL bytes: UTF-16 without a byte-order mark, or a "
+                "binary file)")
+        raise InputError(f"{name} is {what}; synthgen reads UTF-8 and one-byte encodings "
+                         "(Windows-1252, Latin-1, ...): save it as UTF-8", code="bad-encoding")
+    return "utf-8"
+
+
+def _number_pattern(decimal: str) -> re.Pattern[str]:
+    group = "\\." if decimal == "," else ","
+    dec = re.escape(decimal)
+    return re.compile(rf"^[+-]?(\d{{1,3}}({group}\d{{3}})+|\d+)({dec}\d+)?$")
+
+
+def _grouped_numbers(df: pd.DataFrame, decimal: str) -> pd.DataFrame:
+    """Text columns whose every value is a number written with ``decimal`` (and the other mark
+    between groups of three digits: ``1.234,50``) as numbers. Decided per column from its
+    distinct values, as a parser types a column; pandas' own ``thousands`` is not used: it
+    would read a date ``01.02.2020`` as the number 1022020."""
+    pattern = _number_pattern(decimal)
+    thousands = "," if decimal == "." else "."
+    for column in df.columns:
+        values = df[column]
+        if not isinstance(values.dtype, pd.CategoricalDtype) and values.dtype != object:
+            continue
+        labels = (values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype)
+                  else pd.Index(values.dropna().unique()))
+        if labels.empty or not all(isinstance(v, str) and pattern.match(v.strip())
+                                   for v in labels):
+            continue
+        numbers = {v: float(v.strip().replace(thousands, "").replace(decimal, "."))
+                   for v in labels}
+        converted = values.astype(object).map(numbers).astype("float64")
+        whole = not any(decimal in v for v in labels) and not converted.isna().any()
+        df[column] = converted.astype("int64") if whole else converted
+    return df
+
+
 def read_csv_bytes(raw: bytes, name: str = "the file", *, chunk_bytes: int = CHUNK_BYTES,
-                   categorical_text: bool = False,
-                   limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
+                   categorical_text: bool = False, limits: ReadLimits = NO_LIMITS,
+                   delimiter: str | None = None, encoding: str | None = None,
+                   decimal: str | None = None) -> pd.DataFrame:
     """A DataFrame from CSV bytes (header row; empty cells are missing values).
 
     Parsed in chunks like :func:`read_csv`. Text columns come back as object columns unless
@@ -349,10 +562,14 @@ def read_csv_bytes(raw: bytes, name: str = "the file", *, chunk_bytes: int = CHU
     if not raw or raw.isspace():  # (not raw.strip(): no copy of a large upload)
         raise InputError(f"{name} is empty; give a CSV with a header row and data rows",
                          code="empty-table")
-    df = read_csv(io.BytesIO(raw), name, chunk_bytes=chunk_bytes, limits=limits)
+    df = read_csv(io.BytesIO(raw), name, chunk_bytes=chunk_bytes, limits=limits,
+                  delimiter=delimiter, encoding=encoding, decimal=decimal)
     if categorical_text:
         return df
-    return df.apply(lambda c: c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c)
+    attrs = dict(df.attrs)
+    df = df.apply(lambda c: c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c)
+    df.attrs.update(attrs)
+    return df
 
 
 def read_parquet_bytes(raw: bytes, name: str = "the file", *,
@@ -391,12 +608,15 @@ def _read_parquet(source: str | pa.NativeFile, name: str, *, categorical_text: b
 
 def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
                chunk_bytes: int = CHUNK_BYTES, limits: ReadLimits = NO_LIMITS,
-               min_rows: int = MIN_ROWS) -> pd.DataFrame:
+               min_rows: int = MIN_ROWS, delimiter: str | None = None,
+               encoding: str | None = None, decimal: str | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file (by its suffix) and check it is usable for synthesis
     (``min_rows``: 1 for a file that is not trained on, such as seed rows).
 
-    The file is streamed, never held whole in memory (see :func:`read_csv`).
+    The file is streamed, never held whole in memory (see :func:`read_csv`, which also says
+    what ``delimiter``, ``encoding`` and ``decimal`` do; a Parquet file takes none of them).
     """
+    options = CsvOptions.of(delimiter, encoding, decimal)
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -410,14 +630,25 @@ def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
     with open(path, "rb") as handle:
         fmt = detect_format(handle.read(64), path.name)
     if fmt == "parquet" or path.suffix.lower() in {".parquet", ".pq"}:
+        refuse_csv_options(options, path.name)
         df = _read_parquet(str(path), path.name, limits=limits)
     else:
         with open(path, "rb") as handle:
             if size <= 65536 and not handle.read().strip():
                 raise InputError(f"{path.name} is empty; give a CSV with a header row and data "
                                  "rows", code="empty-table")
-            df = read_csv(handle, path.name, chunk_bytes=chunk_bytes, limits=limits)
+            df = read_csv(handle, path.name, chunk_bytes=chunk_bytes, limits=limits,
+                          delimiter=options.delimiter, encoding=options.encoding,
+                          decimal=options.decimal)
     return check_table(df, path.name, min_rows=min_rows)
+
+
+def refuse_csv_options(options: CsvOptions, name: str) -> None:
+    """A Parquet file has its own types: a delimiter, encoding or decimal mark given for one
+    is a mistake (an ``invalid-argument`` InputError)."""
+    if options.given:
+        raise InputError(f"{name} is a Parquet file; {', '.join(options.given)} only apply "
+                         "to CSV files", code="invalid-argument")
 
 
 def check_table(df: pd.DataFrame, name: str = "the table", *,

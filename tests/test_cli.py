@@ -47,9 +47,11 @@ def test_every_command_has_help(command: list[str]) -> None:
 def test_bad_input_exits_2_with_a_sentence_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"name\n" + b"Jos\xe9\n" * 40)
-    result = runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "o.csv")])
+    result = runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "o.csv"),
+                                 "--encoding", "utf-8"])
     assert result.exit_code == 2
-    assert "UTF-8" in result.output and "Traceback" not in result.output
+    assert "not utf-8 text (byte 0xe9 at offset 8), the encoding given" in result.output
+    assert "--encoding" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o.csv").exists()
 
 

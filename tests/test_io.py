@@ -27,10 +27,11 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
         (b"   \n", "empty-table"),
         (b"a,b,c\n", "empty-table"),
         (b"a,b\n1,2\n", "too-few-rows"),
-        (b"name,city\nJos\xe9,Paris\n" * 30, "bad-encoding"),
+        ("name,city\n".encode("utf-16") + "Jose,Paris\n".encode("utf-16-le") * 30,
+         "bad-encoding"),
         (b'a,b\n1,2\n3,"4\n5,6,7,8\n', "malformed-csv"),
     ],
-    ids=["empty", "blank", "header-only", "one-row", "latin-1", "unclosed-quote"],
+    ids=["empty", "blank", "header-only", "one-row", "utf-16", "unclosed-quote"],
 )
 def test_bad_csv_gets_a_clear_error(tmp_path: Path, data: bytes, code: str) -> None:
     with pytest.raises(InputError) as info:

@@ -76,9 +76,13 @@ def test_bad_bytes_in_a_late_chunk_are_reported_at_their_offset(tmp_path: Path) 
     path = tmp_path / "t.csv"
     path.write_bytes(body + b"Jos\xe9,Paris\n" + b"Jose,Paris\n" * 100)
     with pytest.raises(InputError) as info:
-        read_table(path, chunk_bytes=4096)
+        read_table(path, chunk_bytes=4096, encoding="utf-8")
     assert info.value.code == "bad-encoding"
     assert f"byte 0xe9 at offset {offset}" in str(info.value)
+    # not given: read as Windows-1252, and the warning names the same byte
+    df = read_table(path, chunk_bytes=4096)
+    assert df["name"].iloc[3000] == "José" and df.attrs["csv"]["encoding"] == "cp1252"
+    assert f"byte 0xe9 at offset {offset}" in df.attrs["warnings"][0]
 
 
 @pytest.mark.parametrize("at", range(1018, 1030))  # around the first block boundary (4 KiB)

@@ -13,12 +13,12 @@ from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, Storag
 from api.problems import Problem
 from api.schemas import BudgetOut, DatasetOut
 from synthgen.errors import InputError, SchemaError
-from synthgen.io import TableTooLarge
+from synthgen.io import CsvOptions, TableTooLarge
 from synthgen.service.budget import budget_view, content_holder, locked_dataset
 from synthgen.service.db import Dataset, new_id
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage, UploadTooLarge
-from synthgen.service.tables import inspect_upload
+from synthgen.service.tables import inspect_upload, stored_options
 from synthgen.service.versions import add_version, version_key
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -28,6 +28,28 @@ SCHEMA_LIMIT = 512 * 1024  # a schema file part (the form's whole overhead is ca
 # The schema as a form field (-F 'schema=<schema.json' or -F schema='{...}') or as a file part
 # (-F schema=@schema.json, what curl users type first): both are accepted.
 SchemaPart = UploadFile | str | None
+Delimiter = Annotated[str | None, Form(
+    max_length=20, description="The CSV's delimiter: comma, semicolon, tab, pipe or one "
+    "character (default: detected from the header line).")]
+Encoding = Annotated[str | None, Form(
+    max_length=40, description="The CSV's encoding, e.g. utf-8, cp1252, latin-1 (default: "
+    "UTF-8, with or without a byte-order mark; a file that is not UTF-8 is read as "
+    "Windows-1252).")]
+Decimal = Annotated[str | None, Form(
+    max_length=1, description="The CSV's decimal mark, . or , (default: numbers are read with "
+    "a point; 1.234,50 needs ',', and the other mark then separates thousands).")]
+
+
+def _csv_options(delimiter: str | None, encoding: str | None, decimal: str | None,
+                 default: CsvOptions | None = None) -> CsvOptions:
+    """The form's CSV options (422 for a bad one); each one not given falls back to
+    ``default``'s (a new version is read as the dataset's was told to be)."""
+    base = default.given if default else {}
+    try:
+        return CsvOptions.of(delimiter or base.get("delimiter"),
+                             encoding or base.get("encoding"), decimal or base.get("decimal"))
+    except InputError as exc:
+        raise Problem(422, exc.code, str(exc)) from exc
 
 
 def _schema_text(part: SchemaPart) -> str | None:
@@ -43,7 +65,7 @@ def _schema_text(part: SchemaPart) -> str | None:
 
 
 def _store_upload(storage: Storage, settings: Settings, key: str, file: UploadFile,
-                  schema: SchemaPart) -> dict[str, Any]:
+                  schema: SchemaPart, options: CsvOptions) -> dict[str, Any]:
     """Stream an upload to ``key`` (size-capped, hashed), parse and check it; a 4xx leaves
     nothing stored. Returns the upload's fields for the dataset (or version) row."""
     name = (file.filename or "upload")[-200:]
@@ -55,7 +77,7 @@ def _store_upload(storage: Storage, settings: Settings, key: str, file: UploadFi
     try:
         file.file.seek(0)
         facts = inspect_upload(file.file.read(), name, _schema_text(schema),
-                               settings.read_limits)
+                               settings.read_limits, options)
     except (InputError, SchemaError) as exc:
         storage.delete(key)
         if isinstance(exc, TableTooLarge):
@@ -68,7 +90,8 @@ def _store_upload(storage: Storage, settings: Settings, key: str, file: UploadFi
         raise
     return {"name": name, "format": facts["format"], "size_bytes": size, "sha256": digest,
             "rows": facts["rows"], "columns": facts["columns"],
-            "public_schema": facts["public_schema"], "storage_key": key}
+            "public_schema": facts["public_schema"], "storage_key": key,
+            "csv_options": facts["csv_options"]}
 
 
 @router.post("", status_code=201, response_model=DatasetOut)
@@ -78,8 +101,7 @@ def create_dataset(
     storage: StorageDep,
     settings: SettingsDep,
     response: Response,
-    file: Annotated[UploadFile, File(description="The table: CSV (UTF-8, header row) or "
-                                     "Parquet.")],
+    file: Annotated[UploadFile, File(description="The table: CSV (header row) or Parquet.")],
     public_schema: Annotated[SchemaPart, Form(
         alias="schema", description="Public schema JSON (synthgen format or SDV metadata), as "
         "a text field or a file part: declared facts cost no budget.")] = None,
@@ -95,6 +117,9 @@ def create_dataset(
         description="What a new version (PUT .../versions) does to the budget: 'shared' keeps "
         "one cap and spend across versions (they hold the same people); 'fresh' gives each "
         "version its own, only correct when versions hold disjoint people.")] = "shared",
+    delimiter: Delimiter = None,
+    encoding: Encoding = None,
+    decimal: Decimal = None,
 ) -> DatasetOut:
     """Upload a table. It is stored (size-capped, hashed), parsed and checked; a table that
     cannot be used is refused with a 4xx and leaves nothing behind. The same bytes uploaded
@@ -102,7 +127,8 @@ def create_dataset(
     a privacy budget follows the table, not the upload."""
     dataset_id = new_id("ds")
     key = Storage.dataset_key(tenant, dataset_id)
-    upload = _store_upload(storage, settings, key, file, public_schema)
+    options = _csv_options(delimiter, encoding, decimal)
+    upload = _store_upload(storage, settings, key, file, public_schema, options)
     dataset = Dataset(id=dataset_id, tenant_id=tenant, budget_policy=budget_policy, version=1,
                       budget_epsilon=budget_epsilon or settings.default_budget_epsilon,
                       budget_delta=budget_delta or settings.default_budget_delta, **upload)
@@ -135,6 +161,9 @@ def add_dataset_version(
     public_schema: Annotated[SchemaPart, Form(
         alias="schema", description="Public schema JSON for this version, as a text field or "
         "a file part (default: the dataset's).")] = None,
+    delimiter: Delimiter = None,
+    encoding: Encoding = None,
+    decimal: Decimal = None,
 ) -> DatasetOut:
     """Upload a new version of a dataset's table. Jobs accepted from now on (schedules
     included) read it; jobs accepted before keep reading theirs. The budget follows the
@@ -144,8 +173,13 @@ def add_dataset_version(
     version = current.version + 1
     if public_schema is None and current.public_schema is not None:
         public_schema = json.dumps(current.public_schema)
+    # the CSV options given with the dataset's upload hold for the new version unless the
+    # form gives others (a new version of the same table is written the same way)
+    given = current.csv_options if current.format == "csv" else None
+    options = _csv_options(delimiter, encoding, decimal,
+                           stored_options("csv", given) if given else None)
     key = version_key(tenant, dataset_id, version)
-    upload = _store_upload(storage, settings, key, file, public_schema)
+    upload = _store_upload(storage, settings, key, file, public_schema, options)
     try:
         with db.write() as s:
             dataset = locked_dataset(s, tenant, dataset_id)

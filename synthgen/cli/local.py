@@ -26,6 +26,15 @@ Rebalance = Annotated[list[str] | None, typer.Option(
     "--rebalance", help="Set a categorical column's share of a value: COLUMN=VALUE:SHARE, "
     "e.g. Y='>50K':0.5; repeat for more values of the same column. The other rows follow "
     "the model.")]
+Delimiter = Annotated[str | None, typer.Option(
+    help="The CSV's delimiter: comma, semicolon, tab, pipe or one character (default: "
+    "detected from the header line).")]
+Encoding = Annotated[str | None, typer.Option(
+    help="The CSV's encoding, e.g. utf-8, cp1252, latin-1 (default: UTF-8, with or without a "
+    "byte-order mark; a file that is not UTF-8 is read as Windows-1252, with a warning).")]
+Decimal = Annotated[str | None, typer.Option(
+    help="The CSV's decimal mark, . or , (default: numbers are read with a point; a column "
+    "written 1.234,50 needs --decimal , and the other mark separates thousands).")]
 SeedRows = Annotated[Path | None, typer.Option(
     "--seed-rows", help="CSV of partial rows: each output row keeps its seed row's non-empty "
     "cells and the model fills in the rest. Your input, not training data: not covered by "
@@ -33,8 +42,8 @@ SeedRows = Annotated[Path | None, typer.Option(
 
 
 def run(
-    input: Annotated[Path, typer.Argument(help="Table to learn from: .csv (UTF-8, header row, "
-                                          "empty cells for missing values) or .parquet.")],
+    input: Annotated[Path, typer.Argument(help="Table to learn from: .csv (header row, empty "
+                                          "cells for missing values) or .parquet.")],
     epsilon: Annotated[float, typer.Option(help="Privacy budget (total epsilon).")] = 1.0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic CSV to write.")] = Path(
         "synthetic.csv"),
@@ -79,6 +88,9 @@ def run(
     where: Where = None,
     rebalance: Rebalance = None,
     seed_rows: SeedRows = None,
+    delimiter: Delimiter = None,
+    encoding: Encoding = None,
+    decimal: Decimal = None,
 ) -> None:
     """Train a DP GAN on INPUT and write a synthetic CSV (and a privacy report)."""
     # Before importing torch and pandas (seconds): a typo in a path answers at once.
@@ -109,7 +121,7 @@ def run(
             raise ValueError("--device must be auto, cpu or cuda")
         check_epsilon(epsilon, check_accountant(accountant))  # exit 2 before any row is read
         _set_threads(threads)
-        table = read_table(input)
+        table = read_table(input, delimiter=delimiter, encoding=encoding, decimal=decimal)
         # The report's audit and utility test need real rows the model never saw: split them
         # off before fit() reads anything (the report declares the split).
         plan = plan_evaluation(table, holdout_share=holdout_share if report else 0.0,

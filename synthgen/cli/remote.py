@@ -112,16 +112,23 @@ def upload(
                                                 help="Public schema JSON.")] = None,
     version_of: Annotated[str | None, typer.Option(
         help="Upload FILE as a new version of this dataset id instead.")] = None,
+    delimiter: Annotated[str | None, typer.Option(
+        help="The CSV's delimiter (default: detected from the header line).")] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="The CSV's encoding (default: UTF-8, else read as Windows-1252).")] = None,
+    decimal: Annotated[str | None, typer.Option(
+        help="The CSV's decimal mark, . or , (default: numbers with a point).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload a table (or a new version of one); prints the dataset id."""
     document = json.loads(schema.read_text()) if schema else None
+    csv = {"delimiter": delimiter, "encoding": encoding, "decimal": decimal}
     with _client(ctx) as client:
         if version_of:
-            body = client.upload_version(version_of, file, schema=document)
+            body = client.upload_version(version_of, file, schema=document, **csv)
         else:
             body = client.upload_dataset(file, budget_epsilon=budget_epsilon,
-                                         budget_policy=budget_policy, schema=document)
+                                         budget_policy=budget_policy, schema=document, **csv)
     _note(f"dataset {body['id']} version {body.get('version', 1)}: {body['rows']} rows, "
               f"{body['column_count']} columns")
     _out(body, as_json, body["id"])

@@ -75,10 +75,14 @@ class Upload:
     columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     public_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     storage_key: Mapped[str] = mapped_column(String(300))
+    # A CSV's delimiter, encoding and decimal mark as the upload was read, and which of them
+    # were given (the others detected): the job reads it again with the given ones (detection
+    # is a function of the bytes). None: Parquet, or an upload from before they were kept.
+    csv_options: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 UPLOAD_FIELDS = ("name", "format", "size_bytes", "sha256", "rows", "columns", "public_schema",
-                 "storage_key")
+                 "storage_key", "csv_options")
 
 
 class Dataset(Upload, Base):

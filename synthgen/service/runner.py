@@ -113,10 +113,11 @@ class LeaseLost(Exception):
 
 
 def _load_table(storage: Storage, dataset: Dataset, settings: Settings) -> Any:
-    from synthgen.service.tables import read_upload
+    from synthgen.service.tables import read_upload, stored_options
 
     raw = storage.read_bytes(dataset.storage_key)
-    return read_upload(raw, dataset.name, dataset.format, settings.read_limits)
+    return read_upload(raw, dataset.name, dataset.format, settings.read_limits,
+                       stored_options(dataset.format, dataset.csv_options))
 
 
 def _current_ledger(synth: Any, step: int | None = None) -> dict[str, Any] | None:

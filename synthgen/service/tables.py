@@ -9,14 +9,17 @@ import pandas as pd
 
 from synthgen.errors import InputError, SchemaError
 from synthgen.io import (
+    AUTO,
     FORMULA_PATTERN,
     NO_LIMITS,
     PARQUET_MAGIC,
+    CsvOptions,
     ReadLimits,
     check_table,
     detect_format,
     read_csv_bytes,
     read_parquet_bytes,
+    refuse_csv_options,
     starts_like_formula,
 )
 from synthgen.privacy.domains import check_declared
@@ -36,15 +39,27 @@ def table_format(raw: bytes, name: str = "") -> str:
     return "csv"
 
 
-def read_upload(raw: bytes, name: str, fmt: str, limits: ReadLimits = NO_LIMITS
-                ) -> pd.DataFrame:
+def read_upload(raw: bytes, name: str, fmt: str, limits: ReadLimits = NO_LIMITS,
+                options: CsvOptions = AUTO) -> pd.DataFrame:
     """An upload's table within ``limits``, checked usable (the upload and training read it
-    the same way)."""
+    the same way: with the same given ``options``, the rest detected from the same bytes)."""
     if fmt == "parquet":
+        refuse_csv_options(options, name)
         df = read_parquet_bytes(raw, name, limits=limits)
     else:
-        df = read_csv_bytes(raw, name, limits=limits)
+        df = read_csv_bytes(raw, name, limits=limits, delimiter=options.delimiter,
+                            encoding=options.encoding, decimal=options.decimal)
     return check_table(df, name)
+
+
+def stored_options(fmt: str, csv_options: dict[str, Any] | None) -> CsvOptions:
+    """The options an upload was given, from its ``csv_options`` (see :func:`inspect_upload`);
+    a CSV uploaded before they were kept was read as UTF-8 with commas."""
+    if fmt == "parquet":
+        return AUTO
+    if not csv_options:
+        return CsvOptions(delimiter=",", encoding="utf-8")
+    return CsvOptions(**{k: csv_options[k] for k in csv_options.get("given", [])})
 
 
 def find_formula_names(df: pd.DataFrame, limit: int = 5) -> list[str]:
@@ -86,10 +101,15 @@ def parse_public_schema(text: str | None) -> TableSchema | None:
 
 
 def inspect_upload(raw: bytes, name: str, schema_text: str | None,
-                   limits: ReadLimits = NO_LIMITS) -> dict[str, Any]:
-    """Parse and check an upload; raise InputError or SchemaError (the caller answers 4xx)."""
+                   limits: ReadLimits = NO_LIMITS, options: CsvOptions = AUTO
+                   ) -> dict[str, Any]:
+    """Parse and check an upload; raise InputError or SchemaError (the caller answers 4xx).
+    ``csv_options`` in the answer: how a CSV was read (delimiter, encoding, decimal mark) and
+    which of those were ``given``."""
     fmt = table_format(raw, name)
-    df = read_upload(raw, name, fmt, limits)
+    df = read_upload(raw, name, fmt, limits, options)
+    read = df.attrs.get("csv")
+    csv_options = None if read is None else {**read, "given": sorted(options.given)}
     names = find_formula_names(df)
     if names:
         raise InputError(
@@ -111,4 +131,5 @@ def inspect_upload(raw: bytes, name: str, schema_text: str | None,
         "rows": len(df),
         "columns": [{"name": c.name, "kind": c.kind.value} for c in schema.columns],
         "public_schema": declared.model_dump(mode="json") if declared else None,
+        "csv_options": csv_options,
     }

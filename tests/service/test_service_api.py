@@ -105,8 +105,8 @@ def _bad_inputs() -> dict[str, tuple[bytes, int, str]]:
     formula.loc[3, "occupation"] = "=HYPERLINK(\"http://x\",\"y\")"
     return {
         "malformed": (b"a,b\n1,2\n3,4,5,6\n\"x,7\n" * 30, 422, "malformed-csv"),
-        "latin1": (("name,city\n" + "Zoë,Köln\n" * 40).encode("latin-1"), 422,
-                   "bad-encoding"),
+        "utf16": (("name,city\n" + "Zoë,Köln\n" * 40).encode("utf-16"), 422,
+                  "bad-encoding"),
         "empty": (b"", 422, "empty-table"),
         "header-only": (b"a,b,c\n", 422, "empty-table"),
         "too-few-rows": (b"a,b\n1,2\n3,4\n", 422, "too-few-rows"),
