@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,11 +44,29 @@ SeedRows = Annotated[Path | None, typer.Option(
 
 
 def run(
-    input: Annotated[Path, typer.Argument(help="Table to learn from: .csv (header row, empty "
-                                          "cells for missing values) or .parquet.")],
+    input: Annotated[str, typer.Argument(
+        help="Table to learn from: .csv (header row, empty cells for missing values) or "
+             ".parquet; an fsspec URL (s3://bucket/path/: a file or a folder of them); or a "
+             "database URL (postgresql://user@host/db, sqlite:///file.db) with --table or "
+             "--query. Credentials from the URL or the driver's environment (PGPASSWORD, "
+             "~/.pgpass, AWS_*); never printed.")],
     epsilon: Annotated[float, typer.Option(help="Privacy budget (total epsilon).")] = 1.0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic CSV to write.")] = Path(
-        "synthetic.csv"),
+    out: Annotated[str | None, typer.Option(
+        "--out", "-o", help="Synthetic table to write: a CSV (default synthetic.csv unless "
+        "--to-sql), .parquet, or an fsspec URL (s3://...; a URL ending in / gets Parquet "
+        "parts).")] = None,
+    table: Annotated[str | None, typer.Option(
+        help="Database source: the table to read (schema.table allowed).")] = None,
+    query: Annotated[str | None, typer.Option(
+        help="Database source: one read-only SELECT, run in a read-only transaction.")] = None,
+    to_sql: Annotated[str | None, typer.Option(
+        "--to-sql", help="Write the synthetic table to this database (URL) too.")] = None,
+    to_table: Annotated[str | None, typer.Option(
+        "--to-table", help="With --to-sql: the table to write (created with the source's "
+        "column types).")] = None,
+    if_exists: Annotated[str, typer.Option(
+        "--if-exists", help="With --to-sql, when the table exists: fail, replace or append."
+    )] = "fail",
     report: Annotated[Path | None, typer.Option(help="Write the public privacy-budget report "
                                                 "(JSON) here and its HTML beside it, and the "
                                                 "owner-only evaluation beside them "
@@ -94,13 +114,16 @@ def run(
 ) -> None:
     """Train a DP GAN on INPUT and write a synthetic CSV (and a privacy report)."""
     # Before importing torch and pandas (seconds): a typo in a path answers at once.
-    _check_outputs(input, out=out, report=report, save_model=save_model)
+    out = _check_destinations(input, out, to_sql, to_table)
+    local_out = None if out is None or _is_url(out) else Path(out)
+    _check_outputs(Path(input) if not _is_url(input) else None, out=local_out, report=report,
+                   save_model=save_model)
     import pandas as pd
 
     from synthgen.errors import SynthgenWarning
     from synthgen.evaluate import keep_head, plan_evaluation
     from synthgen.evaluate.job import EVALUATION_ROWS, evaluate_job
-    from synthgen.io import read_table, write_csv
+    from synthgen.io import write_csv
     from synthgen.models.conditions import check as check_conditions
     from synthgen.models.conditions import facts_of_schema
     from synthgen.privacy.accountant import check_accountant
@@ -113,6 +136,16 @@ def run(
         write_report,
     )
     from synthgen.schema import infer_schema, load_schema
+    from synthgen.sources import (
+        check_destination,
+        conform,
+        mask,
+        mask_words,
+        merge_schemas,
+        read_source,
+        write_path,
+        write_sql,
+    )
     from synthgen.synthesizer import Synthesizer
 
     started = time.perf_counter()
@@ -120,14 +153,19 @@ def run(
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError("--device must be auto, cpu or cuda")
         check_epsilon(epsilon, check_accountant(accountant))  # exit 2 before any row is read
+        if to_sql is not None and to_table is not None:  # a typo costs seconds, not a run
+            check_destination(to_sql, to_table, if_exists)
         _set_threads(threads)
-        table = read_table(input, delimiter=delimiter, encoding=encoding, decimal=decimal)
+        source = read_source(input, table=table, query=query, delimiter=delimiter,
+                             encoding=encoding, decimal=decimal)
+        table_in = source.frame
         # The report's audit and utility test need real rows the model never saw: split them
         # off before fit() reads anything (the report declares the split).
-        plan = plan_evaluation(table, holdout_share=holdout_share if report else 0.0,
+        plan = plan_evaluation(table_in, holdout_share=holdout_share if report else 0.0,
                                audit=not no_audit, target=target, seed=seed)
-        train = plan.training_table(table)
-        declared = load_schema(schema) if schema else None
+        train = plan.training_table(table_in)
+        # the database's column types are declared facts; the user's schema goes over them
+        declared = merge_schemas(source.schema, load_schema(schema) if schema else None)
         # conditions checked before training as far as the table's kinds and the public
         # schema tell; the released categories are checked before sampling
         asked = _sampling_request(where, rebalance, seed_rows)
@@ -153,26 +191,33 @@ def run(
         t0 = time.perf_counter()
         if rows is None and asked["seed_rows"] is None:
             # as many as the input, from the DP row count (the count is private)
-            rows = round(synth.info["rows"] * len(table) / max(len(train), 1))
-        chunks, kept = keep_head(synth.sample_chunks(rows, **asked),
-                                 EVALUATION_ROWS if report else 0)
-        written = write_csv(chunks, out)
+            rows = round(synth.info["rows"] * len(table_in) / max(len(train), 1))
+        sampled = (conform(c, source.types) for c in synth.sample_chunks(rows, **asked))
+        head, kept = keep_head(sampled, EVALUATION_ROWS if report else 0)
+        # both destinations: the rows are needed twice
+        chunks: Iterable[Any] = list(head) if out is not None and to_sql is not None else head
+        written_to = []
+        if to_sql is not None and to_table is not None:
+            written = write_sql(chunks, to_sql, to_table, if_exists=if_exists,
+                                types=source.types, source_dialect=source.dialect)
+            written_to.append(f"{to_table} in {mask(to_sql)}")
+        if out is not None:
+            written = (write_path(chunks, out) if _is_url(out) else write_csv(chunks, out))
+            written_to.insert(0, mask(out))
         synth.info["timings"]["sampling_s"] = time.perf_counter() - t0
         if save_model:
             synth.save(save_model)
         doc = synth.report()
         doc["output_rows"] = written
         doc["timings"]["total_s"] = time.perf_counter() - started
-        written_to = [str(out)]
         if save_model:
             written_to.append(str(save_model))
         if report:
-            synthetic = pd.concat(kept, ignore_index=True) if kept else table.iloc[:0]
+            synthetic = pd.concat(kept, ignore_index=True) if kept else table_in.iloc[:0]
             evaluation = evaluate_job(doc, plan, train, synthetic, seed=seed)
             doc["timings"]["total_s"] = time.perf_counter() - started
-            doc["run"] = run_header(input.name,
-                                    command=shlex.join(["synthgen",
-                                                        *public_command(sys.argv[1:])]))
+            doc["run"] = run_header(source.name, command=shlex.join(
+                ["synthgen", *mask_words(public_command(sys.argv[1:]))]))
             written_to += [str(report), str(write_report(doc, report))]
             owner = evaluation_path(report)
             written_to += [str(owner), str(write_evaluation(evaluation, owner))]
@@ -244,7 +289,23 @@ def _said(sampling: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _check_outputs(input: Path, **outputs: Path | None) -> None:
+def _is_url(text: str) -> bool:
+    """``scheme://...`` (a database or an fsspec URL), not a local path."""
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://", text) is not None
+
+
+def _check_destinations(input: str, out: str | None, to_sql: str | None,
+                        to_table: str | None) -> str | None:
+    """The --out to write (None: only the database), after the destination options' checks."""
+    if (to_sql is None) != (to_table is None):
+        usage_error("--to-sql and --to-table go together: the database and its table",
+                    "invalid-argument")
+    if out is None and to_sql is None:
+        return "synthetic.csv"
+    return out
+
+
+def _check_outputs(input: Path | None, **outputs: Path | None) -> None:
     """Every file the run will write, checked before the table is read (exit 2)."""
     paths = {f"--{name.replace('_', '-')}": path for name, path in outputs.items() if path}
     report = outputs.get("report")
@@ -253,7 +314,7 @@ def _check_outputs(input: Path, **outputs: Path | None) -> None:
 
         paths["--report (its HTML)"] = html_path(report)
     for option, path in paths.items():
-        check_output_path(option, path, inputs=(input,))
+        check_output_path(option, path, inputs=(input,) if input is not None else ())
     named = [path.resolve() for path in paths.values()]
     if len(set(named)) < len(named):
         usage_error("--out, --report and --save-model must name different files",

@@ -1,0 +1,786 @@
+"""Where a table comes from and where the synthetic table goes: files, fsspec URLs
+(``s3://bucket/path/``), SQL tables and read-only queries (SQLAlchemy).
+
+Every source is read in chunks within the same :class:`~synthgen.io.ReadLimits` as a file, and
+every failure is an :class:`~synthgen.errors.InputError` whose message never holds a password:
+:func:`mask` hides it in a URL and :func:`scrub` removes it from any text a driver wrote.
+
+A database's column types are the owner's declared facts, not a read of the rows: a ``DATE`` is a
+date, a ``BOOLEAN`` a boolean, a ``NUMERIC(10,2)`` a number with two decimals, an enum a
+categorical with its labels, a primary key an identifier. :func:`public_schema` turns them into a
+declared schema (no budget); a user's schema is merged over it (:func:`merge_schemas`). Nothing
+else about the rows (bounds, frequencies, nulls in a nullable column) is taken from the database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+
+from synthgen.errors import InputError
+from synthgen.io import (
+    DEFAULT_MAX_BYTES,
+    MIN_ROWS,
+    NO_LIMITS,
+    ReadLimits,
+    _combine,
+    _compact,
+    check_table,
+    detect_format,
+    read_csv,
+    read_table,
+    write_csv,
+)
+from synthgen.schema import ColumnKind, ColumnSpec, TableSchema
+
+CHUNK_ROWS = 50_000
+CONNECT_TIMEOUT_S = 10
+WRITE_MODES = ("fail", "replace", "append")
+_FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+_READ_ONLY_START = re.compile(r"^\s*(select|with|values|table)\b", re.IGNORECASE)
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://")
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def mask(url: str) -> str:
+    """``url`` with its password (and any ``?password=`` style parameter) as ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = re.sub(r"(?i)\b(password|secret|token|key|sig|signature)=[^&]*", r"\1=***",
+                   parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def secrets_of(url: str) -> list[str]:
+    """The secret parts of ``url`` (its password, secret-like query parameters), to scrub from
+    any message a driver writes."""
+    found: list[str] = []
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found.append(parts.password)
+            from urllib.parse import unquote
+
+            found.append(unquote(parts.password))
+        found += re.findall(r"(?i)\b(?:password|secret|token|key|sig|signature)=([^&]+)",
+                            parts.query)
+    except ValueError:
+        pass
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with ``url``'s secrets replaced by ``***`` (the URL itself masked first)."""
+    text = text.replace(url, mask(url))
+    for secret in secrets_of(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+class SourceError(InputError):
+    """A source or destination that cannot be reached or read."""
+
+    code = "source-unavailable"
+
+
+def _failed(what: str, url: str, exc: BaseException, code: str = "source-unavailable"
+            ) -> SourceError:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = detail[0] if detail else type(exc).__name__
+    return SourceError(scrub(f"{what} {mask(url)}: {first}", url), code=code)
+
+
+# ----------------------------------------------------------------------------- what a location is
+
+
+def is_url(location: str) -> bool:
+    """Whether ``location`` is a URL (``scheme://...``) rather than a local path."""
+    return bool(_SCHEME.match(location))
+
+
+def is_sql_url(location: str) -> bool:
+    """Whether ``location`` names a database SQLAlchemy has a dialect for."""
+    if not is_url(location):
+        return False
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(_with_driver(location)).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError, ImportError):
+        return False
+    return True
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` as SQLAlchemy's psycopg (3) dialect when psycopg2 is not installed."""
+    scheme = url.split("://", 1)[0]
+    if scheme in ("postgresql", "postgres"):
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return "postgresql://" + url.split("://", 1)[1]
+    return url
+
+
+def display_name(location: str, *, table: str | None = None, query: str | None = None) -> str:
+    """How messages and reports name a source: the masked URL and its table, or "a query"."""
+    if not is_url(location):
+        return Path(location).name
+    shown = mask(location)
+    if table:
+        return f"{table} in {shown}"
+    if query:
+        return f"a query on {shown}"
+    return shown
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass
+class SourceTable:
+    """A table read from a source, with what the source declares about it."""
+
+    frame: pd.DataFrame
+    name: str
+    # the declared schema from the database's column types (None: a file, nothing declared)
+    schema: TableSchema | None = None
+    # SQLAlchemy types of the columns, to create a destination table like the source
+    types: dict[str, Any] = field(default_factory=dict)
+    dialect: str | None = None
+
+
+def read_source(location: str, *, table: str | None = None, query: str | None = None,
+                limits: ReadLimits = NO_LIMITS, max_bytes: int = DEFAULT_MAX_BYTES,
+                min_rows: int = MIN_ROWS, chunk_rows: int = CHUNK_ROWS,
+                **csv_options: str | None) -> SourceTable:
+    """Read a local file, an fsspec URL (a file or a folder of CSV/Parquet files) or a SQL
+    table/query, within ``limits`` (``max_bytes``: the size of a file or of all files).
+    ``csv_options``: a CSV's ``delimiter``, ``encoding``, ``decimal`` (see
+    :func:`synthgen.io.read_csv`)."""
+    if table is not None and query is not None:
+        raise InputError("give a table or a query, not both", code="invalid-argument")
+    if is_sql_url(location):
+        if (table is None) == (query is None):
+            raise InputError(f"{mask(location)} is a database: give --table NAME or "
+                             "--query 'SELECT ...'", code="invalid-argument")
+        return read_sql(location, table=table, query=query, limits=limits, min_rows=min_rows,
+                        chunk_rows=chunk_rows)
+    if table is not None or query is not None:
+        raise InputError(f"--table and --query apply to a database URL, not to "
+                         f"{display_name(location)}", code="invalid-argument")
+    if is_url(location):
+        return SourceTable(read_fsspec(location, limits=limits, max_bytes=max_bytes,
+                                       min_rows=min_rows, **csv_options),
+                           display_name(location))
+    frame = read_table(location, max_bytes=max_bytes, limits=limits, min_rows=min_rows,
+                       **csv_options)  # type: ignore[arg-type]
+    return SourceTable(frame, Path(location).name)
+
+
+def _engine(url: str) -> Any:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    full = _with_driver(url)
+    args: dict[str, Any] = {}
+    if full.startswith("postgresql"):
+        args["connect_timeout"] = CONNECT_TIMEOUT_S
+    elif full.startswith("mysql"):
+        args["connect_timeout"] = CONNECT_TIMEOUT_S
+    try:
+        # NullPool: a connection is closed when released (a read-only setting never leaks)
+        return create_engine(full, poolclass=NullPool, connect_args=args,
+                             hide_parameters=True)
+    except Exception as exc:  # a bad URL or a missing driver
+        raise _failed("cannot use", url, exc, code="invalid-argument") from exc
+
+
+def _split_name(table: str) -> tuple[str | None, str]:
+    schema, _, name = table.rpartition(".")
+    if not name.strip():
+        raise InputError(f"--table {table!r} is not a table name", code="invalid-argument")
+    return (schema or None), name
+
+
+def check_query(query: str) -> str:
+    """The query without a trailing ``;``, or an error when it is not one read-only statement.
+    (The database enforces it too: the query runs in a read-only transaction.)"""
+    text = query.strip().rstrip(";").strip()
+    if not text or not _READ_ONLY_START.match(text) or ";" in text:
+        raise InputError("--query must be one read-only SELECT statement (SELECT, WITH, "
+                         "VALUES or TABLE, no ';' inside)", code="invalid-query")
+    return text
+
+
+def read_sql(url: str, *, table: str | None = None, query: str | None = None,
+             limits: ReadLimits = NO_LIMITS, min_rows: int = MIN_ROWS,
+             chunk_rows: int = CHUNK_ROWS) -> SourceTable:
+    """A table or a read-only query from a database, streamed in chunks of ``chunk_rows``
+    (a server-side cursor where the driver has one), within ``limits``."""
+    from sqlalchemy import MetaData, Table, select, text
+    from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+
+    name = display_name(url, table=table, query=query)
+    engine = _engine(url)
+    dialect = engine.dialect.name
+    try:
+        with engine.connect() as conn:
+            _read_only(conn, dialect)
+            stream = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+            keys: list[str] = []
+            if table is not None:
+                schema, bare = _split_name(table)
+                try:
+                    reflected = Table(bare, MetaData(), schema=schema, autoload_with=conn)
+                except NoSuchTableError as exc:
+                    raise InputError(f"there is no table {table!r} in {mask(url)}",
+                                     code="not-found") from exc
+                types = {c.name: c.type for c in reflected.columns}
+                declared = public_schema(types, keys=[c.name for c in reflected.primary_key],
+                                         not_null=[c.name for c in reflected.columns
+                                                   if not c.nullable])
+                limits.check(name, 0, len(types))
+                result = stream.execute(select(reflected))
+            else:
+                statement = check_query(query or "")
+                result = stream.execute(text(statement))
+                keys = list(result.keys())
+                limits.check(name, 0, len(keys))
+                types = _query_types(conn, dialect, result, keys)
+                declared = public_schema(types)
+            frame = _frame_of(result, types, limits, name, chunk_rows)
+            result.close()
+            conn.rollback()  # nothing to keep: the read changed nothing
+    except InputError:
+        raise
+    except SQLAlchemyError as exc:
+        raise _failed(f"cannot read {table!r} from" if table else "the query failed on",
+                      url, exc) from exc
+    finally:
+        engine.dispose()
+    frame = check_table(frame, name, min_rows=min_rows)
+    return SourceTable(frame, name, declared, types, dialect)
+
+
+def _read_only(conn: Any, dialect: str) -> None:
+    """Make the connection's transaction read-only where the database can enforce it."""
+    if dialect == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+    elif dialect == "sqlite":
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+    elif dialect in ("mysql", "mariadb"):
+        conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+
+
+# PostgreSQL's built-in type ids (pg_type.oid), for a query's columns
+_PG_TYPES = {16: "boolean", 20: "bigint", 21: "smallint", 23: "integer", 700: "real",
+             701: "double", 1700: "numeric", 1082: "date", 1114: "timestamp",
+             1184: "timestamptz", 25: "text", 1043: "varchar", 1042: "char"}
+
+
+def _query_types(conn: Any, dialect: str, result: Any, keys: list[str]) -> dict[str, Any]:
+    """The SQLAlchemy types of a query's columns, from the driver's description of the result
+    (PostgreSQL: type ids, numeric precision and scale, enum labels). Other databases say too
+    little about a query's columns: none declared."""
+    if dialect != "postgresql":
+        return {}
+    from sqlalchemy import text
+    from sqlalchemy import types as t
+    from sqlalchemy.dialects.postgresql import ENUM
+
+    description = result.cursor.description or []
+    out: dict[str, Any] = {}
+    unknown: dict[int, list[str]] = {}
+    for name, column in zip(keys, description, strict=False):
+        oid = int(column.type_code)
+        kind = _PG_TYPES.get(oid)
+        if kind is None:
+            unknown.setdefault(oid, []).append(name)
+            continue
+        scale = getattr(column, "scale", None)
+        precision = getattr(column, "precision", None)
+        out[name] = {
+            "boolean": t.Boolean(), "bigint": t.BigInteger(), "smallint": t.SmallInteger(),
+            "integer": t.Integer(), "real": t.REAL(), "double": t.Double(),
+            "numeric": t.Numeric(precision, scale), "date": t.Date(),
+            "timestamp": t.DateTime(), "timestamptz": t.DateTime(timezone=True),
+            "text": t.Text(), "varchar": t.String(), "char": t.String(),
+        }[kind]
+    if unknown:  # enums: their labels are the type's definition
+        rows = conn.execute(text(
+            "SELECT t.oid, t.typname, e.enumlabel FROM pg_type t JOIN pg_enum e "
+            "ON e.enumtypid = t.oid WHERE t.oid = ANY(:oids) ORDER BY t.oid, e.enumsortorder"
+        ), {"oids": list(unknown)}).all()
+        labels: dict[int, tuple[str, list[str]]] = {}
+        for oid, typname, label in rows:
+            labels.setdefault(int(oid), (typname, []))[1].append(label)
+        for oid, names in unknown.items():
+            if oid in labels:
+                typname, values = labels[oid]
+                for name in names:
+                    out[name] = ENUM(*values, name=typname, create_type=True)
+    return out
+
+
+def _frame_of(result: Any, types: dict[str, Any], limits: ReadLimits, name: str,
+              chunk_rows: int) -> pd.DataFrame:
+    """The result's rows as one compact DataFrame, built chunk by chunk (text columns as
+    categoricals), the limits checked after each chunk."""
+    keys = list(result.keys())
+    parts: dict[str, list[pd.Series]] = {k: [] for k in keys}
+    rows = 0
+    for chunk in result.partitions(chunk_rows):
+        rows += len(chunk)
+        limits.check(name, rows, len(keys))
+        columns = list(zip(*chunk, strict=True)) if chunk else [()] * len(keys)
+        for key, values in zip(keys, columns, strict=True):
+            parts[key].append(_column(list(values), types.get(key)))
+        del chunk, columns
+    out = {}
+    for key in keys:
+        pieces = parts.pop(key)
+        if not pieces:
+            out[key] = pd.Series([], dtype=object)
+            continue
+        combined = _combine(pieces)
+        out[key] = combined if combined is not None else pd.concat(
+            [p.astype(object) for p in pieces], ignore_index=True)
+    return pd.DataFrame(out, copy=False)
+
+
+def _column(values: list[Any], sql_type: Any) -> pd.Series:
+    """One chunk of one column in the dtype its SQL type gives (as a file reader would)."""
+    from sqlalchemy import types as t
+
+    if isinstance(sql_type, t.Boolean):
+        return pd.Series(pd.array(values, dtype="boolean"))
+    if isinstance(sql_type, t.Date | t.DateTime):
+        stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
+        return stamps.dt.tz_convert(None)
+    if isinstance(sql_type, t.Integer | t.Numeric | t.Float):
+        series = pd.Series([None if v is None else float(v) for v in values], dtype="float64")
+        if isinstance(sql_type, t.Integer) and not series.isna().any():
+            return series.astype("int64")
+        return series
+    series = pd.Series(values, dtype=object)
+    if any(v is not None and not isinstance(v, str) for v in values):  # uuid, json, bytes
+        series = series.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    if series.isna().all():
+        return series.astype("float64")  # an all-null chunk, as a CSV reader gives it
+    return _compact(series)
+
+
+def public_schema(types: dict[str, Any], *, keys: Iterable[str] = (),
+                  not_null: Iterable[str] = ()) -> TableSchema | None:
+    """The declared schema a database's column types give (see the module's docstring); None
+    when they declare nothing. Text columns stay ``auto``: their values are not public."""
+    from sqlalchemy import types as t
+
+    keys, not_null = set(keys), set(not_null)
+    specs = []
+    for name, sql_type in types.items():
+        nullable = False if name in not_null else None
+        if name in keys:
+            specs.append(ColumnSpec(name=name, kind=ColumnKind.DROP, nullable=None))
+        elif isinstance(sql_type, t.Enum) and sql_type.enums:
+            specs.append(ColumnSpec(name=name, kind=ColumnKind.CATEGORICAL,
+                                    categories=list(sql_type.enums), nullable=nullable))
+        elif isinstance(sql_type, t.Boolean):
+            specs.append(ColumnSpec(name=name, kind=ColumnKind.BOOLEAN, nullable=nullable))
+        elif isinstance(sql_type, t.Date | t.DateTime):
+            specs.append(ColumnSpec(name=name, kind=ColumnKind.DATETIME, nullable=nullable))
+        elif isinstance(sql_type, t.Integer) or (
+                isinstance(sql_type, t.Numeric) and not isinstance(sql_type, t.Float)
+                and sql_type.scale == 0):
+            specs.append(ColumnSpec(name=name, kind=ColumnKind.INTEGER, nullable=nullable))
+        elif isinstance(sql_type, t.Numeric | t.Float):  # NUMERIC(p, s), REAL, DOUBLE
+            specs.append(ColumnSpec(name=name, kind=ColumnKind.CONTINUOUS, nullable=nullable))
+    return TableSchema(columns=specs) if specs else None
+
+
+def merge_schemas(public: TableSchema | None, user: TableSchema | None) -> TableSchema | None:
+    """The source's declared schema with the user's columns over it (the user's spec of a
+    column replaces the source's)."""
+    if public is None or user is None:
+        return user or public
+    mine = {c.name: c for c in user.columns}
+    columns = [mine.pop(c.name, c) for c in public.columns]
+    return TableSchema(columns=columns + list(mine.values()))
+
+
+def decimals(types: dict[str, Any]) -> dict[str, int]:
+    """Columns whose SQL type fixes their decimals (``NUMERIC(p, s)``, s > 0)."""
+    from sqlalchemy import types as t
+
+    return {name: int(ty.scale) for name, ty in types.items()
+            if isinstance(ty, t.Numeric) and not isinstance(ty, t.Float)
+            and isinstance(ty.scale, int) and ty.scale > 0}
+
+
+def conform(frame: pd.DataFrame, types: dict[str, Any]) -> pd.DataFrame:
+    """Synthetic rows in the source's column types (post-processing with public facts only):
+    numbers rounded to a ``NUMERIC``'s decimals, a ``DATE`` without a time of day."""
+    from sqlalchemy import types as t
+
+    if not types:
+        return frame
+    out = frame.copy(deep=False)
+    for name, places in decimals(types).items():
+        if name in out and pd.api.types.is_float_dtype(out[name].dtype):
+            out[name] = out[name].round(places)
+    for name, ty in types.items():
+        if (name in out and isinstance(ty, t.Date) and not isinstance(ty, t.DateTime)
+                and pd.api.types.is_datetime64_any_dtype(out[name].dtype)):
+            out[name] = out[name].dt.floor("D")
+    return out
+
+
+# ----------------------------------------------------------------------------- fsspec files
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise SourceError(scrub(f"cannot open {mask(url)}: {exc}", url),
+                          code="invalid-argument") from exc
+    return fs, path
+
+
+def _files_of(fs: Any, path: str, url: str) -> list[str]:
+    """The CSV/Parquet files a URL names: the file itself, or a folder's files in name order."""
+    try:
+        if fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if p.lower().endswith(_FILE_SUFFIXES))
+            if not found:
+                raise SourceError(f"{mask(url)} holds no .csv or .parquet file",
+                                  code="not-found")
+            return found
+        if not fs.exists(path):
+            raise SourceError(f"{mask(url)} does not exist", code="not-found")
+    except SourceError:
+        raise
+    except Exception as exc:  # the store's own errors: credentials, network
+        raise _failed("cannot list", url, exc) from exc
+    return [path]
+
+
+def read_fsspec(url: str, *, limits: ReadLimits = NO_LIMITS,
+                max_bytes: int = DEFAULT_MAX_BYTES, min_rows: int = MIN_ROWS,
+                **csv_options: str | None) -> pd.DataFrame:
+    """A CSV/Parquet file, or a folder of them with the same columns, at an fsspec URL."""
+    from synthgen.io import _read_parquet
+
+    fs, path = _filesystem(url)
+    files = _files_of(fs, path, url)
+    try:
+        sizes = [int(fs.size(f) or 0) for f in files]
+    except Exception as exc:
+        raise _failed("cannot read", url, exc) from exc
+    if sum(sizes) > max_bytes:
+        raise InputError(f"{mask(url)} is {sum(sizes):,} bytes, over the limit of "
+                         f"{max_bytes:,}", code="too-large")
+    frames: list[pd.DataFrame] = []
+    rows = 0
+    name = display_name(url)
+    for file in files:
+        shown = file.rsplit("/", 1)[-1]
+        left = ReadLimits(
+            None if limits.max_rows is None else limits.max_rows - rows, limits.max_columns,
+            limits.max_bytes)
+        try:
+            with fs.open(file, "rb") as handle:
+                fmt = detect_format(handle.read(64), shown)
+                handle.seek(0)
+                if fmt == "parquet" or shown.lower().endswith((".parquet", ".pq")):
+                    import pyarrow as pa
+
+                    part = _read_parquet(pa.PythonFile(handle, mode="r"), shown, limits=left)
+                else:
+                    part = read_csv(handle, shown, limits=left,
+                                    **csv_options)  # type: ignore[arg-type]
+        except InputError:
+            raise
+        except Exception as exc:
+            raise _failed(f"cannot read {shown} of", url, exc) from exc
+        if frames and list(part.columns) != list(frames[0].columns):
+            raise InputError(f"{shown} in {mask(url)} has other columns than "
+                             f"{files[0].rsplit('/', 1)[-1]}; every file of a folder must "
+                             "have the same header", code="malformed-csv")
+        rows += len(part)
+        limits.check(name, rows, part.shape[1])
+        frames.append(part)
+    if len(frames) == 1:
+        frame = frames[0]
+    else:
+        frame = pd.DataFrame({
+            c: (_combine([f[c] for f in frames]) if all(
+                isinstance(f[c].dtype, pd.CategoricalDtype) for f in frames)
+                else pd.concat([f[c].astype(object) if isinstance(f[c].dtype,
+                                                                  pd.CategoricalDtype)
+                                else f[c] for f in frames], ignore_index=True))
+            for c in frames[0].columns}, copy=False)
+    return check_table(frame, name, min_rows=min_rows)
+
+
+# ----------------------------------------------------------------------------- destinations
+
+
+def write_path(chunks: Iterable[pd.DataFrame], url: str) -> int:
+    """Write chunks of a table to an fsspec URL: ``.parquet`` / ``.pq`` as Parquet, anything
+    else as a CSV with formula cells escaped; a URL ending in ``/`` as a folder of Parquet
+    parts, one a chunk. Returns the rows written."""
+    fs, path = _filesystem(url)
+    try:
+        if url.endswith("/"):
+            rows = 0
+            for i, chunk in enumerate(chunks):
+                with fs.open(f"{path.rstrip('/')}/part-{i:05d}.parquet", "wb") as handle:
+                    _plain(chunk).to_parquet(handle, index=False)
+                rows += len(chunk)
+            return rows
+        if path.lower().endswith((".parquet", ".pq")):
+            return _write_parquet(chunks, fs, path)
+        with fs.open(path, "w", encoding="utf-8", newline="") as handle:
+            return write_csv(chunks, handle)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise _failed("cannot write to", url, exc) from exc
+
+
+def _plain(chunk: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as text: one Parquet type for every chunk."""
+    return chunk.apply(lambda c: c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype)
+                       else c)
+
+
+def _write_parquet(chunks: Iterable[pd.DataFrame], fs: Any, path: str) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 0
+    writer = None
+    with fs.open(path, "wb") as handle:
+        try:
+            for chunk in chunks:
+                batch = pa.Table.from_pandas(_plain(chunk), preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(handle, batch.schema)
+                writer.write_table(batch.cast(writer.schema))
+                rows += len(chunk)
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows
+
+
+def write_sql(chunks: Iterable[pd.DataFrame], url: str, table: str, *,
+              if_exists: str = "fail", types: dict[str, Any] | None = None,
+              source_dialect: str | None = None) -> int:
+    """Write chunks of a table to a database table, in one transaction (a failed write leaves
+    the database as it was). ``types``: the source's SQLAlchemy column types (kept on the same
+    database kind, their generic form on another); other columns typed from their dtype.
+    ``if_exists``: fail, replace (drop and create) or append (to a table with these columns)."""
+    from sqlalchemy import Column, MetaData, Table, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if if_exists not in WRITE_MODES:
+        raise InputError(f"--if-exists must be one of {', '.join(WRITE_MODES)}",
+                         code="invalid-argument")
+    schema, bare = _split_name(table)
+    engine = _engine(url)
+    iterator = iter(chunks)
+    rows = 0
+    try:
+        with engine.begin() as conn:
+            exists = inspect(conn).has_table(bare, schema=schema)
+            if exists and if_exists == "fail":
+                raise InputError(f"the table {table!r} already exists in {mask(url)}; give "
+                                 "--if-exists replace or append", code="table-exists")
+            first = next(iterator, None)
+            if first is None:
+                return 0
+            metadata = MetaData()
+            if exists and if_exists == "append":
+                target = Table(bare, metadata, schema=schema, autoload_with=conn)
+                missing = [c for c in first.columns if c not in target.columns]
+                if missing:
+                    raise InputError(f"the table {table!r} in {mask(url)} has no column(s) "
+                                     f"{missing}; append needs the same columns",
+                                     code="table-exists")
+            else:
+                if exists:
+                    Table(bare, MetaData(), schema=schema, autoload_with=conn).drop(conn)
+                same = source_dialect == engine.dialect.name
+                target = Table(bare, metadata, *[
+                    Column(str(c), _destination_type((types or {}).get(str(c)), first[c],
+                                                     same))
+                    for c in first.columns], schema=schema)
+                metadata.create_all(conn)  # and the enum types it needs
+            dates = _date_columns(target)
+            for chunk in _chain(first, iterator):
+                records = _records(chunk, dates)
+                if records:
+                    conn.execute(target.insert(), records)
+                rows += len(chunk)
+    except InputError:
+        raise
+    except SQLAlchemyError as exc:
+        raise _failed(f"cannot write {table!r} to", url, exc) from exc
+    finally:
+        engine.dispose()
+    return rows
+
+
+def _chain(first: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    yield first
+    yield from rest
+
+
+def _destination_type(source_type: Any, column: pd.Series, same_dialect: bool) -> Any:
+    from sqlalchemy import types as t
+
+    if source_type is not None:
+        if same_dialect:
+            return source_type
+        try:
+            return source_type.as_generic()
+        except NotImplementedError:
+            pass
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return t.Boolean()
+    if pd.api.types.is_integer_dtype(dtype):
+        return t.BigInteger()
+    if pd.api.types.is_float_dtype(dtype):
+        return t.Double()
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return t.DateTime()
+    return t.Text()
+
+
+def _date_columns(target: Any) -> set[str]:
+    from sqlalchemy import types as t
+
+    return {c.name for c in target.columns
+            if isinstance(c.type, t.Date) and not isinstance(c.type, t.DateTime)}
+
+
+def _records(chunk: pd.DataFrame, dates: set[str]) -> list[dict[str, Any]]:
+    """A chunk as plain Python values for the driver: missing values as None, dates as dates."""
+    columns: dict[str, list[Any]] = {}
+    for name in chunk.columns:
+        col = chunk[name]
+        if pd.api.types.is_datetime64_any_dtype(col.dtype):
+            values = [None if pd.isna(v) else (v.date() if name in dates else v.to_pydatetime())
+                      for v in col.astype(object)]
+        else:
+            raw = col.astype(object).to_numpy()
+            values = [None if _missing(v) else (v.item() if isinstance(v, np.generic) else v)
+                      for v in raw]
+        columns[str(name)] = values
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def check_reachable(url: str) -> None:
+    """Connect to a database (and run ``SELECT 1``) or list an fsspec location; raise a
+    SourceError, its message free of secrets, when that fails."""
+    if is_sql_url(url):
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        engine = _engine(url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise _failed("cannot connect to", url, exc) from exc
+        finally:
+            engine.dispose()
+        return
+    fs, path = _filesystem(url)
+    try:
+        fs.ls(path.rstrip("/") or path)
+    except Exception as exc:
+        raise _failed("cannot list", url, exc) from exc
+
+
+def check_destination(url: str, table: str, if_exists: str = "fail") -> None:
+    """Before any work: the database answers, and ``if_exists=fail`` finds no such table."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if if_exists not in WRITE_MODES:
+        raise InputError(f"--if-exists must be one of {', '.join(WRITE_MODES)}",
+                         code="invalid-argument")
+    if not is_sql_url(url):
+        raise InputError(f"{mask(url)} is not a database URL SQLAlchemy can open (a driver "
+                         "may be missing)", code="invalid-argument")
+    schema, bare = _split_name(table)
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            exists = inspect(conn).has_table(bare, schema=schema)
+    except SQLAlchemyError as exc:
+        raise _failed("cannot connect to", url, exc) from exc
+    finally:
+        engine.dispose()
+    if exists and if_exists == "fail":
+        raise InputError(f"the table {table!r} already exists in {mask(url)}; give "
+                         "--if-exists replace or append", code="table-exists")
+
+
+def mask_words(words: Iterable[str]) -> list[str]:
+    """Command-line words with every URL masked (for a report's ``command``)."""
+    return [mask(w) if is_url(w) else w for w in words]
+
+
+__all__ = [
+    "SourceError",
+    "SourceTable",
+    "check_destination",
+    "check_query",
+    "check_reachable",
+    "conform",
+    "display_name",
+    "is_sql_url",
+    "is_url",
+    "mask",
+    "mask_words",
+    "merge_schemas",
+    "public_schema",
+    "read_source",
+    "scrub",
+    "write_path",
+    "write_sql",
+]
