@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from synthgen.privacy.budget import MIN_EPSILON, min_epsilon
+from synthgen.errors import BudgetError
+from synthgen.privacy.budget import MIN_EPSILON, check_plan, min_epsilon
 from synthgen.service.budget import ledger_delta
 from synthgen.service.db import Dataset, Job
 
@@ -115,6 +116,10 @@ class JobCreate(BaseModel):
             raise ValueError(f"epsilon {self.epsilon:g} is below the {self.accountant} "
                              f"accountant's minimum of {min_epsilon(self.accountant):g}; ask "
                              f"for more, or use the prv accountant (minimum {MIN_EPSILON:g})")
+        try:  # the whole budget plan, from the options alone (a worker checks it again)
+            check_plan(self.epsilon, self.delta, self.accountant)
+        except BudgetError as exc:
+            raise ValueError(str(exc)) from exc
         return self
 
     def options(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from synthgen.privacy.accountant import check_accountant, gaussian_epsilon
 from synthgen.privacy.budget import (
     check_delta,
     check_epsilon,
+    check_plan,
     domain_share,
     marginal_multipliers,
     marginal_share,
@@ -95,6 +96,8 @@ class Synthesizer:
         check_epsilon(self.epsilon, check_accountant(accountant))  # before any row is read
         if delta is not None:
             check_delta(delta)
+        # the whole plan too, before any row is read: a refused plan has read and spent nothing
+        check_plan(self.epsilon, delta, accountant, preprocessing_share, marginal_share)
         self.delta = delta
         self.schema = schema
         self.device = device

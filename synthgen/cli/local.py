@@ -127,7 +127,7 @@ def run(
     from synthgen.models.conditions import check as check_conditions
     from synthgen.models.conditions import facts_of_schema
     from synthgen.privacy.accountant import check_accountant
-    from synthgen.privacy.budget import check_epsilon
+    from synthgen.privacy.budget import check_plan
     from synthgen.report import (
         evaluation_path,
         public_command,
@@ -152,7 +152,8 @@ def run(
     try:
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError("--device must be auto, cpu or cuda")
-        check_epsilon(epsilon, check_accountant(accountant))  # exit 2 before any row is read
+        # the budget plan (every mechanism before DP-SGD): exit 2 before any row is read
+        check_plan(epsilon, delta, check_accountant(accountant), preprocessing_share)
         if to_sql is not None and to_table is not None:  # a typo costs seconds, not a run
             check_destination(to_sql, to_table, if_exists)
         _set_threads(threads)

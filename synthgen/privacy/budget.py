@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthgen.errors import BudgetError
-from synthgen.privacy.accountant import gaussian_noise_multiplier
+from synthgen.privacy.accountant import (
+    PRV_ERROR,
+    epsilon_of,
+    gaussian_epsilon,
+    gaussian_noise_multiplier,
+    prv_error,
+)
 from synthgen.privacy.ledger import LedgerEntry
 
 # The smallest target epsilon a fit accepts, checked before any row is read. With PRV, any
@@ -186,3 +192,59 @@ def domain_share(epsilon: float, delta: float, rows: float, columns: int,
     ):
         share = round(share + 0.05, 2)
     return share
+
+
+# What a plan must leave DP-SGD at least, as a share of the target: room for calibration to find
+# a noise level (PRV's figures of the prior alone and of the prior with DP-SGD differ slightly).
+PLAN_MARGIN = 0.01
+
+
+def planned_prior(epsilon: float, delta: float, preprocessing_share: float | None = None,
+                  marginal_share_: float | None = None) -> list[tuple[float, float, int]]:
+    """The largest history the mechanisms before DP-SGD can have under these options, whatever
+    the table: computed from the options alone, before any row is read.
+
+    The size probe (when the domain share is left to the rule), and the domain histograms and
+    DP marginals, whose noise multipliers are set so that together they compose to one
+    Gaussian release of (domain + marginal share) of epsilon (:func:`marginal_multipliers`).
+    The rule gives a domain share of at most ``MAX_DOMAIN_SHARE`` and a marginal share of at
+    most 0.9 minus the domain share, so without options that sum is at most 0.9."""
+    accountant_delta = delta - delta * BudgetPlan.threshold_delta_share
+    domain = MAX_DOMAIN_SHARE if preprocessing_share is None else preprocessing_share
+    if marginal_share_ is None:
+        total = max(domain, 0.9)
+    else:
+        total = domain + marginal_share_
+    prior = [(gaussian_noise_multiplier(epsilon * total, accountant_delta), 1.0, 1)]
+    if preprocessing_share is None:
+        prior.insert(0, (gaussian_noise_multiplier(epsilon * SIZE_PROBE_SHARE,
+                                                   accountant_delta), 1.0, 1))
+    return prior
+
+
+def check_plan(epsilon: float, delta: float | None = None, accountant: str = "prv",
+               preprocessing_share: float | None = None,
+               marginal_share_: float | None = None) -> None:
+    """Refuse, before any row is read, a plan whose mechanisms before DP-SGD could leave DP-SGD
+    no budget (so a refused job has read nothing and is charged nothing). Cheap: the plan's
+    mechanisms are Gaussian releases, whose composition is exact (1/sigma^2 adds up), so PRV's
+    figure is the exact epsilon plus at most twice its error; RDP composes them in closed form."""
+    check_epsilon(epsilon, accountant)
+    delta = DEFAULT_DELTA if delta is None else delta
+    check_delta(delta)
+    plan = BudgetPlan(epsilon, delta, preprocessing_share or MIN_DOMAIN_SHARE,
+                      marginal_share=marginal_share_)
+    prior = planned_prior(epsilon, delta, preprocessing_share, marginal_share_)
+    if accountant == "prv":
+        mu2 = sum(t / s**2 for s, _, t in prior)
+        spent = (gaussian_epsilon(1.0 / math.sqrt(mu2), plan.accountant_delta)
+                 # the error is sized on PRV's coarse figure, which carries 0.01 more
+                 + 2 * prv_error(epsilon + PRV_ERROR))
+    else:
+        spent = epsilon_of(prior, plan.accountant_delta, accountant)
+    if spent >= epsilon * (1 - PLAN_MARGIN):
+        raise BudgetError(
+            f"this budget plan leaves DP-SGD nothing: the mechanisms before training may spend "
+            f"epsilon {spent:.4g} of {epsilon:g} with the {accountant} accountant at delta "
+            f"{delta:g}; raise epsilon or delta, or lower --preprocessing-share "
+            "(nothing was read)", code="epsilon-too-small")

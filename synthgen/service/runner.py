@@ -171,6 +171,14 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
         from synthgen.synthesizer import Synthesizer
 
         options = job.options or {}
+        # Built (its budget plan checked) before the table is read: a refused plan has read
+        # nothing and is charged nothing.
+        synth = Synthesizer(
+            job.epsilon, job.delta,
+            schema=parse_schema(dataset.public_schema) if dataset.public_schema else None,
+            epochs=options.get("epochs"), batch_size=options.get("batch_size"),
+            device=settings.device, seed=options.get("seed"),
+            accountant=options.get("accountant", "prv"))
         # The report's audit holds rows out of training. The split is decided before fit() and
         # is the same on every attempt (a secret seed of the job), so a resumed job trains on
         # the same rows its checkpoint was trained on.
@@ -180,12 +188,6 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
             audit=bool(options.get("audit", True)), target=options.get("target"),
             seed=_split_seed(job))
         table = plan.training_table(full)
-        synth = Synthesizer(
-            job.epsilon, job.delta,
-            schema=parse_schema(dataset.public_schema) if dataset.public_schema else None,
-            epochs=options.get("epochs"), batch_size=options.get("batch_size"),
-            device=settings.device, seed=options.get("seed"),
-            accountant=options.get("accountant", "prv"))
 
         def on_progress(p: Any) -> None:
             progress["step"] = p.step

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from service.svc_helpers import ADULT_SAMPLE, Api, Service, add_dataset, unit_database
 from synthgen.service.budget import MAX_DEFAULT_DELTA, admit_job, compose_dataset
-from synthgen.service.db import Dataset
+from synthgen.service.db import Dataset, Job
 from synthgen.service.jobs import claim_job, settle
 
 
@@ -90,3 +90,38 @@ def test_a_fresh_budget_version_of_known_bytes_is_refused(embedded: Service) -> 
                      files={"file": ("t.csv", content, "text/csv")})
     assert r.status_code == 409 and r.json()["code"] == "same-content"
     assert api.http.get(f"/v1/datasets/{dataset['id']}").json()["version"] == 1
+
+
+def test_a_plan_that_leaves_training_nothing_is_422_and_reserves_nothing(
+    embedded: Service,
+) -> None:
+    api = Api(embedded.url, embedded.key("tenant-plan"))
+    dataset = api.upload()
+    # rdp at its minimum with a tiny delta: RDP's floor leaves DP-SGD no budget
+    r = api.http.post("/v1/jobs", json={"dataset_id": dataset["id"], "epsilon": 0.5,
+                                        "delta": 1e-12, "accountant": "rdp"})
+    assert r.status_code == 422 and "leaves DP-SGD nothing" in r.json()["detail"], r.text
+    budget = api.http.get(f"/v1/datasets/{dataset['id']}/budget").json()
+    assert budget["reserved_epsilon"] == 0 and budget["jobs"] == []
+
+
+def test_a_worker_refuses_a_plan_before_reading_and_charges_nothing(tmp_path: Path) -> None:
+    from synthgen.service.runner import execute_job
+    from synthgen.service.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    db = unit_database(tmp_path / "synthgen.db")
+    add_dataset(db, "ds1", cap=5.0)  # its upload does not exist: a read would fail otherwise
+    job = admit_job(db, "t1", "ds1", epsilon=0.5, delta=1e-12, options={"accountant": "rdp"},
+                    max_attempts=1)
+    assert job is not None
+    assert execute_job(job.id, "worker-a", settings) == "failed"
+    with db.read() as s:
+        done = s.scalars(select(Job).where(Job.id == job.id)).one()
+        holder = s.scalars(select(Dataset).where(Dataset.id == "ds1")).one()
+    assert done.error_code == "epsilon-too-small", done.error_message
+    assert done.charged_epsilon == 0 and done.ledger is None
+    compose_dataset(db, "ds1")
+    with db.read() as s:
+        assert s.scalars(select(Dataset).where(Dataset.id == "ds1")).one().spent_epsilon == 0
+    assert holder.spent_epsilon == 0
