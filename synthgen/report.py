@@ -199,7 +199,19 @@ def build_report(synth: FittedModel) -> dict[str, Any]:
         "composition": composition(ledger, spent),
         "epsilon_curve": epsilon_curve(ledger, spent),
         **({"sampling": sampling} if (sampling := getattr(synth, "sampling", None)) else {}),
+        **_schema_used(synth),
     }
+
+
+def _schema_used(synth: FittedModel) -> dict[str, Any]:
+    """The report's ``schema``: the schema the run used, completed with what it released (DP
+    outputs and declarations only), as a schema file holds it."""
+    used = getattr(synth, "schema_used", None)
+    if used is None or not synth.domains:
+        return {}
+    from synthgen.schema import schema_document
+
+    return {"schema": schema_document(used())}
 
 
 def run_header(input_name: str, *, command: str | None = None,

@@ -308,6 +308,42 @@ def parse_schema(document: dict[str, Any]) -> TableSchema:
     )
 
 
+def schema_document(schema: TableSchema) -> dict[str, Any]:
+    """``schema`` as synthgen's schema JSON (what :func:`load_schema` reads back): each column's
+    name, kind and nullability (``null``: a DP count decides), then only the facts it holds;
+    datetime bounds as ISO dates."""
+    columns = []
+    for spec in schema.columns:
+        entry: dict[str, Any] = {"name": spec.name, "kind": spec.kind.value}
+        if spec.kind is ColumnKind.DROP:
+            columns.append(entry)
+            continue
+        entry["nullable"] = spec.nullable
+        for key, value in spec.model_dump(mode="json", exclude={"name", "kind", "nullable"},
+                                          exclude_none=True).items():
+            if key == "other" and not value:
+                continue
+            if key in ("lower", "upper") and spec.kind is ColumnKind.DATETIME:
+                value = iso_seconds(float(value))
+            entry[key] = value
+        columns.append(entry)
+    return {"columns": columns}
+
+
+def iso_seconds(seconds: float) -> str:
+    """Epoch seconds as an ISO date (a date alone at midnight) that the bound parser reads."""
+    stamp = pd.Timestamp(round(seconds), unit="s")
+    return stamp.date().isoformat() if stamp == stamp.normalize() else stamp.isoformat()
+
+
+def write_schema(schema: TableSchema, path: str | Path) -> Path:
+    """Write ``schema`` as a schema file that ``--schema`` / :func:`load_schema` reads."""
+    path = Path(path)
+    path.write_text(json.dumps(schema_document(schema), indent=2, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    return path
+
+
 def load_schema(path: str | Path) -> TableSchema:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))

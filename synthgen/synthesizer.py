@@ -450,6 +450,17 @@ class Synthesizer:
 
     # ------------------------------------------------------------------------- report
 
+    def schema_used(self) -> TableSchema:
+        """The schema this fit used, completed with what it released: each column's kind,
+        released categories (and whether an ``Other`` bucket holds the rest), numeric range,
+        codes, nullability and format, beside what was declared. DP outputs and declarations
+        only: give it back (``Synthesizer(schema=...)``, ``--schema``) to reuse those decisions
+        at no further cost, after reviewing or correcting them
+        (:func:`synthgen.schema.write_schema` writes it as a schema file)."""
+        if self.schema is None or not self.domains:
+            raise RuntimeError("call fit() or load() first")
+        return TableSchema(columns=[d.to_spec(self.schema[d.name]) for d in self.domains])
+
     @property
     def spent_epsilon(self) -> float:
         return float(self.info.get("epsilon", 0.0))

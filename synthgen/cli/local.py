@@ -94,6 +94,10 @@ def run(
              "and width, 0.1 to 0.5; see README).")] = None,
     save_model: Annotated[Path | None,
                           typer.Option(help="Also save the model here (.zip).")] = None,
+    write_schema: Annotated[Path | None, typer.Option(
+        help="Write the schema this run used here (JSON, what --schema reads): kinds, "
+             "released categories, ranges, codes, nullability, formats. DP outputs and "
+             "declarations only: review it, correct it and give it back with --schema.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     threads: Annotated[int | None, typer.Option(
         help="CPU threads for training (default: the cores not busy now).", min=1)] = None,
@@ -117,7 +121,7 @@ def run(
     out = _check_destinations(input, out, to_sql, to_table)
     local_out = None if out is None or _is_url(out) else Path(out)
     _check_outputs(Path(input) if not _is_url(input) else None, out=local_out, report=report,
-                   save_model=save_model)
+                   save_model=save_model, write_schema=write_schema)
     import pandas as pd
 
     from synthgen.errors import SynthgenWarning
@@ -136,6 +140,7 @@ def run(
         write_report,
     )
     from synthgen.schema import infer_schema, load_schema
+    from synthgen.schema import write_schema as write_schema_file
     from synthgen.sources import (
         check_destination,
         conform,
@@ -189,6 +194,8 @@ def run(
                                 losses=f"D {p.d_loss:.3f} G {p.g_loss:.3f}")
 
             synth.fit(train, on_progress=on_progress)
+        if write_schema:  # as soon as it is known: a sampling error does not lose it
+            write_schema_file(synth.schema_used(), write_schema)
         t0 = time.perf_counter()
         if rows is None and asked["seed_rows"] is None:
             # as many as the input, from the DP row count (the count is private)
@@ -213,6 +220,8 @@ def run(
         doc["timings"]["total_s"] = time.perf_counter() - started
         if save_model:
             written_to.append(str(save_model))
+        if write_schema:
+            written_to.append(str(write_schema))
         if report:
             synthetic = pd.concat(kept, ignore_index=True) if kept else table_in.iloc[:0]
             evaluation = evaluate_job(doc, plan, train, synthetic, seed=seed)
@@ -318,8 +327,8 @@ def _check_outputs(input: Path | None, **outputs: Path | None) -> None:
         check_output_path(option, path, inputs=(input,) if input is not None else ())
     named = [path.resolve() for path in paths.values()]
     if len(set(named)) < len(named):
-        usage_error("--out, --report and --save-model must name different files",
-                    "bad-output-path")
+        usage_error("--out, --report, --save-model and --write-schema must name different "
+                    "files", "bad-output-path")
 
 
 def _set_threads(threads: int | None) -> None:

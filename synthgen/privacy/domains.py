@@ -132,6 +132,33 @@ class ColumnDomain:
         out["categories"] = [_jsonable(v) for v in self.categories]
         return out
 
+    def to_spec(self, declared: ColumnSpec) -> ColumnSpec:
+        """The column as a schema entry: what was declared (``declared``), completed with what
+        the run released (kind, categories, range, codes, nullability, format): DP outputs and
+        declarations only, so a run given it back spends nothing more on what it says.
+
+        A nullability that a DP count set to ``False`` is written ``null`` (a count decides
+        again): a few empty cells below the noise are not "no empty cells", and a declared
+        ``false`` would refuse them."""
+        if self.kind is ColumnKind.DROP or self.source == "dropped":
+            return ColumnSpec(name=self.name, kind=ColumnKind.DROP)
+        facts: dict[str, Any] = declared.model_dump(exclude={"kind", "dtype"})
+        facts["nullable"] = self.nullable if (
+            self.nullable or self.decided.get("nullable") == "declared") else None
+        if self.kind is ColumnKind.CATEGORICAL:
+            labels = [cell_text(v) for v in self.categories]
+            facts["categories"] = labels or None
+            facts["other"] = bool(labels) and self.has_other
+        elif self.kind in NUMERIC_KINDS:
+            edges = [e for b in self.bins for e in b]
+            if edges and min(edges) < max(edges) and facts.get("lower") is None:
+                facts["lower"], facts["upper"] = float(min(edges)), float(max(edges))
+            facts["codes"] = list(self.codes) or None
+        fmt = getattr(self, "format", None)
+        if fmt is not None and "format" in ColumnSpec.model_fields:
+            facts["format"] = fmt
+        return ColumnSpec(kind=self.kind, **facts)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ColumnDomain:
         data = dict(data)
