@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "make_table_s": round(make_s, 1),
         "output_rows": out_rows,
         "epsilon_spent": doc.get("epsilon"),
-        "timings": doc.get("timings"),
+        # the owner-only evaluation keeps the stages' times (the public report has none)
+        "timings": (json.loads((work / "evaluation.json").read_text()).get("timings")
+                    if (work / "evaluation.json").exists() else None),
         "training": {k: doc.get("training", {}).get(k) for k in
                      ("steps", "expected_batch_size", "noise_multiplier", "epochs")},
         "peak_gpu_mb": (round(torch.cuda.max_memory_allocated() / 2**20, 1)

@@ -193,7 +193,6 @@ def build_report(synth: FittedModel) -> dict[str, Any]:
         "completed": info.get("completed", True),
         "training": info.get("training", {}),
         "device": info.get("device"),
-        "timings": info.get("timings", {}),
         "warnings": info.get("warnings", []),
         "explanation": explanation(spent, delta),
         "composition": composition(ledger, spent),

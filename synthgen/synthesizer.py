@@ -236,7 +236,8 @@ class Synthesizer:
             state.extra = {
                 "ledger": ledger.to_dict(),
                 "domains": [d.to_dict() for d in self.domains],
-                "info": self.info,
+                # the run's timings grow with the exact row count: not in the public model
+            "info": {k: v for k, v in self.info.items() if k != "timings"},
                 "schema": schema.model_dump(mode="json"),
                 "noise_multiplier": sigma,
                 "total_steps": steps,
@@ -485,7 +486,8 @@ class Synthesizer:
             "schema": self.schema.model_dump(mode="json"),
             "domains": [d.to_dict() for d in self.domains],
             "ledger": self.ledger.to_dict(),
-            "info": self.info,
+            # the run's timings grow with the exact row count: not in the public model
+            "info": {k: v for k, v in self.info.items() if k != "timings"},
             "generator": {
                 "noise_dim": generator.noise_dim,
                 "cond_dim": cond.width,

@@ -55,6 +55,12 @@ def test_a_seeded_run_writes_its_seed_nowhere(tmp_path: Path) -> None:
     assert report["secure_mode"]["seeded"] is True
     assert report["secure_mode"]["note"] == SEEDED_NOTE
     assert "keep the seed secret" in (out / "report.html").read_text(encoding="utf-8")
+    # nor run timings (they grow with the exact row count): the owner-only evaluation has them
+    with zipfile.ZipFile(out / "model.zip") as zf:
+        assert "timings" not in json.loads(zf.read("meta.json"))["info"]
+    assert "timings" not in report
+    evaluation = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
+    assert evaluation["timings"]["total_s"] > 0
 
 
 def test_the_published_command_drops_the_seed_in_both_spellings() -> None:
