@@ -70,6 +70,13 @@ a share of the claim, correct noise / half the noise:
 Epsilon 3 at delta 9e-5 keeps both margins widest: the correct mechanism well above half its
 claim, the halved noise well above the claim.
 
+**The partition threshold's delta.** Its failure probability (a key only the added row has is
+released) is part of the histograms' delta, which an epsilon bound cannot see. A separate check
+(``audit_threshold``) counts, over a million trials at a threshold delta of 4e-4, how often a key
+only the canary has clears the threshold, against the ``extra_delta`` the ledger charges; and
+again with the threshold computed for one discovered column of two (planted with
+``--planted histograms``, the default), which must exceed it.
+
 **Planted under-noising** (``--planted``, never a change to the library): the script patches one
 mechanism at a time so that it adds half the noise its ledger entry claims (``noisy_counts``
 with sigma / 2; ``_measure`` with half the multiplier for the one-way or the two-way tables;
@@ -78,7 +85,7 @@ noise multiplier) and audits that mechanism again: it must fail (bound above the
 
 The last line is JSON: ``{"mechanisms": N, "min_tightness": T, "planted": P,
 "planted_caught": C}`` (T the smallest bound / claim over the mechanisms). Exit status 0 when
-T >= 0.5 and C == P.
+T >= 0.5 and C == P (and the threshold's check holds, its planted bug caught).
 """
 
 from __future__ import annotations
@@ -235,6 +242,108 @@ def histogram_release(canary: bool, rng: TrialsRNG, plant: str | None = None) ->
     return Release(np.concatenate(parts, axis=1), entry.epsilon,
                    HISTOGRAM_PLAN.accountant_delta + entry.extra_delta, entry.params["sigma"],
                    entry.params["l2_sensitivity"])
+
+
+# --- the partition threshold: keys only the canary has ----------------------------------------
+
+# A larger threshold delta than a fit's (4e-4: half of 8e-4), so that a million trials can
+# measure how often a key only the canary has is released (about 400 times).
+THRESHOLD_PLAN = BudgetPlan(2 * AUDIT_EPSILON, 8e-4, preprocessing_share=0.5,
+                            threshold_delta_share=0.5)
+THRESHOLD_TRIALS = 1_000_000
+
+
+def threshold_table(canary: bool) -> tuple[pd.DataFrame, TableSchema]:
+    """Two discovered category columns; the canary holds a value no base row has in each."""
+    rng = np.random.default_rng(8)
+    base = pd.DataFrame({"city": rng.choice(["north", "south"], HISTOGRAM_ROWS),
+                         "job": rng.choice(["clerk", "nurse"], HISTOGRAM_ROWS)})
+    if canary:
+        base = pd.concat([base, pd.DataFrame({"city": ["canary-city"], "job": ["canary-job"]})],
+                         ignore_index=True)
+    return base, TableSchema(columns=[ColumnSpec(name=c, kind=ColumnKind.CATEGORICAL)
+                                      for c in ("city", "job")])
+
+
+@dataclass
+class ThresholdAudit:
+    """How often any key only the canary has is released, against the delta the ledger charges
+    for it (the entry's ``extra_delta``): the part of the histograms' guarantee that is a
+    probability, not an epsilon. Without the canary such a key does not exist, so each release
+    of one is an event of probability 0 under D."""
+
+    claimed_delta: float
+    trials: int
+    released: int
+    rate_lower: float  # one-sided Clopper-Pearson at THRESHOLD_CONFIDENCE
+    planted_released: int | None = None
+    planted_rate_lower: float = math.nan
+
+    @property
+    def holds(self) -> bool:
+        return self.rate_lower <= self.claimed_delta
+
+    @property
+    def caught(self) -> bool:
+        return self.planted_rate_lower > self.claimed_delta
+
+
+def threshold_release(trials: int, seed: Sequence[int], plant: bool = False) -> tuple[int, float]:
+    """(trials in which a key only the canary has cleared the threshold, the delta charged).
+    ``plant``: the threshold computed for one discovered column instead of all of them."""
+    df, schema = threshold_table(canary=True)
+    real_noisy, real_domain = domains.noisy_counts, domains._domain
+    real_threshold = domains.partition_threshold
+    passed: list[tuple[np.ndarray, np.ndarray]] = []
+    released = np.zeros(trials, dtype=bool)
+
+    def noisy_spy(counts: np.ndarray, sigma: float, gen: Any) -> np.ndarray:
+        draws = real_noisy(counts, sigma, gen)
+        passed.append((draws[0], draws))  # one view object: _Noisy keeps this very array
+        return passed[-1][0]
+
+    def domain_spy(m: Any) -> Any:
+        draws = next(full for first, full in passed if first is m.texts)
+        labels = [str(v) for v in m.labels]
+        mine = [i for i, v in enumerate(labels) if v.startswith("canary")]
+        released[:] |= (draws[:, mine] > m.threshold).any(axis=1)
+        return real_domain(m)
+
+    def one_column(sigma: float, delta: float, discovered_columns: int) -> float:
+        return real_threshold(sigma, delta, min(discovered_columns, 1))
+
+    patches: list[tuple[Any, str, Any]] = [(domains, "noisy_counts", noisy_spy),
+                                           (domains, "_domain", domain_spy)]
+    if plant:
+        patches.append((domains, "partition_threshold", one_column))
+    with patched(*patches), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimate = domains.estimate_domains(df, schema, THRESHOLD_PLAN,
+                                            TrialsRNG(trials, seed))  # type: ignore[arg-type]
+    assert estimate.entry is not None
+    return int(released.sum()), float(estimate.entry.extra_delta)
+
+
+# The threshold is tight by design (a key only the canary has is released with probability
+# exactly the delta charged), so a 95 % test would fail a correct threshold one run in 20: the
+# rate's lower bound is taken at 99.9 % (a threshold computed for one column of two doubles the
+# rate, which that still shows at a million trials).
+THRESHOLD_CONFIDENCE = 0.999
+
+
+def audit_threshold(trials: int = THRESHOLD_TRIALS, seed: int = 0,
+                    planted: bool = True) -> ThresholdAudit:
+    """The threshold's release rate of keys only the canary has; with ``planted`` also with the
+    threshold computed for one discovered column instead of both (it must then fail)."""
+    alpha = 1 - THRESHOLD_CONFIDENCE
+    released, delta = threshold_release(trials, [seed, 50])
+    audit = ThresholdAudit(delta, trials, released,
+                           float(_cp_lower(np.array([released]), trials, alpha)[0]))
+    if planted:
+        audit.planted_released = threshold_release(trials, [seed, 51], plant=True)[0]
+        audit.planted_rate_lower = float(_cp_lower(np.array([audit.planted_released]), trials,
+                                                   alpha)[0])
+    return audit
 
 
 # --- the marginals ----------------------------------------------------------------------------
@@ -560,6 +669,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "audited; none with an empty list)")
     parser.add_argument("--null-runs", type=int, default=20,
                         help="audits of two canary-free arms per mechanism (bound should be <= 0)")
+    parser.add_argument("--threshold-trials", type=int, default=THRESHOLD_TRIALS,
+                        help="trials of the partition threshold's check (0: skip it)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     planted = set(args.mechanisms if args.planted is None else args.planted)
@@ -585,6 +696,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{a.noise_ratio:8.3f} {a.bound.epsilon:6.3f} {a.tightness:6.3f}  "
               f"{a.bound.hits:>6} {a.bound.false_hits:>5}  {planted_text}  {null:>7}  "
               f"{time.perf_counter() - t0:.1f}", flush=True)
+    threshold_holds = True
+    if args.threshold_trials > 0:
+        t0 = time.perf_counter()
+        th = audit_threshold(args.threshold_trials, args.seed, planted="histograms" in planted)
+        threshold_holds = th.holds and (th.planted_released is None or th.caught)
+        planted_text = ("" if th.planted_released is None else
+                        f"; computed for one column of two: {th.planted_released} "
+                        f"(lower bound {th.planted_rate_lower:.2e}, caught: {th.caught})")
+        print(f"partition threshold: a key only the canary has released in {th.released} of "
+              f"{th.trials:,} trials (rate >= {th.rate_lower:.2e} at "
+              f"{THRESHOLD_CONFIDENCE:.1%}) against the delta charged, {th.claimed_delta:.1e}: "
+              f"{'holds' if th.holds else 'VIOLATED'}{planted_text} "
+              f"({time.perf_counter() - t0:.1f} s)")
     null_all = [b for a in audits for b in a.null_bounds]
     if null_all:
         print(f"identical arms: bound <= 0 in {sum(b <= 0 for b in null_all)} of "
@@ -596,12 +720,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "planted": sum(a.planted is not None for a in audits),
                "planted_caught": sum(a.caught for a in audits)}
     print(json.dumps(summary))
-    return summary
+    return {**summary, "threshold_holds": threshold_holds}
 
 
 def bars_hold(summary: dict[str, Any]) -> bool:
     return bool(summary["min_tightness"] >= 0.5
-                and summary["planted_caught"] == summary["planted"])
+                and summary["planted_caught"] == summary["planted"]
+                and summary.get("threshold_holds", True))
 
 
 if __name__ == "__main__":

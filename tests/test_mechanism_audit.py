@@ -51,3 +51,11 @@ def test_identical_scores_give_no_positive_bound() -> None:
     bounds = [audit.epsilon_lower_bound(rng.normal(size=5_000), rng.normal(size=5_000),
                                         1e-5).epsilon for _ in range(40)]
     assert sum(b <= 0 for b in bounds) >= 38
+
+
+def test_threshold_releases_a_key_only_the_canary_has_at_its_delta_and_not_more() -> None:
+    audit = _audit_module()
+    result = audit.audit_threshold(trials=200_000, seed=0, planted=True)
+    assert result.released > 0  # the check can see releases at all
+    assert result.holds  # at most the delta the ledger charges
+    assert result.caught  # the threshold for one column of two releases twice as often
