@@ -62,7 +62,7 @@ def admission_problem(exc: Exception) -> Problem:
     return Problem(404, "not-found", f"there is no dataset {exc.args[0]!r}")
 
 
-def problem_body(path: str, status: int, code: str, detail: str, **extra: Any
+def problem_body(path: str | None, status: int, code: str, detail: str, **extra: Any
                  ) -> dict[str, Any]:
     return {
         "type": PROBLEM_TYPE.format(code=code),

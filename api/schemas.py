@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from synthgen.errors import BudgetError
 from synthgen.privacy.budget import MIN_EPSILON, check_plan, min_epsilon
@@ -13,6 +13,20 @@ from synthgen.service.budget import ledger_delta
 from synthgen.service.db import Dataset, Job
 
 Scalar = str | int | float | bool | None
+
+
+def _json_number(value: Any) -> Any:
+    """A number must be a JSON number: "1" and true are refused, not read as 1 (pydantic's lax
+    mode would)."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"must be a JSON number, not {type(value).__name__} {value!r:.40}")
+    return value
+
+
+# Strict numbers (and booleans) in request bodies; 2.0 is still the integer 2.
+Number = Annotated[float, BeforeValidator(_json_number)]
+Count = Annotated[int, BeforeValidator(_json_number)]
+Flag = Annotated[bool, Strict()]
 MAX_SEED_ROWS = 100_000
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -80,20 +94,21 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_id: str = Field(max_length=64)
-    epsilon: float = Field(ge=MIN_EPSILON, le=100, description="Privacy budget of this job "
+    epsilon: Number = Field(ge=MIN_EPSILON, le=100, description="Privacy budget of this job "
                            "(reserved against the dataset's cap when the job is accepted); at "
                            f"least {MIN_EPSILON:g} (prv) or {min_epsilon('rdp'):g} (rdp).")
-    delta: float | None = Field(None, gt=0, le=1e-3, description="Default 1e-6.")
-    rows: int | None = Field(None, ge=1, le=50_000_000, description="Synthetic rows (default: "
-                             "as many as the table).")
-    epochs: float | None = Field(None, gt=0, le=10_000)
-    batch_size: int | None = Field(None, ge=1, le=1_000_000)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    delta: Number | None = Field(None, gt=0, le=1e-3, description="Default 1e-6.")
+    rows: Count | None = Field(None, ge=1, le=50_000_000, description="Synthetic rows (default: "
+                               "as many as the table; at most the server's "
+                               "SYNTHGEN_MAX_JOB_ROWS, 10,000,000 unless set).")
+    epochs: Number | None = Field(None, gt=0, le=10_000)
+    batch_size: Count | None = Field(None, ge=1, le=1_000_000)
+    seed: Count | None = Field(None, ge=0, le=2**32 - 1)
     accountant: Literal["prv", "rdp"] = "prv"
-    holdout_share: float = Field(0.1, ge=0, le=0.5, description="Share of the rows held out of "
+    holdout_share: Number = Field(0.1, ge=0, le=0.5, description="Share of the rows held out of "
                                  "training for the report's privacy audit and utility test "
                                  "(0: none; the report declares the split).")
-    audit: bool = Field(True, description="Run the empirical privacy audit for the report.")
+    audit: Flag = Field(True, description="Run the empirical privacy audit for the report.")
     target: str | None = Field(None, max_length=256, description="Column for the report's "
                                "train-on-synthetic, test-on-real utility test.")
     conditions: dict[str, Scalar | list[Scalar | None]] | list[str] | None = Field(

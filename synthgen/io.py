@@ -13,13 +13,14 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, BinaryIO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
@@ -28,13 +29,16 @@ from synthgen.errors import InputError
 # DP synthesis on a handful of rows gives noise only; below this we refuse with a clear message.
 MIN_ROWS = 20
 DEFAULT_MAX_BYTES = 2 * 1024**3
+# Any file may decode to this much whatever its size (see ReadLimits.max_expansion).
+EXPANSION_FLOOR = 64 * 1024**2
 
 # What a spreadsheet runs as a formula (OWASP "CSV injection"): a cell starting with = + - @, tab
 # or CR; also the fullwidth and small forms of = + - @ and the minus sign, which spreadsheets
 # (Excel, LibreOffice with autocorrection) take for the ASCII ones, and any of these behind
-# zero-width characters or a byte-order mark, which are invisible in the cell.
+# zero-width characters or a byte-order mark, which are invisible in the cell, or behind
+# spaces (any Unicode space: a no-break space, U+180E), which spreadsheets may trim first.
 _FORMULA_FIRST = "=+\\-@\t\r\uff1d\uff0b\uff0d\uff20\ufe62\ufe63\ufe66\ufe6b\u2212"
-_INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
+_INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060\u180e\\s"
 FORMULA_PATTERN = f"^[{_INVISIBLE}]*[{_FORMULA_FIRST}]"
 _FORMULA_RE = re.compile(FORMULA_PATTERN)
 
@@ -49,13 +53,28 @@ class ReadLimits:
     """How big a table may become once decoded, checked while reading (a compressed Parquet
     file or a CSV of empty cells decodes to far more memory than its size on disk).
 
-    ``max_bytes`` caps the decoded size: Arrow's buffers for Parquet, 8 bytes a cell for a CSV
-    (the smallest a parsed cell takes). None: no cap.
+    ``max_bytes`` caps the decoded size: 8 bytes a cell (the smallest a parsed cell takes),
+    plus the text of string cells. ``max_expansion`` caps it relative to the file's size
+    (beyond :data:`EXPANSION_FLOOR`, which any file may decode to): a Parquet file of a few
+    hundred bytes can hold a 40 kB string repeated 65,536 times (2.6 GB of text), which no real
+    table's compression comes near. None: no cap.
     """
 
     max_rows: int | None = None
     max_columns: int | None = None
     max_bytes: int | None = None
+    max_expansion: float | None = None
+    file_bytes: int | None = None  # the size of the file being read (see for_file)
+
+    def for_file(self, size: int) -> ReadLimits:
+        """These limits for a file of ``size`` bytes (the expansion cap becomes a byte cap)."""
+        return replace(self, file_bytes=size)
+
+    @property
+    def _expansion_cap(self) -> int | None:
+        if self.max_expansion is None or self.file_bytes is None:
+            return None
+        return max(EXPANSION_FLOOR, int(self.max_expansion * self.file_bytes))
 
     def check(self, name: str, rows: int, columns: int, decoded_bytes: int | None = None) -> None:
         if self.max_columns is not None and columns > self.max_columns:
@@ -73,6 +92,14 @@ class ReadLimits:
                                 f"server's limit of {self.max_bytes:,}; upload fewer rows or "
                                 "columns, or ask the operator to raise "
                                 "SYNTHGEN_MAX_TABLE_BYTES")
+        cap = self._expansion_cap
+        if cap is not None and decoded_bytes > cap:
+            raise TableTooLarge(f"{name} decodes to {decoded_bytes:,} bytes or more from a file "
+                                f"of {self.file_bytes:,} bytes, over this server's limit of "
+                                f"{cap:,} ({self.max_expansion:g} times the file, at least "
+                                f"{EXPANSION_FLOOR // 1024**2} MiB); upload it as CSV or with "
+                                "less repetitive columns, or ask the operator to raise "
+                                "SYNTHGEN_MAX_TABLE_EXPANSION")
 
 
 NO_LIMITS = ReadLimits()
@@ -338,6 +365,13 @@ def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
     header = b""
     rows = 0
     for block, line in _blocks(source, chunk_bytes):
+        nul = block.find(b"\x00")
+        if nul >= 0:  # the C parser ends a cell (or a header name) at a NUL, silently
+            at = line + block.count(b"\n", 0, nul)
+            where = " (the header)" if at == 1 else ""
+            raise InputError(f"{name} holds a NUL byte in line {at}{where}: a text CSV has "
+                             "none; remove it (or export the table again) and try again",
+                             code="nul-byte")
         if not header:  # the first block starts with the header line
             end = _record_end(block, last=False)
             header = block[:end] if end > 0 else block
@@ -575,27 +609,74 @@ def read_csv_bytes(raw: bytes, name: str = "the file", *, chunk_bytes: int = CHU
 def read_parquet_bytes(raw: bytes, name: str = "the file", *,
                        limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
     # text as object columns, for the service's formula-cell check (see read_csv_bytes)
-    return _read_parquet(pa.BufferReader(raw), name, categorical_text=False, limits=limits)
+    return _read_parquet(pa.BufferReader(raw), name, categorical_text=False,
+                         limits=limits.for_file(len(raw)))
 
 
 PARQUET_BATCH_ROWS = 64 * 1024
+_TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+               pa.types.is_large_binary, pa.types.is_string_view, pa.types.is_binary_view)
+
+
+def _is_text(dtype: pa.DataType) -> bool:
+    return any(test(dtype) for test in _TEXT_TYPES)
+
+
+def _footer_bytes(parquet: pq.ParquetFile) -> int:
+    """What the footer says the table decodes to, at least: per row group, its uncompressed
+    pages, and never less than 8 bytes a cell (run-length pages of zeros or nulls are a few
+    bytes for millions of cells). Dictionary-encoded text can decode to far more (each cell
+    repeats a dictionary entry): :func:`_batch_bytes` counts that while decoding."""
+    meta = parquet.metadata
+    width = sum(max(8, col.length or 0) for col in parquet.schema)
+    return sum(max(meta.row_group(i).total_byte_size, meta.row_group(i).num_rows * width)
+               for i in range(meta.num_row_groups))
+
+
+def _batch_bytes(batch: pa.RecordBatch) -> int:
+    """What a decoded batch would take as plain columns: 8 bytes a cell, plus the text of
+    string and binary cells, counted from the dictionary's lengths and the indices (the text
+    itself is never expanded)."""
+    total = 0
+    for column in batch.columns:
+        total += 8 * len(column)
+        if isinstance(column, pa.DictionaryArray) and _is_text(column.dictionary.type):
+            lengths = pc.binary_length(column.dictionary)
+            total += int(pc.sum(lengths.take(column.indices)).as_py() or 0)
+        elif _is_text(column.type):
+            total += int(pc.sum(pc.binary_length(column)).as_py() or 0)
+        else:
+            total += max(column.nbytes - 8 * len(column), 0)
+    return total
 
 
 def _read_parquet(source: str | pa.NativeFile, name: str, *, categorical_text: bool = True,
                   limits: ReadLimits = NO_LIMITS) -> pd.DataFrame:
-    """Read a Parquet file within ``limits``: its footer (rows, columns, uncompressed size) is
-    checked before any page is decoded, then batches are decoded one at a time and counted, so
-    a footer that understates the table stops the read at the limit, not in the allocator."""
+    """Read a Parquet file within ``limits``: its footer (rows, columns, a floor of the decoded
+    size) is checked before any page is decoded; then text columns are decoded as dictionaries
+    (each distinct string once, as the CSV reader keeps them) in batches whose plain size is
+    counted, so a file whose cells repeat a long dictionary entry stops at the limit without
+    its text ever being expanded in memory."""
     try:
         parquet = pq.ParquetFile(source)
         meta = parquet.metadata
-        limits.check(name, meta.num_rows, meta.num_columns,
-                     sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)))
+        limits.check(name, meta.num_rows, meta.num_columns, _footer_bytes(parquet))
+        arrow_schema = parquet.schema_arrow
+        nested = [f.name for f in arrow_schema if pa.types.is_nested(f.type)]
+        if nested:
+            raise InputError(f"{name} has nested columns (lists, structs or maps): "
+                             f"{', '.join(map(repr, nested[:5]))}; flatten them into plain "
+                             "columns and upload again", code="unsupported-column")
+        text = [f.name for f in arrow_schema if _is_text(f.type)]
+        if text:  # open again, reading text columns as dictionaries
+            if isinstance(source, pa.NativeFile):
+                source.seek(0)
+            parquet = pq.ParquetFile(source, read_dictionary=text)
         batches = []
         rows = decoded = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
             rows += batch.num_rows
-            decoded += batch.nbytes
+            decoded += _batch_bytes(batch)
             limits.check(name, rows, batch.num_columns, decoded)
             batches.append(batch)
         table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
@@ -603,7 +684,12 @@ def _read_parquet(source: str | pa.NativeFile, name: str, *, categorical_text: b
         raise InputError(f"{name} is not a readable Parquet file: {exc}",
                          code="malformed-parquet") from exc
     # text columns as categoricals, as the CSV reader gives them (each string kept once)
-    return table.to_pandas(strings_to_categorical=categorical_text)
+    df = table.to_pandas()
+    if not categorical_text:  # object columns whose cells share each distinct string
+        for column in text:
+            if column in df.columns:  # (not a pandas index stored as a column)
+                df[column] = df[column].astype(object)
+    return df
 
 
 def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -631,7 +717,7 @@ def read_table(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
         fmt = detect_format(handle.read(64), path.name)
     if fmt == "parquet" or path.suffix.lower() in {".parquet", ".pq"}:
         refuse_csv_options(options, path.name)
-        df = _read_parquet(str(path), path.name, limits=limits)
+        df = _read_parquet(str(path), path.name, limits=limits.for_file(size))
     else:
         with open(path, "rb") as handle:
             if size <= 65536 and not handle.read().strip():
@@ -665,6 +751,10 @@ def check_table(df: pd.DataFrame, name: str = "the table", *,
             code="too-few-rows",
         )
     names = [str(c) for c in df.columns]
+    with_nul = [n for n in names if "\x00" in n]
+    if with_nul:
+        raise InputError(f"{name} has a column name holding a NUL character: "
+                         f"{with_nul[0][:100]!r}; rename the column", code="nul-byte")
     _refuse_duplicate_names(names, name)
     if _unnamed(names[0]) and len(names) > 1:
         # DataFrame.to_csv() writes the index as a first column with an empty header cell

@@ -14,6 +14,7 @@ dropped). :func:`infer_kind` is the non-private, dtype-based guess the owner-onl
 from __future__ import annotations
 
 import json
+import math
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -45,6 +46,28 @@ class ColumnKind(StrEnum):
 
 NUMERIC_KINDS = frozenset({ColumnKind.CONTINUOUS, ColumnKind.INTEGER, ColumnKind.DATETIME})
 DISCRETE_KINDS = frozenset({ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN})
+
+# The output dtypes a declared kind may ask for (``dtype``): what its decoder writes correctly.
+# Anything else (a typo, "object; import os") is refused when the schema is read, not after
+# training has spent the budget.
+_INT_DTYPES = frozenset({"int64", "Int64", "int32", "Int32", "float64", "Float64"})
+_FLOAT_DTYPES = frozenset({"float64", "Float64", "float32", "Float32"})
+DTYPES: dict[ColumnKind, frozenset[str]] = {
+    ColumnKind.INTEGER: _INT_DTYPES,
+    ColumnKind.CONTINUOUS: _FLOAT_DTYPES,
+    ColumnKind.BOOLEAN: frozenset({"bool", "boolean"}),
+    ColumnKind.DATETIME: frozenset({"datetime64[ns]", "datetime64[us]", "datetime64[ms]",
+                                    "datetime64[s]"}),
+    ColumnKind.CATEGORICAL: frozenset({"object", "str", "string", "category", "int64",
+                                       "Int64", "float64", "Float64", "boolean"}),
+}
+# Bounds: numbers the grid can cut into 32 finite bins (int64's range; the auto grid stops
+# there too); datetime bounds are epoch seconds within pandas' nanosecond range (1677-2262).
+MAX_BOUND = 2.0**63
+MAX_DATETIME_BOUND = 9.2e9
+# strftime/strptime directives a datetime_format may use.
+_FORMAT_DIRECTIVES = frozenset("aAwdbBmyYHIpMSfzZjUWcxXGuV%")
+SCHEMA_MAX_DEPTH = 32  # nesting of a schema document (synthgen's and SDV's need under 8)
 
 # Names that say "identifier": such columns are dropped unless a schema says otherwise.
 _ID_NAME = re.compile(r"(^|[_\-\s])(id|uuid|guid|key)$|^(id|uuid|guid)([_\-\s]|$)", re.IGNORECASE)
@@ -78,10 +101,26 @@ class ColumnSpec(BaseModel):
     dtype: str | None = Field(default=None, description="pandas dtype of the output column.")
     datetime_format: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, value: str) -> str:
+        if not value or "\x00" in value:
+            raise ValueError("a column name must be non-empty text without NUL characters")
+        return value
+
+    @field_validator("other", "nullable", mode="before")
+    @classmethod
+    def _json_boolean(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"must be true or false (JSON), not {value!r}")
+        return value
+
     @field_validator("lower", "upper", mode="before")
     @classmethod
     def _dates_as_seconds(cls, value: Any) -> Any:
         """Datetime bounds may be written as ISO dates; they are kept as epoch seconds."""
+        if isinstance(value, bool):
+            raise ValueError("a bound must be a number or an ISO date, not true/false")
         if isinstance(value, str):
             try:
                 stamp = pd.Timestamp(value)
@@ -100,26 +139,91 @@ class ColumnSpec(BaseModel):
             return [v if isinstance(v, str) else cell_text(v) for v in value]
         return value
 
+    @field_validator("lower", "upper")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and abs(value) < MAX_BOUND):
+            raise ValueError(f"a bound must be a finite number within +-2**63, not {value!r}")
+        return value
+
+    @field_validator("categories", "codes")
+    @classmethod
+    def _distinct_labels(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        seen: set[str] = set()
+        for label in value:
+            if "\x00" in label:
+                raise ValueError(f"label {label!r} holds a NUL character")
+            if label in seen:
+                raise ValueError(f"label {label!r} is listed twice")
+            seen.add(label)
+        return value
+
+    @field_validator("datetime_format")
+    @classmethod
+    def _known_directives(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value or len(value) > 100 or "\x00" in value:
+            raise ValueError("a datetime format must be 1 to 100 characters, without NUL")
+        for directive in re.findall(r"%(.?)", value.replace("%%", "")):
+            if directive not in _FORMAT_DIRECTIVES:
+                raise ValueError(f"{value!r} uses the unknown directive %{directive} (known: "
+                                 "strftime's %Y %m %d %H %M %S %f %z ...)")
+        return value
+
     @model_validator(mode="after")
     def _check_domain(self) -> ColumnSpec:
+        # "field: why": parse_schema turns the field into the error's path (columns[3].upper)
+        self._check_output()
         if self.other and self.categories is None:
-            raise ValueError(f"column {self.name!r}: 'other' needs a category list")
+            raise ValueError("other: 'other' needs a category list")
         if self.codes is not None and self.kind not in (ColumnKind.INTEGER,
                                                          ColumnKind.CONTINUOUS):
-            raise ValueError(f"column {self.name!r}: codes only apply to integer or continuous")
+            raise ValueError("codes: codes only apply to integer or continuous")
         if self.categories is not None:
             if self.kind is not ColumnKind.CATEGORICAL:
-                raise ValueError(f"column {self.name!r}: categories only apply to categorical")
+                raise ValueError("categories: categories only apply to categorical")
             if not self.categories:
-                raise ValueError(f"column {self.name!r}: the category list is empty")
+                raise ValueError("categories: the category list is empty")
         if (self.lower is None) != (self.upper is None):
-            raise ValueError(f"column {self.name!r}: give both lower and upper, or neither")
+            raise ValueError(f"{'upper' if self.upper is None else 'lower'}: give both lower "
+                             "and upper, or neither")
         if self.lower is not None and self.upper is not None:
             if self.kind not in NUMERIC_KINDS:
-                raise ValueError(f"column {self.name!r}: bounds only apply to numeric kinds")
+                raise ValueError("lower: bounds only apply to numeric kinds")
             if not self.lower < self.upper:
-                raise ValueError(f"column {self.name!r}: lower must be below upper")
+                raise ValueError(f"upper: lower ({self.lower:g}) must be below upper "
+                                 f"({self.upper:g})")
+            if self.kind is ColumnKind.DATETIME and max(-self.lower, self.upper) > (
+                    MAX_DATETIME_BOUND):
+                raise ValueError("lower: datetime bounds must lie between 1677-09-22 and "
+                                 "2262-04-11")
+            if self.kind is ColumnKind.INTEGER and math.ceil(self.lower) > math.floor(
+                    self.upper):
+                raise ValueError("upper: no integer lies between lower and upper")
         return self
+
+    def _check_output(self) -> None:
+        """``dtype`` and ``datetime_format`` fit the kind (see :data:`DTYPES`)."""
+        if self.datetime_format is not None and self.kind not in (ColumnKind.DATETIME,
+                                                                   ColumnKind.AUTO,
+                                                                   ColumnKind.DROP):
+            raise ValueError("datetime_format: a datetime format only applies to datetime")
+        if self.dtype is None:
+            return
+        allowed = DTYPES.get(self.kind)
+        if allowed is None:
+            raise ValueError("dtype: a dtype only applies to a declared kind (categorical, "
+                             "continuous, integer, boolean, datetime)")
+        if self.dtype not in allowed:
+            raise ValueError(f"dtype: {self.dtype[:100]!r} is not a dtype this column can be "
+                             f"written as; a {self.kind.value} column takes one of "
+                             f"{', '.join(sorted(allowed))}")
+        if self.nullable is not False and self.dtype in ("int64", "int32", "bool"):
+            raise ValueError(f"dtype: {self.dtype!r} cannot hold the nulls a nullable column "
+                             f"may have; use {'boolean' if self.dtype == 'bool' else 'Int64'}")
 
     @property
     def has_public_domain(self) -> bool:
@@ -138,6 +242,15 @@ class TableSchema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     columns: list[ColumnSpec]
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> TableSchema:
+        seen: set[str] = set()
+        for col in self.columns:
+            if col.name in seen:
+                raise ValueError(f"column {col.name!r} is declared twice")
+            seen.add(col.name)
+        return self
 
     def __getitem__(self, name: str) -> ColumnSpec:
         for col in self.columns:
@@ -270,12 +383,18 @@ _SDV_KINDS = {
 }
 
 
-def _from_sdv_columns(columns: dict[str, dict[str, Any]]) -> TableSchema:
+def _from_sdv_columns(columns: dict[str, Any]) -> TableSchema:
     specs = []
     for name, meta in columns.items():
-        sdtype = str(meta.get("sdtype", "unknown"))
+        if not isinstance(meta, dict):
+            raise SchemaError(f"the schema is invalid: columns.{name}: SDV metadata gives each "
+                              "column an object (its sdtype, ...)")
+        sdtype = meta.get("sdtype", "unknown")
+        representation = meta.get("computer_representation", "Float")
+        if not isinstance(sdtype, str) or not isinstance(representation, str):
+            raise SchemaError(f"the schema is invalid: columns.{name}: sdtype and "
+                              "computer_representation must be text")
         if sdtype == "numerical":
-            representation = str(meta.get("computer_representation", "Float"))
             kind = ColumnKind.INTEGER if representation.startswith(("Int", "UInt")) else (
                 ColumnKind.CONTINUOUS
             )
@@ -283,13 +402,50 @@ def _from_sdv_columns(columns: dict[str, dict[str, Any]]) -> TableSchema:
             # SDV's PII sdtypes (email, phone_number, ...) are identifiers for us: dropped.
             kind = _SDV_KINDS.get(sdtype, ColumnKind.DROP)
         # SDV's metadata says nothing about missing values: a DP count decides
-        specs.append(ColumnSpec(name=name, kind=kind, nullable=None,
-                                datetime_format=meta.get("datetime_format")))
+        try:
+            specs.append(ColumnSpec(name=name, kind=kind, nullable=None,
+                                    datetime_format=meta.get("datetime_format")))
+        except ValidationError as exc:
+            raise SchemaError(f"the schema is invalid: columns.{name}: "
+                              f"{_describe(exc, {})}") from exc
     return TableSchema(columns=specs)
 
 
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``("columns", 3, "upper")`` as ``columns[3].upper``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _depth(document: Any, limit: int = SCHEMA_MAX_DEPTH) -> int:
+    """How deeply ``document`` nests (arrays and objects), counting no further than
+    ``limit + 1``: iterative, so no document is deep enough to exhaust the stack."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, level = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in (
+            node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def parse_schema(document: dict[str, Any]) -> TableSchema:
-    """A schema from its JSON document: synthgen's own format or SDV's metadata format."""
+    """A schema from its JSON document: synthgen's own format or SDV's metadata format.
+
+    Every field is checked here (kinds, finite bounds below one another, known dtypes and
+    datetime formats, distinct names and labels): a SchemaError names the first bad field
+    (``columns[3].upper``), so a schema that would fail a job after its budget is spent is
+    refused before anything is read."""
+    if _depth(document) > SCHEMA_MAX_DEPTH:
+        raise SchemaError(f"the schema nests deeper than {SCHEMA_MAX_DEPTH} levels; a schema "
+                          "is a list of flat column objects")
     try:
         columns = document.get("columns")
         if isinstance(columns, list):
@@ -299,9 +455,10 @@ def parse_schema(document: dict[str, Any]) -> TableSchema:
         tables = document.get("tables")
         if isinstance(tables, dict) and len(tables) == 1:  # SDV multi-table metadata, one table
             only = next(iter(tables.values()))
-            return _from_sdv_columns(only.get("columns", {}))
+            if isinstance(only, dict) and isinstance(only.get("columns", {}), dict):
+                return _from_sdv_columns(only.get("columns", {}))
     except ValidationError as exc:
-        raise SchemaError(f"the schema is invalid: {exc.errors()[0]['msg']}") from exc
+        raise SchemaError(f"the schema is invalid: {_describe(exc, document)}") from exc
     raise SchemaError(
         "the schema has no 'columns' list (synthgen format) or 'columns' mapping (SDV metadata); "
         "see README, 'Schema files'"
@@ -344,11 +501,37 @@ def write_schema(schema: TableSchema, path: str | Path) -> Path:
     return path
 
 
+def _describe(exc: ValidationError, document: dict[str, Any]) -> str:
+    """The first error as ``columns[3].upper (column 'age'): why``."""
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    field = re.match(r"^(\w+): ", msg)
+    if field and len(loc) == 2 and loc[0] == "columns":  # a check across fields: its field
+        loc, msg = (*loc, field[1]), msg[field.end():]
+    return f"{_field_path(loc)}{_column_name(document, loc)}: {msg}"
+
+
+def _column_name(document: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    """`` (column 'age')`` for an error inside the document's ``columns[i]``."""
+    if len(loc) >= 2 and loc[0] == "columns" and isinstance(loc[1], int):
+        try:
+            name = document["columns"][loc[1]].get("name")
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return ""
+        if isinstance(name, str):
+            return f" (column {name[:100]!r})"
+    return ""
+
+
 def load_schema(path: str | Path) -> TableSchema:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SchemaError(f"cannot read the schema file {str(path)!r}: {exc}") from exc
+    except RecursionError as exc:
+        raise SchemaError(f"the schema file {str(path)!r} nests deeper than "
+                          f"{SCHEMA_MAX_DEPTH} levels") from exc
     if not isinstance(document, dict):
         raise SchemaError("the schema file must hold a JSON object")
     return parse_schema(document)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from bombs import parquet_bomb
+from bombs import parquet_bomb, string_bomb
 
 from synthgen.io import ReadLimits, TableTooLarge, read_csv_bytes, read_parquet_bytes, read_table
 
@@ -54,3 +54,28 @@ def test_csv_rows_columns_and_cells_are_capped_while_reading(tmp_path: Path) -> 
     path.write_bytes(raw)
     with pytest.raises(TableTooLarge):
         read_table(path, limits=ReadLimits(max_rows=10))
+
+
+def test_parquet_string_dictionary_bomb_is_refused_without_expanding_the_text() -> None:
+    # 390 bytes: one 40 kB string in 65,536 rows. The footer counts the dictionary page once
+    # (40 kB); decoded as plain strings it is 2.6 GB. Read as a dictionary, the text is counted
+    # from the indices and never expanded.
+    raw = string_bomb(65_536, 40_000)
+    assert len(raw) < 1_000
+    before = pa.total_allocated_bytes()
+    peak = pa.default_memory_pool().max_memory()
+    with pytest.raises(TableTooLarge, match="decodes to 2,62"):
+        read_parquet_bytes(raw, "bomb.parquet", limits=ReadLimits(max_bytes=2 * 1024**3))
+    assert pa.total_allocated_bytes() - before < 10_000_000
+    assert pa.default_memory_pool().max_memory() - peak < 10_000_000
+
+
+def test_parquet_decoding_past_its_expansion_cap_is_refused() -> None:
+    raw = string_bomb(65_536, 20_000)  # 389 bytes -> 1.3 GB, under a 2 GiB byte cap
+    limits = ReadLimits(max_bytes=2 * 1024**3, max_expansion=1000)
+    with pytest.raises(TableTooLarge, match="from a file of 389 bytes"):
+        read_parquet_bytes(raw, "bomb.parquet", limits=limits)
+    small = string_bomb(1_000, 20)  # 20 kB decoded: under the 64 MiB any file may reach
+    table = read_parquet_bytes(small, "ok.parquet", limits=limits)
+    assert table.shape == (1_000, 1) and table["s"].dtype == object
+    assert set(table["s"]) == {"x" * 20}

@@ -24,6 +24,7 @@ from api.deps import (
     owned,
 )
 from api.idempotency import IdempotencyKey, once, request_hash
+from api.limits import check_job_limits
 from api.paging import Cursor, Limit, newest_first
 from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
 from api.sampling import check_sampling
@@ -32,7 +33,6 @@ from synthgen.service.batches import batch_status, create_batch, job_fields
 from synthgen.service.budget import BudgetExceeded, DatasetNotFound, DatasetPurged
 from synthgen.service.db import Batch, Job
 from synthgen.service.jobs import output_key
-from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -84,14 +84,6 @@ class BatchOut(BaseModel):
                    links=BatchLinks(self=base, download=f"{base}/download"))
 
 
-def check_epsilons(settings: Settings, bodies: Sequence[JobCreate]) -> None:
-    for body in bodies:
-        if body.epsilon > settings.max_job_epsilon:
-            raise Problem(422, "epsilon-too-large", f"epsilon {body.epsilon:g} (dataset "
-                          f"{body.dataset_id}) is over this server's limit of "
-                          f"{settings.max_job_epsilon:g} per job")
-
-
 def _batch_of(session: Session, tenant: str, batch_id: str) -> tuple[Batch, list[Job]]:
     batch = owned(session, Batch, tenant, batch_id, "batch")
     jobs = session.scalars(select(Job).where(Job.batch_id == batch.id).order_by(Job.seq)).all()
@@ -109,7 +101,7 @@ def submit_batch(tenant: CurrentTenant, db: DatabaseDep, settings: SettingsDep,
     would exceed its dataset's cap, none is accepted (409 naming the dataset). With an
     ``Idempotency-Key``, a retry returns the first batch instead of creating (and charging)
     another."""
-    check_epsilons(settings, body.jobs)
+    check_job_limits(settings, body.jobs)
     with db.read() as s:
         check_sampling(s, tenant, body.jobs)
     specs = [job_fields(j.model_dump(), settings.max_attempts) for j in body.jobs]

@@ -21,6 +21,7 @@ from api.deps import (
     job_of,
 )
 from api.idempotency import IdempotencyKey, once, request_hash
+from api.limits import check_job_limits
 from api.paging import Cursor, Limit, newest_first
 from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
 from api.sampling import check_sampling
@@ -66,9 +67,7 @@ def create_job(
     """Submit a job. Its epsilon is reserved against the dataset's cap in the same transaction
     that accepts it (409 when the cap would be exceeded). With an ``Idempotency-Key``, a retry
     returns the first job instead of creating (and charging) another."""
-    if body.epsilon > settings.max_job_epsilon:
-        raise Problem(422, "epsilon-too-large", f"epsilon {body.epsilon:g} is over this "
-                      f"server's limit of {settings.max_job_epsilon:g} per job")
+    check_job_limits(settings, [body])
     with db.read() as s:
         check_sampling(s, tenant, [body], seed_rows_allowed=True)
     digest = request_hash(body)

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, owned
+from api.limits import check_job_limits
 from api.problems import Problem
-from api.routes.batches import BatchCreate, check_epsilons
+from api.routes.batches import BatchCreate
 from api.sampling import check_sampling
 from api.schemas import JobCreate, iso, public_options
 from synthgen.service.db import Dataset, Schedule, ScheduleRun, new_id, now
@@ -124,7 +125,7 @@ def _check(session: Session, settings: Settings, tenant: str, body: _Template,
     except InvalidSchedule as exc:
         raise Problem(422, "invalid-schedule", str(exc)) from exc
     bodies = [body.job] if body.job else body.batch.jobs if body.batch else []
-    check_epsilons(settings, bodies)
+    check_job_limits(settings, bodies)
     for job in bodies:
         if session.scalar(select(Dataset.id).where(Dataset.id == job.dataset_id,
                                                    Dataset.tenant_id == tenant)) is None:

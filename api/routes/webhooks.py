@@ -16,6 +16,7 @@ from synthgen.service.db import WebhookEndpoint
 from synthgen.service.webhooks import (
     EVENTS,
     TargetRefused,
+    check_resolution,
     check_url,
     delete_endpoint,
     delivery_counts,
@@ -60,6 +61,7 @@ def set_webhook(tenant: CurrentTenant, db: DatabaseDep, settings: SettingsDep,
     undelivered events go to the new URL, signed with the new secret."""
     try:
         url = check_url(body.url, settings)
+        check_resolution(url, settings)
     except TargetRefused as exc:
         raise Problem(422, "webhook-target-refused", str(exc)) from exc
     endpoint, secret = set_endpoint(db, tenant, url)

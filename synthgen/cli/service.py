@@ -34,8 +34,10 @@ def serve(
     # JSON: no uvicorn log config, so its loggers (access lines included) propagate to the
     # root handler above
     log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+    from api.http_errors import protocol_class
+
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level=log_level, log_config=log_config)
+                log_level=log_level, log_config=log_config, http=protocol_class())
 
 
 def worker(

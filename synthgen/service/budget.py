@@ -137,10 +137,15 @@ def used_budget(session: Session, holder: Dataset) -> tuple[float, float]:
     """(epsilon, delta): spent (composed) + charged but not yet composed + reserved by
     unsettled jobs."""
     delta = func.coalesce(Job.delta, MAX_DEFAULT_DELTA)
+    # A job settled without a charge (cancelled while queued, failed before reading a row)
+    # spent nothing: its reservation ends with it, delta included. It is never composed (only
+    # a charge starts a composition), so "settled and not composed" alone would count its
+    # delta for good.
     loose_eps, loose_delta = session.execute(
         select(func.coalesce(func.sum(Job.charged_epsilon), 0.0),
                func.coalesce(func.sum(delta), 0.0)).where(
-            charged_to(holder), Job.settled.is_(True), Job.composed.is_(False))).one()
+            charged_to(holder), Job.settled.is_(True), Job.composed.is_(False),
+            Job.charged_epsilon > 0)).one()
     reserved_eps, reserved_delta = session.execute(
         select(func.coalesce(func.sum(Job.epsilon), 0.0),
                func.coalesce(func.sum(delta), 0.0)).where(

@@ -39,12 +39,19 @@ class Settings(BaseSettings):
     max_table_rows: int = Field(default=20_000_000, ge=1)
     max_table_columns: int = Field(default=2_000, ge=1)
     max_table_bytes: int = Field(default=2048 * MIB, ge=1)
+    # ... and relative to the file: at most this many times its size (any file may decode to
+    # 64 MiB). Real tables compress 3-50x; a 390-byte Parquet file decoding to 2.6 GB of text
+    # (one string repeated) is a bomb.
+    max_table_expansion: float = Field(default=1000.0, gt=1)
     # Epsilon cap of a dataset unless its upload names one.
     default_budget_epsilon: float = Field(default=10.0, gt=0)
     # Cap of a dataset's cumulative delta unless its upload names one: ten jobs at the default
     # delta (at most 1e-6 each).
     default_budget_delta: float = Field(default=1e-5, gt=0, le=1e-3)
     max_job_epsilon: float = Field(default=100.0, gt=0)
+    # Synthetic rows one job (or batch child, or schedule run) may ask for: sampling is cheap
+    # for the model but not for the disk and the download (about 100 bytes a row for Adult).
+    max_job_rows: int = Field(default=10_000_000, ge=1, le=50_000_000)
 
     # Job execution
     device: str = "auto"
@@ -76,9 +83,13 @@ class Settings(BaseSettings):
     webhook_every_s: float = Field(default=2.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_backoff_s: float = Field(default=10.0, gt=0)  # first retry; doubles, capped at 1 h
-    webhook_timeout_s: float = Field(default=10.0, gt=0)
-    # Endpoints delivered to at once (one lane each); a slow receiver holds only its own lane.
-    webhook_concurrency: int = Field(default=8, ge=1)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)  # each step: connect, each read
+    # The whole of one attempt (resolve, connect, send, the answer's head and first 4 KiB):
+    # a receiver that drips its answer is cut off here. An event's lease is this plus 30 s.
+    webhook_deadline_s: float = Field(default=15.0, gt=0, le=300)
+    # Endpoints delivered to at once (one lane each, a coroutine: a waiting receiver costs a
+    # socket); endpoints that failed or were slow last time share at most half of them.
+    webhook_concurrency: int = Field(default=64, ge=1)
     # Comma-separated hosts a webhook may target even over plain http or on a loopback or
     # private address (e.g. an internal receiver); others must be public https URLs.
     webhook_allowed_hosts: str = Field(default="")
@@ -121,7 +132,7 @@ class Settings(BaseSettings):
         from synthgen.io import ReadLimits  # pandas and pyarrow: only where tables are read
 
         return ReadLimits(max_rows=self.max_table_rows, max_columns=self.max_table_columns,
-                          max_bytes=self.max_table_bytes)
+                          max_bytes=self.max_table_bytes, max_expansion=self.max_table_expansion)
 
     @property
     def scratch_dir(self) -> Path:

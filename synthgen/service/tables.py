@@ -23,7 +23,7 @@ from synthgen.io import (
     starts_like_formula,
 )
 from synthgen.privacy.domains import check_declared
-from synthgen.schema import TableSchema, infer_schema, parse_schema
+from synthgen.schema import SCHEMA_MAX_DEPTH, TableSchema, infer_schema, parse_schema
 
 
 def table_format(raw: bytes, name: str = "") -> str:
@@ -95,6 +95,9 @@ def parse_public_schema(text: str | None) -> TableSchema | None:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SchemaError(f"the schema is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    except RecursionError as exc:  # the decoder recurses per level: 100,000 "[" end here
+        raise SchemaError(f"the schema nests deeper than {SCHEMA_MAX_DEPTH} levels; a schema "
+                          "is a list of flat column objects") from exc
     if not isinstance(document, dict):
         raise SchemaError("the schema must be a JSON object")
     return parse_schema(document)
@@ -111,18 +114,19 @@ def inspect_upload(raw: bytes, name: str, schema_text: str | None,
     read = df.attrs.get("csv")
     csv_options = None if read is None else {**read, "given": sorted(options.given)}
     names = find_formula_names(df)
+    what = ("=, +, -, @, tab, carriage return or a fullwidth lookalike, also behind spaces or "
+            "invisible characters")
     if names:
         raise InputError(
-            f"{name} has a column name that starts like a spreadsheet formula (=, +, -, @, "
-            f"tab, carriage return or a fullwidth lookalike): {', '.join(map(repr, names))}; "
-            "rename the column and upload again", code="formula-cells")
+            f"{name} has a column name that starts like a spreadsheet formula ({what}): "
+            f"{', '.join(map(repr, names))}; rename the column and upload again",
+            code="formula-cells")
     formulas = find_formula_cells(df)
     if formulas:
         raise InputError(
-            f"{name} has cells that start like a spreadsheet formula (=, +, -, @, tab, "
-            f"carriage return or a fullwidth lookalike) in column(s) {', '.join(formulas)}; "
-            "remove the leading character, or quote such values with a leading apostrophe, "
-            "and upload again", code="formula-cells")
+            f"{name} has cells that start like a spreadsheet formula ({what}) in column(s) "
+            f"{', '.join(formulas)}; remove the leading character, or quote such values with "
+            "a leading apostrophe, and upload again", code="formula-cells")
     declared = parse_public_schema(schema_text)
     schema = infer_schema(df, declared)
     check_declared(df, schema)  # the table must fit its declared schema (422, nothing stored)

@@ -2,26 +2,41 @@
 back another tenant's events.
 
 A pass starts a lane for every endpoint that has due events and no lane running, oldest event
-first across endpoints, on a bounded thread pool (``SYNTHGEN_WEBHOOK_CONCURRENCY``). A lane
-sends its endpoint's due events in order, at most :data:`LANE_TURN` in a row before the others
-get a turn, and stops at the first failure: the event is retried with exponential backoff and
-the endpoint's other pending events wait at least as long (per-endpoint backoff), so a dead
-receiver costs one timeout per backoff period, not one per event. Each event is claimed with a
-conditional UPDATE (a lease), so passes in several processes never send one event at once.
-Each POST is signed the Standard Webhooks way (:mod:`synthgen.signing`) and goes to the address
-that was checked (:func:`~synthgen.service.webhooks.check_target`), with the original Host and
-TLS server name.
+first across endpoints. A lane sends its endpoint's due events in order, at most
+:data:`LANE_TURN` in a row before the others get a turn, and stops at the first failure: the
+event is retried with exponential backoff and the endpoint's other pending events wait at least
+as long (per-endpoint backoff), so a dead receiver costs one attempt per backoff period, not one
+per event. Each event is claimed with a conditional UPDATE (a lease), so passes in several
+processes never send one event at once. Each POST is signed the Standard Webhooks way
+(:mod:`synthgen.signing`) and goes to the address that was checked
+(:func:`~synthgen.service.webhooks.check_target`), with the original Host and TLS server name.
+
+What a receiver can cost the service is bounded, whatever it does:
+
+* **Time**: every attempt (name resolution, connect, request, response head, body) has a total
+  deadline, ``SYNTHGEN_WEBHOOK_DEADLINE_S``, well under the event's lease (deadline + 30 s), so
+  an endpoint that drips one byte at a time holds its lane for the deadline and no longer, and
+  the event is never sent twice at once.
+* **Memory**: only the status code matters; the response body is streamed and at most
+  :data:`RESPONSE_BODY_CAP` bytes of it are read (a 2 GiB answer costs 4 KiB).
+* **The pool**: lanes are coroutines on one event loop (a waiting receiver costs a socket, not a
+  thread), at most ``SYNTHGEN_WEBHOOK_CONCURRENCY`` at once, one per endpoint; the endpoints
+  whose last attempt failed, hit the deadline or was slow share at most half of those slots,
+  so such receivers, however many tenants own them, cannot take the pool from healthy ones.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import func, select, update
@@ -36,6 +51,10 @@ log = logging.getLogger("synthgen.service")
 
 MAX_BACKOFF_S = 3600.0
 LANE_TURN = 20  # events one endpoint sends in a row before the other endpoints get a turn
+RESPONSE_BODY_CAP = 4096  # bytes of a receiver's answer read (the status is all that counts)
+LEASE_MARGIN_S = 30.0  # an event's lease: the attempt's deadline and this much more
+
+T = TypeVar("T")
 
 
 def backoff_s(attempts: int, settings: Settings) -> float:
@@ -49,27 +68,18 @@ def _due(t: float) -> Any:
             & ((WebhookEvent.lease_until.is_(None)) | (WebhookEvent.lease_until < t)))
 
 
-def _send(http: httpx.Client, endpoint: WebhookEndpoint, event: WebhookEvent,
-          settings: Settings) -> tuple[int | None, str | None]:
-    """POST one event. Returns (HTTP status, error) - status 2xx and no error on success."""
-    body = json.dumps(event.payload, separators=(",", ":")).encode()
-    timestamp = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "user-agent": f"synthgen-webhooks/{__version__}",
-        "webhook-id": event.id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(endpoint.secret, event.id, timestamp, body),
-    }
-    try:
-        target, host, extensions = pinned(endpoint.url, check_target(endpoint.url, settings))
-        response = http.post(target, content=body, headers={**headers, **host},
-                             extensions=extensions)
-    except (httpx.HTTPError, TargetRefused) as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
-    if 200 <= response.status_code < 300:
-        return response.status_code, None
-    return response.status_code, f"the receiver answered {response.status_code}"
+async def _post(http: httpx.AsyncClient, target: str, body: bytes, headers: dict[str, str],
+                extensions: dict[str, Any]) -> int:
+    """POST and return the status; the answer's body is read up to the cap, then dropped
+    (closing the stream early closes the connection instead of draining it)."""
+    async with http.stream("POST", target, content=body, headers=headers,
+                           extensions=extensions) as response:
+        read = 0
+        async for chunk in response.aiter_raw():  # raw: no decompression of a gzip bomb
+            read += len(chunk)
+            if read >= RESPONSE_BODY_CAP:
+                break
+        return response.status_code
 
 
 class Deliveries:
@@ -78,10 +88,25 @@ class Deliveries:
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db, self.settings = db, settings
-        self._pool = ThreadPoolExecutor(settings.webhook_concurrency,
-                                        thread_name_prefix="webhook-lane")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="webhook-lanes")
+        self._thread.start()
+        # Blocking work off the loop: database reads and writes, and name resolution (which
+        # may hang on a slow DNS server: its own threads, so the database never waits on it).
+        self._db_pool = ThreadPoolExecutor(4, thread_name_prefix="webhook-db")
+        self._dns_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-dns")
+        concurrency = settings.webhook_concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self._suspect_slots = asyncio.Semaphore(max(1, concurrency // 2))
+        self._suspect: set[str] = set()  # tenants whose last attempt failed or was slow
         self._busy: set[str] = set()  # tenants (endpoints) with a lane started
         self._lock = threading.Lock()
+
+    @property
+    def slow_s(self) -> float:
+        """An attempt this long marks its endpoint slow (as a failure does)."""
+        return min(5.0, self.settings.webhook_deadline_s / 2)
 
     def pump(self, now_s: float | None = None) -> list[Future[int]]:
         t = now() if now_s is None else now_s
@@ -95,7 +120,8 @@ class Deliveries:
                 if tenant in self._busy:
                     continue
                 self._busy.add(tenant)
-            lanes.append(self._pool.submit(self._lane, tenant, now_s))
+            lanes.append(asyncio.run_coroutine_threadsafe(self._lane(tenant, now_s),
+                                                          self._loop))
         return lanes
 
     def deliver_due(self, now_s: float | None = None) -> int:
@@ -104,21 +130,48 @@ class Deliveries:
         return sum(lane.result() for lane in self.pump(now_s))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop: lanes still running are cancelled (their events' leases run out and they are
+        sent again later; delivery is at least once)."""
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _lane(self, tenant: str, now_s: float | None) -> int:
+        if self._loop.is_running():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(cancel_all(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._db_pool.shutdown(wait=False, cancel_futures=True)
+        self._dns_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _blocking(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def _lane(self, tenant: str, now_s: float | None) -> int:
         delivered = 0
-        # A client per turn of one endpoint: requests go to a pinned address, and a pooled
-        # connection must never carry another host's request (its TLS name was checked for
-        # the host it was opened for).
         try:
-            with httpx.Client(timeout=self.settings.webhook_timeout_s,
-                              follow_redirects=False) as http:
+            async with contextlib.AsyncExitStack() as stack:
+                if tenant in self._suspect:  # failing or slow: half the slots at most
+                    await stack.enter_async_context(self._suspect_slots)
+                await stack.enter_async_context(self._slots)
+                # A client per turn of one endpoint: requests go to a pinned address, and a
+                # pooled connection must never carry another host's request (its TLS name was
+                # checked for the host it was opened for).
+                per_step = min(self.settings.webhook_timeout_s, self.settings.webhook_deadline_s)
+                http = await stack.enter_async_context(httpx.AsyncClient(
+                    timeout=per_step, follow_redirects=False, trust_env=False))
                 for _ in range(LANE_TURN):
-                    event = self._claim_next(tenant, now() if now_s is None else now_s)
-                    if event is None or not self._deliver(http, event, now_s):
+                    t = now() if now_s is None else now_s
+                    event = await self._blocking(self._db_pool, self._claim_next, tenant, t)
+                    if event is None or not await self._deliver(http, event, now_s):
                         break
                     delivered += 1
+        except asyncio.CancelledError:
+            raise
         except Exception:
             log.exception("webhook lane of tenant %s failed", tenant)
         finally:
@@ -127,7 +180,7 @@ class Deliveries:
         return delivered
 
     def _claim_next(self, tenant: str, t: float) -> WebhookEvent | None:
-        lease = t + self.settings.webhook_timeout_s + 30
+        lease = t + self.settings.webhook_deadline_s + LEASE_MARGIN_S
         with self.db.write() as s:
             event = s.scalar(select(WebhookEvent).where(WebhookEvent.tenant_id == tenant, _due(t))
                              .order_by(WebhookEvent.seq).limit(1))
@@ -139,19 +192,62 @@ class Deliveries:
                              .execution_options(synchronize_session=False))
             return event if done.rowcount == 1 else None  # type: ignore[attr-defined]
 
-    def _deliver(self, http: httpx.Client, event: WebhookEvent, now_s: float | None) -> bool:
-        settings = self.settings
+    def _endpoint(self, tenant: str) -> tuple[str, str] | None:
         with self.db.read() as s:
-            endpoint = s.scalar(select(WebhookEndpoint).where(
-                WebhookEndpoint.tenant_id == event.tenant_id))
+            row = s.execute(select(WebhookEndpoint.url, WebhookEndpoint.secret).where(
+                WebhookEndpoint.tenant_id == tenant)).first()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    async def _send(self, http: httpx.AsyncClient, url: str, secret: str,
+                    event: WebhookEvent) -> tuple[int | None, str | None]:
+        """POST one event within the deadline. Returns (HTTP status, error): a 2xx status and
+        no error on success."""
+        body = json.dumps(event.payload, separators=(",", ":")).encode()
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": f"synthgen-webhooks/{__version__}",
+            "webhook-id": event.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, event.id, timestamp, body),
+        }
+        deadline = self.settings.webhook_deadline_s
+        try:
+            async with asyncio.timeout(deadline):
+                address = await self._blocking(self._dns_pool, check_target, url, self.settings)
+                target, host, extensions = pinned(url, address)
+                status = await _post(http, target, body, {**headers, **host}, extensions)
+        except TimeoutError:
+            return None, (f"the attempt passed its deadline of {deadline:g} s "
+                          "(SYNTHGEN_WEBHOOK_DEADLINE_S)")
+        except (httpx.HTTPError, TargetRefused) as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:500]
+        if 200 <= status < 300:
+            return status, None
+        return status, f"the receiver answered {status}"
+
+    async def _deliver(self, http: httpx.AsyncClient, event: WebhookEvent,
+                       now_s: float | None) -> bool:
         status: int | None
         error: str | None
+        endpoint = await self._blocking(self._db_pool, self._endpoint, event.tenant_id)
         if endpoint is None:
             status, error = None, "the tenant's webhook endpoint was deleted"
-            attempts = settings.webhook_max_attempts
+            attempts = self.settings.webhook_max_attempts
         else:
-            status, error = _send(http, endpoint, event, settings)
+            started = time.monotonic()
+            status, error = await self._send(http, *endpoint, event)
+            if error is not None or time.monotonic() - started > self.slow_s:
+                self._suspect.add(event.tenant_id)
+            else:
+                self._suspect.discard(event.tenant_id)
             attempts = event.attempts + 1
+        await self._blocking(self._db_pool, self._record, event, attempts, status, error, now_s)
+        return error is None
+
+    def _record(self, event: WebhookEvent, attempts: int, status: int | None,
+                error: str | None, now_s: float | None) -> None:
+        settings = self.settings
         done = now() if now_s is None else now_s
         retry_at = None
         if error is None:
@@ -170,7 +266,6 @@ class Deliveries:
                 s.execute(update(WebhookEvent).where(
                     WebhookEvent.tenant_id == event.tenant_id, WebhookEvent.state == "pending",
                     WebhookEvent.next_attempt_at < retry_at).values(next_attempt_at=retry_at))
-        return error is None
 
 
 def deliver_due(db: Database, settings: Settings, *, now_s: float | None = None) -> int:
@@ -180,3 +275,4 @@ def deliver_due(db: Database, settings: Settings, *, now_s: float | None = None)
         return deliveries.deliver_due(now_s)
     finally:
         deliveries.close()
+

@@ -12,7 +12,9 @@ dedupe on ``webhook-id``. Payloads carry ids and statuses, never data rows.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -62,13 +64,46 @@ def check_url(url: str, settings: Settings) -> str:
         raise TargetRefused("the webhook URL must use https (plain http only for the hosts the "
                             "operator allows in SYNTHGEN_WEBHOOK_ALLOWED_HOSTS)")
     try:
-        private = _private(host)
+        private = _private(_numeric_host(host) or host)
     except ValueError:  # a name, not an address
         private = host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
     if private:
         raise TargetRefused("the webhook URL names a loopback or private address; ask the "
                             "operator to allow it in SYNTHGEN_WEBHOOK_ALLOWED_HOSTS")
     return url
+
+
+def _numeric_host(host: str) -> str | None:
+    """The IPv4 address a host spells the way ``inet_aton`` (and so every resolver) reads it:
+    decimal ``2130706433``, octal ``0177.0.0.1``, hex ``0x7f.1``, short ``127.1``."""
+    if not re.fullmatch(r"[0-9a-fx.]+", host):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def check_resolution(url: str, settings: Settings, timeout_s: float = 3.0) -> None:
+    """At PUT: refuse a URL whose host resolves now to a loopback or private address (a name
+    such as ``localtest.me``, or an entry of /etc/hosts), which every delivery would refuse.
+    A name that does not resolve (yet), or not within ``timeout_s``, is accepted: each
+    delivery resolves and checks it again (:func:`check_target`)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in _allowed(settings):
+        return
+    lookup = ThreadPoolExecutor(1, thread_name_prefix="webhook-check")
+    try:
+        infos = lookup.submit(socket.getaddrinfo, host, None, proto=socket.IPPROTO_TCP).result(
+            timeout=timeout_s)
+    except (OSError, TimeoutError):
+        return
+    finally:
+        lookup.shutdown(wait=False)
+    private = [str(info[4][0]) for info in infos if _private(str(info[4][0]))]
+    if private:
+        raise TargetRefused(f"{host} resolves to a loopback or private address ({private[0]}); "
+                            "ask the operator to allow it in SYNTHGEN_WEBHOOK_ALLOWED_HOSTS")
 
 
 def check_target(url: str, settings: Settings) -> str:

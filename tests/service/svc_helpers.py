@@ -46,6 +46,7 @@ BASE_ENV = {
     "SYNTHGEN_WEBHOOK_EVERY_S": "0.3",
     "SYNTHGEN_WEBHOOK_BACKOFF_S": "0.5",
     "SYNTHGEN_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    "SYNTHGEN_WEBHOOK_DEADLINE_S": "4",  # a dripping receiver is cut off after 4 s
     "PYTHONUNBUFFERED": "1",
 }
 
@@ -77,6 +78,18 @@ def cmdline(pid: int) -> str:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory (MB)."""
+    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def api_pid(service: Service) -> int:
+    return next(p.pid for p in service.procs if p.poll() is None and "serve" in p.args)
 
 
 def kill_tree(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 15) -> None:

@@ -15,27 +15,25 @@ import httpx
 import pandas as pd
 from bombs import parquet_bomb
 
-from service.svc_helpers import ADULT_SAMPLE, FAST_JOB, LONG_JOB, Api, Service, training_child
-
-
-def _rss_mb(pid: int) -> float:
-    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def _api_pid(service: Service) -> int:
-    return next(p.pid for p in service.procs if p.poll() is None and "serve" in p.args)
+from service.svc_helpers import (
+    ADULT_SAMPLE,
+    FAST_JOB,
+    LONG_JOB,
+    Api,
+    Service,
+    api_pid,
+    rss_mb,
+    training_child,
+)
 
 
 def test_parquet_bomb_is_413_and_the_api_stays_small(embedded: Service, tenant_b: Api) -> None:
     raw = parquet_bomb(100_000_000)  # 0.9 MB of zstd: 100 M rows, 1.6 GB decoded
     tenant_b.http.get("/v1/jobs")  # warm up the route's imports before measuring
-    before = _rss_mb(_api_pid(embedded))
+    before = rss_mb(api_pid(embedded))
     rows = embedded.query("SELECT count(*) FROM datasets")
     r = tenant_b.http.post("/v1/datasets", files={"file": ("bomb.parquet", raw)})
-    grown = _rss_mb(_api_pid(embedded)) - before
+    grown = rss_mb(api_pid(embedded)) - before
     assert r.status_code == 413, r.text[:300]
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == "too-large" and "100,000,000 rows" in r.json()["detail"]
