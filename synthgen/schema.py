@@ -64,7 +64,7 @@ DTYPES: dict[ColumnKind, frozenset[str]] = {
 # Bounds: numbers the grid can cut into 32 finite bins (int64's range; the auto grid stops
 # there too); datetime bounds are epoch seconds within pandas' nanosecond range (1677-2262).
 MAX_BOUND = 2.0**63
-MAX_DATETIME_BOUND = 9.2e9
+MAX_DATETIME_BOUND = pd.Timestamp.max.value / 1e9
 # strftime/strptime directives a datetime_format may use.
 _FORMAT_DIRECTIVES = frozenset("aAwdbBmyYHIpMSfzZjUWcxXGuV%")
 SCHEMA_MAX_DEPTH = 32  # nesting of a schema document (synthgen's and SDV's need under 8)
@@ -142,22 +142,16 @@ class ColumnSpec(BaseModel):
     @field_validator("lower", "upper")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not (math.isfinite(value) and abs(value) < MAX_BOUND):
+        if value is not None and not (math.isfinite(value) and abs(value) <= MAX_BOUND):
             raise ValueError(f"a bound must be a finite number within +-2**63, not {value!r}")
         return value
 
     @field_validator("categories", "codes")
     @classmethod
-    def _distinct_labels(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return value
-        seen: set[str] = set()
-        for label in value:
+    def _no_nul(cls, value: list[str] | None) -> list[str] | None:
+        for label in value or ():
             if "\x00" in label:
-                raise ValueError(f"label {label!r} holds a NUL character")
-            if label in seen:
-                raise ValueError(f"label {label!r} is listed twice")
-            seen.add(label)
+                raise ValueError(f"label {label[:100]!r} holds a NUL character")
         return value
 
     @field_validator("datetime_format")
@@ -206,11 +200,7 @@ class ColumnSpec(BaseModel):
         return self
 
     def _check_output(self) -> None:
-        """``dtype`` and ``datetime_format`` fit the kind (see :data:`DTYPES`)."""
-        if self.datetime_format is not None and self.kind not in (ColumnKind.DATETIME,
-                                                                   ColumnKind.AUTO,
-                                                                   ColumnKind.DROP):
-            raise ValueError("datetime_format: a datetime format only applies to datetime")
+        """``dtype`` fits the kind (see :data:`DTYPES`)."""
         if self.dtype is None:
             return
         allowed = DTYPES.get(self.kind)
@@ -242,15 +232,6 @@ class TableSchema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     columns: list[ColumnSpec]
-
-    @model_validator(mode="after")
-    def _distinct_names(self) -> TableSchema:
-        seen: set[str] = set()
-        for col in self.columns:
-            if col.name in seen:
-                raise ValueError(f"column {col.name!r} is declared twice")
-            seen.add(col.name)
-        return self
 
     def __getitem__(self, name: str) -> ColumnSpec:
         for col in self.columns:
@@ -411,6 +392,26 @@ def _from_sdv_columns(columns: dict[str, Any]) -> TableSchema:
     return TableSchema(columns=specs)
 
 
+def _distinct(schema: TableSchema, document: dict[str, Any]) -> TableSchema:
+    """A schema file names each column once, and each category and code once per column (a
+    run's own schemas are distinct by construction; these are checked where a user wrote
+    them)."""
+    names: set[str] = set()
+    for i, col in enumerate(schema.columns):
+        if col.name in names:
+            raise SchemaError(f"the schema is invalid: columns[{i}].name: column "
+                              f"{col.name[:100]!r} is declared twice")
+        names.add(col.name)
+        for field in ("categories", "codes"):
+            labels = getattr(col, field) or []
+            if len(set(labels)) < len(labels):
+                twice = next(label for label in labels if labels.count(label) > 1)
+                raise SchemaError(f"the schema is invalid: columns[{i}].{field}"
+                                  f"{_column_name(document, ('columns', i))}: {twice[:100]!r} "
+                                  "is listed twice (1 and \"1\" are the same label)")
+    return schema
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     """``("columns", 3, "upper")`` as ``columns[3].upper``."""
     path = ""
@@ -449,7 +450,7 @@ def parse_schema(document: dict[str, Any]) -> TableSchema:
     try:
         columns = document.get("columns")
         if isinstance(columns, list):
-            return TableSchema.model_validate(document)
+            return _distinct(TableSchema.model_validate(document), document)
         if isinstance(columns, dict):  # SDV single-table metadata (SINGLE_TABLE_V1)
             return _from_sdv_columns(columns)
         tables = document.get("tables")
