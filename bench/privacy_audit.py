@@ -215,12 +215,17 @@ def privacy_switched_off(only_dp_sgd: bool = False) -> Iterator[None]:
     import synthgen.privacy.budget as budget_module
     import synthgen.privacy.domains as domains_module
     import synthgen.privacy.ledger as ledger_module
+    import synthgen.privacy.release as release_module
     import synthgen.synthesizer as synthesizer_module
 
     real_step = trainer_module.private_discriminator_step
 
     def noiseless_step(*args: Any, **kwargs: Any) -> Any:
-        return real_step(*args, **{**kwargs, "noise_multiplier": 0.0, "max_grad_norm": NO_CLIP})
+        from synthgen.privacy.release import GradientRelease
+
+        # a release of its own, with no noise and no clipping, in place of the fit's
+        return real_step(*args, **{**kwargs, "release": GradientRelease(
+            0.0, NO_CLIP, 1.0, args[2].device, seed=0)})
 
     def free(*_: Any, **__: Any) -> float:
         return 0.0
@@ -231,10 +236,10 @@ def privacy_switched_off(only_dp_sgd: bool = False) -> Iterator[None]:
     if not only_dp_sgd:
         patches += [
             (domains_module, "gaussian_noise_multiplier", free),
-            (domains_module, "gaussian_epsilon", free),
+            (release_module, "gaussian_epsilon", free),
+            (release_module, "epsilon_of", free),
             (budget_module, "gaussian_noise_multiplier", free),  # the size probe's row count
             (synthesizer_module, "marginal_multipliers", lambda *_: (0.0, 0.0, 0.0)),
-            (synthesizer_module, "gaussian_epsilon", free),
             (synthesizer_module, "calibrate_sgd_noise", free),
             (synthesizer_module, "epsilon_of", free),
             (ledger_module, "epsilon_of", free),

@@ -37,13 +37,12 @@ from synthgen.models.trainer import (
 )
 from synthgen.privacy import (
     BudgetPlan,
-    LedgerEntry,
     PrivacyLedger,
     calibrate_sgd_noise,
     default_delta,
     epsilon_of,
 )
-from synthgen.privacy.accountant import check_accountant, gaussian_epsilon
+from synthgen.privacy.accountant import check_accountant
 from synthgen.privacy.budget import (
     check_delta,
     check_epsilon,
@@ -55,6 +54,7 @@ from synthgen.privacy.budget import (
 )
 from synthgen.privacy.domains import ColumnDomain, discovers, estimate_domains
 from synthgen.privacy.marginals import Marginal, MarginalRelease, measure_marginals
+from synthgen.privacy.release import Recording, Releaser
 from synthgen.schema import ColumnKind, TableSchema, infer_schema
 from synthgen.transform import TableEncoder
 
@@ -120,6 +120,8 @@ class Synthesizer:
         # What the last sample asked for (conditions, rebalancing, seed rows): the report's
         # ``sampling`` section. Not saved with the model.
         self.sampling: dict[str, Any] | None = None
+        # What each release of the last fit returned, when it was asked to record them
+        self.recording: Recording | None = None
 
     # ------------------------------------------------------------------------- fit
 
@@ -131,7 +133,15 @@ class Synthesizer:
         should_stop: Callable[[], bool] | None = None,
         checkpoint_path: str | Path | None = None,
         checkpoint_every_s: float = 60.0,
+        record_releases: bool = False,
+        replay: Recording | None = None,
     ) -> Synthesizer:
+        """Fit the model to ``df``. Every read of its rows is a release of one
+        :class:`~synthgen.privacy.release.Releaser`, which records the ledger entry as it
+        returns the noisy value. ``record_releases`` keeps what each release returned in
+        :attr:`recording`; ``replay`` returns such a recording's values instead of reading
+        ``df`` (the replay test: a fit of a neighbouring table that replays this one's
+        releases must give the same model and samples)."""
         t0 = time.perf_counter()
         df = check_table(df)
         device = resolve_device(self.device)
@@ -146,26 +156,28 @@ class Synthesizer:
             self.info = dict(extra["info"])
             schema = TableSchema.model_validate(extra["schema"])
             marginals = [Marginal(**m) for m in extra.get("marginals", [])]
+            release = Releaser(self.ledger, noise_rng(self.seed), record=record_releases,
+                               replay=replay)
         else:
             schema = infer_schema(df, self.schema)
             delta = self.delta if self.delta is not None else default_delta()
             share = self.preprocessing_share
-            rng = noise_rng(self.seed)
-            probe: LedgerEntry | None = None
+            # The threshold's share of delta is fixed: the accountant's delta is known before
+            # the split of epsilon, so the one ledger of the fit exists before any read.
+            self.ledger = PrivacyLedger(
+                self.epsilon, delta, self.accountant,
+                accountant_delta=delta - delta * BudgetPlan.threshold_delta_share)
+            release = Releaser(self.ledger, noise_rng(self.seed),
+                               streams={"probe": noise_rng(self.seed, 1)},
+                               record=record_releases, replay=replay)
             if share is None:  # adapts to the table's size and width (privacy/budget.py)
                 # sized by a small DP count of the rows of its own (the exact count is private)
-                probe = size_probe(len(df), self.epsilon, delta, noise_rng(self.seed, 1))
-                share = domain_share(self.epsilon, delta, probe.params["rows_estimate"],
+                share = domain_share(self.epsilon, delta, size_probe(len(df), self.epsilon,
+                                                                     release),
                                      len(schema.learned), discovering=any(
                                          discovers(c) for c in schema.learned))
             plan = BudgetPlan(self.epsilon, delta, share, marginal_share=self.marginal_share)
-            self.ledger = PrivacyLedger(self.epsilon, delta, self.accountant,
-                                        accountant_delta=plan.accountant_delta)
-            if probe is not None:
-                self.ledger.record(probe)
-            estimate = estimate_domains(df, schema, plan, rng)
-            if estimate.entry is not None:
-                self.ledger.record(estimate.entry)
+            estimate = estimate_domains(df, schema, plan, release)
             self.domains = estimate.domains
             self.info = {"warnings": [*read_warnings(df), *estimate.warnings],
                          # the report says so (keep the seed secret); the seed itself is
@@ -189,8 +201,7 @@ class Synthesizer:
                               code="nothing-to-learn")
         data = self.encoder.encode(df)
         if resume is None:
-            release = self._measure_marginals(data.slots, plan, rng)
-            marginals = release.marginals
+            marginals = self._measure_marginals(data.slots, plan, release).marginals
         t_pre = time.perf_counter()
 
         ledger = self.ledger
@@ -210,7 +221,12 @@ class Synthesizer:
                                   "lower --preprocessing-share or raise epsilon")
             sigma = calibrate_sgd_noise(prior, q, steps, self.epsilon, ledger.accountant_delta,
                                         ledger.accountant)
-            ledger.record(self._sgd_entry(sigma, q, 0, steps))
+        # DP-SGD's entry (steps charged as they run) and the release every step's noisy
+        # gradient comes from; a resumed run's entry is the checkpoint's
+        sgd = release.dp_sgd(sigma, q, steps, self.config.max_grad_norm, device,
+                             resume=resume is not None,
+                             params={"sampling": "poisson",
+                                     "clipping": "per-sample (fused ghost norms), real rows only"})
         t_cal = time.perf_counter()
 
         trainer = GANTrainer(self.encoder, self.config, device, self.seed, marginals)
@@ -232,7 +248,7 @@ class Synthesizer:
         def checkpoint(state: Any) -> None:
             if ckpt is None:
                 return
-            ledger.replace_last(self._sgd_entry(sigma, q, state.step, steps))
+            sgd.charge(state.step)
             state.extra = {
                 "ledger": ledger.to_dict(),
                 "domains": [d.to_dict() for d in self.domains],
@@ -247,7 +263,7 @@ class Synthesizer:
 
         ran = trainer.train(
             data,
-            noise_multiplier=sigma,
+            release=sgd,
             total_steps=steps,
             sampling_rate=q,
             batch=batch,
@@ -257,7 +273,8 @@ class Synthesizer:
             checkpoint=checkpoint if ckpt is not None else None,
             checkpoint_every_s=checkpoint_every_s,
         )
-        ledger.replace_last(self._sgd_entry(sigma, q, ran, steps))
+        sgd.charge(ran)
+        self.recording = release.recording
         t_train = time.perf_counter()
         spent = ledger.epsilon()
         if spent > self.epsilon + 1e-9:  # calibration makes this impossible; refuse to release
@@ -295,7 +312,7 @@ class Synthesizer:
         return self
 
     def _measure_marginals(
-        self, slots: np.ndarray, plan: BudgetPlan, rng: np.random.Generator
+        self, slots: np.ndarray, plan: BudgetPlan, release: Releaser
     ) -> MarginalRelease:
         """The DP marginal tables (privacy/marginals.py), recorded in the ledger."""
         assert self.ledger is not None and self.encoder is not None
@@ -309,40 +326,19 @@ class Synthesizer:
             return MarginalRelease()
         multipliers = marginal_multipliers(plan, share, self.ledger.accountant_delta)
         numeric = [d.kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) for d in learned]
-        release = measure_marginals(
+        measured = measure_marginals(
             slots, [d.kind for d in learned], [d.frequencies for d in learned],
             [len(d.bins) if num else 0 for d, num in zip(learned, numeric, strict=True)],
-            rows_estimate, multipliers, rng,
+            rows_estimate, multipliers, release,
             points=[[lo == hi for lo, hi in d.bins] if num else None
                     for d, num in zip(learned, numeric, strict=True)],
         )
-        for entry in release.entries:
-            self.ledger.record(replace(entry, epsilon=gaussian_epsilon(
-                entry.noise_multiplier, self.ledger.accountant_delta)))
         # The one-way tables measured every slot with more budget than the domain histograms:
         # the generator's conditional vectors are drawn from them (post-processing).
-        for domain, frequencies in zip(learned, release.frequencies, strict=True):
+        for domain, frequencies in zip(learned, measured.frequencies, strict=True):
             domain.frequencies = frequencies
         self.info["marginal_share"] = share
-        return release
-
-    def _sgd_entry(self, sigma: float, q: float, steps: int, planned: int) -> LedgerEntry:
-        assert self.ledger is not None
-        return LedgerEntry(
-            mechanism="dp_sgd",
-            reads="Poisson-sampled rows of the encoded table, through the discriminator",
-            noise_multiplier=sigma,
-            sampling_rate=q,
-            steps=steps,
-            epsilon=epsilon_of([(sigma, q, steps)], self.ledger.accountant_delta,
-                               self.ledger.accountant),
-            params={
-                "max_grad_norm": self.config.max_grad_norm,
-                "planned_steps": planned,
-                "sampling": "poisson",
-                "clipping": "per-sample (fused ghost norms), real rows only",
-            },
-        )
+        return measured
 
     # ------------------------------------------------------------------------- sample
 

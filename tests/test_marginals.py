@@ -26,6 +26,7 @@ from synthgen.privacy.marginals import (
     slot_groups,
     spread,
 )
+from synthgen.privacy.release import Releaser
 from synthgen.schema import ColumnKind
 
 
@@ -132,9 +133,15 @@ def test_a_fit_charges_the_noise_each_marginal_release_applied(
 
     def spy(slots: np.ndarray, kinds: list[ColumnKind], frequencies: list[list[float]],
             bins: list[int], rows: float, multipliers: tuple[float, float, float],
-            rng: np.random.Generator, **options: Any) -> MarginalRelease:
-        return real_measure(slots, kinds, frequencies, bins, rows, multipliers,
-                            cast(np.random.Generator, _RecordingRng(rng, scales)), **options)
+            release: Releaser, **options: Any) -> MarginalRelease:
+        # a spy on the generator the fit's releaser draws the noise from
+        rng = release.streams["main"]
+        release.streams["main"] = cast(np.random.Generator, _RecordingRng(rng, scales))
+        try:
+            return real_measure(slots, kinds, frequencies, bins, rows, multipliers, release,
+                                **options)
+        finally:
+            release.streams["main"] = rng
 
     monkeypatch.setattr(synthesizer_module, "measure_marginals", spy)
     rng = np.random.default_rng(4)

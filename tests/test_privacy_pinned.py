@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -20,10 +20,10 @@ import pytest
 import torch
 
 import synthgen.models.trainer as trainer_module
-import synthgen.privacy.domains as domains_module
 from synthgen import Synthesizer
 from synthgen.privacy import BudgetPlan
 from synthgen.privacy.domains import estimate_domains
+from synthgen.privacy.release import Releaser
 from synthgen.schema import ColumnKind, ColumnSpec, TableSchema
 
 
@@ -44,8 +44,9 @@ def dp_steps(monkeypatch: pytest.MonkeyPatch) -> Iterator[DPSteps]:
     real_mask = trainer_module.GANTrainer._poisson_mask
 
     def step(disc: Any, opt: Any, rows: torch.Tensor, n_real: int, **kw: Any) -> Any:
-        seen.noise.append(float(kw["noise_multiplier"]))
-        seen.clip.append(float(kw["max_grad_norm"]))
+        release = kw["release"]  # the fit's DP-SGD release: its noise and norm are applied
+        seen.noise.append(float(release.noise_multiplier))
+        seen.clip.append(float(release.max_grad_norm))
         weight = kw.get("real_weight")
         seen.real_rows.append(int(weight.sum()) if weight is not None else int(n_real))
         return real_step(disc, opt, rows, n_real, **kw)
@@ -110,32 +111,40 @@ def test_batch_sizes_of_many_steps_follow_binomial_n_q(dp_steps: DPSteps) -> Non
     assert var / 1.5 < sizes.var(ddof=1) < var * 1.5
 
 
-def test_histogram_noise_matches_its_ledger_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+class _RecordingNormal:
+    """A generator that keeps the scale and the values of every Gaussian draw it makes."""
+
+    def __init__(self, rng: np.random.Generator, seen: list[tuple[float, np.ndarray]]) -> None:
+        self._rng, self._seen = rng, seen
+
+    def normal(self, loc: float, scale: float, size: Any) -> np.ndarray:
+        out = self._rng.normal(loc, scale, size=size)
+        self._seen.append((float(scale), np.asarray(out)))
+        return out
+
+
+def test_histogram_noise_matches_its_ledger_entry() -> None:
     """The joint histogram's noise: sigma = noise multiplier x sqrt(k + 1) (each row adds 1 to one
     key of each of k columns, and to the row count), as applied and as recorded; its threshold's
     delta is in the ledger."""
     applied: list[tuple[float, np.ndarray]] = []
-    real_noisy_counts = domains_module.noisy_counts
-
-    def spy(counts: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-        out = real_noisy_counts(counts, sigma, rng)
-        applied.append((float(sigma), out - counts))
-        return out
-
-    monkeypatch.setattr(domains_module, "noisy_counts", spy)
     k, n = 6, 3000
     rng = np.random.default_rng(0)
     df = pd.DataFrame({f"c{i}": rng.choice([f"v{j}" for j in range(40)], n) for i in range(k)})
     schema = TableSchema(columns=[ColumnSpec(name=c, kind=ColumnKind.CATEGORICAL) for c in df])
     plan = BudgetPlan(1.0, 1e-6)
-    est = estimate_domains(df, schema, plan, np.random.default_rng(1))
+    release = Releaser.scratch(np.random.default_rng(1), plan.accountant_delta)
+    # a spy on the generator the release draws its noise from
+    release.streams["main"] = cast(np.random.Generator, _RecordingNormal(
+        release.streams["main"], applied))
+    est = estimate_domains(df, schema, plan, release)
     entry = est.entry
     assert entry is not None and entry.mechanism == "gaussian_histograms"
     # k histograms and the DP row count: each row adds 1 to one key of each, so sqrt(k + 1)
     sensitivity = math.sqrt(k + 1)
     for sigma, _ in applied:
         assert sigma == pytest.approx(entry.noise_multiplier * sensitivity, rel=1e-12)
-    noise = np.concatenate([d for _, d in applied])
+    noise = np.concatenate([d for _, d in applied if d.size])
     assert len(noise) >= k * 40
     # the empirical spread of the noise actually added (relative standard error ~4 %)
     assert np.std(noise) == pytest.approx(entry.noise_multiplier * sensitivity, rel=0.2)

@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from synthgen.models.networks import Discriminator
+from synthgen.privacy.release import GradientRelease
 
 
 def discriminator_loss_terms(logits: torch.Tensor, n_real: int) -> torch.Tensor:
@@ -94,19 +95,28 @@ def private_discriminator_step(
     rows: torch.Tensor,
     n_real: int,
     *,
-    noise_multiplier: float,
-    max_grad_norm: float,
+    release: GradientRelease | None = None,
+    noise_multiplier: float | None = None,
+    max_grad_norm: float | None = None,
     expected_batch_size: float,
     generator: torch.Generator | None = None,
     real_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One private step of the discriminator; returns the mean loss (for display only).
 
-    The loss stays a device tensor: reading it would wait for the GPU, and a CUDA graph
-    cannot wait.
+    ``release`` (a fit's DP-SGD release) holds the clipping norm and noise multiplier, adds
+    the noise and records what it released; on its own (a test, a benchmark) the step takes
+    ``noise_multiplier`` and ``max_grad_norm`` instead. The loss stays a device tensor: reading
+    it would wait for the GPU, and a CUDA graph cannot wait.
     """
-    grads, _, loss = clipped_gradients(disc, rows, n_real, max_grad_norm, real_weight)
-    update = noised_update(grads, noise_multiplier, max_grad_norm, expected_batch_size, generator)
+    if release is not None and (noise_multiplier is not None or max_grad_norm is not None):
+        raise ValueError("a private step takes its noise and norm from its release")
+    if release is None:
+        if noise_multiplier is None or max_grad_norm is None:
+            raise ValueError("a private step needs a release, or a noise multiplier and norm")
+        release = GradientRelease(noise_multiplier, max_grad_norm, 1.0, rows.device, seed=0)
+    grads, _, loss = clipped_gradients(disc, rows, n_real, release.max_grad_norm, real_weight)
+    update = [g / expected_batch_size for g in release.noisy_sum(grads, generator)]
     for p, g in zip(disc.parameters(), update, strict=True):
         p.grad = g
     optimizer.step()

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from synthgen.models.dpsgd import private_discriminator_step
 from synthgen.models.networks import Discriminator, Generator
 from synthgen.privacy.marginals import Marginal
+from synthgen.privacy.release import GradientRelease
 from synthgen.transform import EncodedTable, Span, TableEncoder
 
 
@@ -129,6 +130,9 @@ class TrainingState:
     # torch_rng): without it a resumed run would draw other noise and batches than the run it
     # continues. None before the graphs start, and on a CPU.
     cuda_rng: torch.Tensor | None = None
+    # DP-SGD's private generator (Poisson draws, real rows' condition columns, gradient noise);
+    # None in checkpoints written before it had one of its own
+    private_rng: torch.Tensor | None = None
 
 
 class ConditionSampler:
@@ -251,6 +255,13 @@ class GANTrainer:
         # The generator every random draw of an iteration uses. Inside a CUDA graph only the
         # device's default generator can be replayed, so graph mode seeds that from self.gen.
         self._rng: torch.Generator | None = self.gen
+        # DP-SGD's release (privacy/release.py) and its private generator: the Poisson draws,
+        # the real rows' condition columns and the gradient noise, apart from the generator's
+        # draws so that a replayed fit (which reads no row) draws the same generated rows
+        self._seed = seed
+        self._sgd: GradientRelease | None = None
+        self._private_rng: torch.Generator | None = None
+        self._resume_private_rng: torch.Tensor | None = None
         self.cond = ConditionSampler.for_encoder(encoder, device)
         # The marginal loss's groups: numeric bins split from one measured grid bin form one
         # group, since only the group's total was measured. One (one-hot columns x groups) 0/1
@@ -370,26 +381,25 @@ class GANTrainer:
         return rows
 
     def _discriminator_step(
-        self, real: torch.Tensor, real_weight: torch.Tensor | None, noise_multiplier: float,
-        batch: int,
+        self, real: torch.Tensor, real_weight: torch.Tensor | None, batch: int,
     ) -> torch.Tensor:
         """The only read of real rows: the fused DP step (clipped real rows, noise)."""
-        real_cond = self.cond.from_rows(real, self._rng)
+        assert self._sgd is not None
+        real_cond = self.cond.from_rows(real, self._private_rng)
         with torch.no_grad():
             fake, _, fake_cond, _ = self._fake(batch)
         rows = torch.cat([torch.cat([real, real_cond], 1), torch.cat([fake, fake_cond], 1)])
         return private_discriminator_step(
             self.discriminator, self.opt_d, rows, real.shape[0],
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=self.config.max_grad_norm,
+            release=self._sgd,
             expected_batch_size=batch,
-            generator=self._rng,
+            generator=self._private_rng,
             real_weight=real_weight,
         )
 
     def _iteration(
-        self, index: torch.Tensor, real_weight: torch.Tensor | None, noise_multiplier: float,
-        batch: int, ema_decay: float,
+        self, index: torch.Tensor, real_weight: torch.Tensor | None, batch: int,
+        ema_decay: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One DP discriminator step on the sampled rows, then the generator's steps.
 
@@ -397,8 +407,7 @@ class GANTrainer:
         device tensors.
         """
         with self._matmuls(exact=True):
-            d_loss = self._discriminator_step(self._real_rows(index), real_weight,
-                                              noise_multiplier, batch)
+            d_loss = self._discriminator_step(self._real_rows(index), real_weight, batch)
         # -- generator: post-processing of the private discriminator
         self.discriminator.requires_grad_(False)
         g_loss = d_loss.new_zeros(())
@@ -429,13 +438,13 @@ class GANTrainer:
             torch.backends.cuda.matmul.allow_tf32 = before
 
     def _poisson_mask(self, rows: int, q: float) -> torch.Tensor:
-        return torch.rand(rows, generator=self._rng, device=self.device) < q
+        return torch.rand(rows, generator=self._private_rng, device=self.device) < q
 
     def train(
         self,
         data: EncodedTable,
         *,
-        noise_multiplier: float,
+        noise_multiplier: float | None = None,
         total_steps: int,
         sampling_rate: float,
         batch: int,
@@ -445,13 +454,28 @@ class GANTrainer:
         checkpoint: Callable[[TrainingState], None] | None = None,
         checkpoint_every_s: float = 60.0,
         progress_every: int | None = None,
+        release: GradientRelease | None = None,
     ) -> int:
         """Run DP steps until ``total_steps``; returns the number of steps run in total.
 
         ``sampling_rate`` and ``batch`` (the expected real rows per step) come from a DP
         estimate of the row count, never from ``len(data)``: Poisson sampling at a public rate
-        is what the accountant analyses.
+        is what the accountant analyses. ``release`` is the fit's DP-SGD release (it holds the
+        noise multiplier and clipping norm, and its ledger entry); without one (a trainer used
+        on its own) one is made from ``noise_multiplier``.
         """
+        if release is None:
+            if noise_multiplier is None:
+                raise ValueError("train() needs a release or a noise multiplier")
+            release = GradientRelease(
+                noise_multiplier, self.config.max_grad_norm, sampling_rate, self.device,
+                seed=None if self._seed is None else int(
+                    np.random.default_rng([self._seed, 2]).integers(2**62)))
+        self._sgd = release
+        if self._resume_private_rng is not None and release.generator is not None:
+            release.generator.set_state(self._resume_private_rng)
+            self._resume_private_rng = None
+        self._private_rng = release.generator
         n = len(data)
         # The table stays on the device as (hot column per span, scalars): a few bytes per
         # cell instead of a float per one-hot slot.
@@ -462,7 +486,7 @@ class GANTrainer:
         if self.step == 0:
             self._table_warmup(batch)
         ema_decay = max(min(self.config.ema_decay, 1 - 10 / total_steps), 0.0)
-        step_args = (noise_multiplier, batch, ema_decay)
+        step_args = (batch, ema_decay)
         start = time.monotonic()
         every = progress_every or max(1, total_steps // 100)
         self.generator.train()
@@ -476,11 +500,12 @@ class GANTrainer:
         if stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(stream)
         self._rng = self.gen
+        self._private_rng = release.generator
         del self._hot, self._scalars
         return self.step
 
     def _train_loop(
-        self, n: int, q: float, total_steps: int, step_args: tuple[float, int, float],
+        self, n: int, q: float, total_steps: int, step_args: tuple[int, float],
         epsilon_at: Callable[[int], float],
         on_progress: Callable[[TrainingProgress], None] | None,
         should_stop: Callable[[], bool] | None,
@@ -498,6 +523,10 @@ class GANTrainer:
                 self.uses_cuda_graphs = True
             if graphs is not None:
                 d_loss, g_loss = graphs.step()
+            elif self._sgd is not None and self._sgd.replaying:
+                # a replayed step reads no row: the release returns the recorded noisy sum
+                index = torch.zeros(0, dtype=torch.long, device=self.device)
+                d_loss, g_loss = self._iteration(index, None, *step_args)
             else:
                 index = self._poisson_mask(n, q).nonzero().squeeze(1)
                 d_loss, g_loss = self._iteration(index, None, *step_args)
@@ -519,7 +548,9 @@ class GANTrainer:
     def _graphs_wanted(self, total_steps: int) -> bool:
         """Capture after a few eager steps (they create Adam's state and cuBLAS's handles,
         and are real, accounted steps), when there are enough steps left to be worth it."""
-        return (self.device.type == "cuda" and self.config.cuda_graphs
+        # recording and replaying releases is eager work (the replay test runs on a CPU)
+        recorded = self._sgd is not None and (self._sgd.recording or self._sgd.replaying)
+        return (self.device.type == "cuda" and self.config.cuda_graphs and not recorded
                 and self.step >= _EAGER_WARMUP_STEPS
                 and total_steps - self.step > _EAGER_WARMUP_STEPS)
 
@@ -549,6 +580,8 @@ class GANTrainer:
             ema=self.ema.state_dict() if self.ema is not None else None,
             cuda_rng=(torch.cuda.get_rng_state(self.device) if self._rng is None
                       and self.device.type == "cuda" else None),
+            private_rng=(self._private_rng.get_state() if self._private_rng is not None
+                         else None),
         )
 
     def load_state(self, state: TrainingState) -> None:
@@ -561,6 +594,7 @@ class GANTrainer:
         if self.ema is not None and state.ema is not None:
             self.ema.load_state_dict(state.ema)
         self._resume_cuda_rng = state.cuda_rng
+        self._resume_private_rng = state.private_rng
 
 
 
@@ -665,11 +699,11 @@ class _IterationGraphs:
     """
 
     def __init__(
-        self, trainer: GANTrainer, rows: int, q: float, step_args: tuple[float, int, float]
+        self, trainer: GANTrainer, rows: int, q: float, step_args: tuple[int, float]
     ) -> None:
         self.trainer = trainer
         self.step_args = step_args
-        batch = step_args[1]
+        batch = step_args[0]
         self.capacity = padded_batch_size(batch, rows)
         # Graph replays draw from the device's default generator; seed it from the run's, or
         # (a resumed run) put back the state it had when the checkpoint was taken.
@@ -680,6 +714,7 @@ class _IterationGraphs:
             seed = int(torch.randint(2**62, (1,), generator=trainer.gen, device=trainer.device))
             torch.cuda.manual_seed(seed)
         trainer._rng = None
+        trainer._private_rng = None
         # Captured on the trainer's side stream (the current one), as CUDA graphs require.
         stream = torch.cuda.current_stream(trainer.device)
         self.sample_graph = torch.cuda.CUDAGraph()

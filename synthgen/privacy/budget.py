@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
 
 from synthgen.errors import BudgetError
 from synthgen.privacy.accountant import (
@@ -14,7 +16,9 @@ from synthgen.privacy.accountant import (
     gaussian_noise_multiplier,
     prv_error,
 )
-from synthgen.privacy.ledger import LedgerEntry
+
+if TYPE_CHECKING:
+    from synthgen.privacy.release import Releaser
 
 # The smallest target epsilon a fit accepts, checked before any row is read. With PRV, any
 # target above what the preprocessing histograms spend is reachable (more noise), and 0.05 keeps
@@ -165,19 +169,20 @@ def rows_per_value(epsilon: float, delta: float, columns: int, share: float,
 SIZE_PROBE_SHARE = 0.02
 
 
-def size_probe(rows: int, epsilon: float, delta: float, rng: Any) -> LedgerEntry:
-    """A Gaussian count of the rows (sensitivity 1), the ledger entry that releases it; its
-    ``params["rows_estimate"]`` sizes the domain share. Seen by no other step: the domain
-    histograms release a more precise count for everything else."""
-    threshold_delta = delta * BudgetPlan.threshold_delta_share
-    multiplier = gaussian_noise_multiplier(epsilon * SIZE_PROBE_SHARE, delta - threshold_delta)
-    estimate = max(float(rows + rng.normal(0.0, multiplier)), 1.0)
-    return LedgerEntry(
-        mechanism="gaussian_row_count", reads="the number of rows, to size the domain share",
-        noise_multiplier=multiplier, sampling_rate=1.0, steps=1,
-        epsilon=epsilon * SIZE_PROBE_SHARE,
-        params={"sigma": multiplier, "l2_sensitivity": 1.0, "rows_estimate": estimate},
-    )
+def size_probe(rows: int, epsilon: float, release: Releaser) -> float:
+    """A Gaussian count of the rows (sensitivity 1), released and recorded by ``release``
+    (``gaussian_row_count``, from a noise stream of its own); the estimate sizes the domain
+    share. Seen by no other step: the domain histograms release a more precise count for
+    everything else."""
+    multiplier = gaussian_noise_multiplier(epsilon * SIZE_PROBE_SHARE,
+                                           release.ledger.accountant_delta)
+    (noisy,) = release.gaussian("gaussian_row_count",
+                                "the number of rows, to size the domain share",
+                                [np.array([rows])], noise_multiplier=multiplier,
+                                sensitivity=1.0, stream="probe")
+    estimate = max(float(cast(np.ndarray, noisy)[0]), 1.0)
+    release.annotate("gaussian_row_count", rows_estimate=estimate)
+    return estimate
 
 
 def domain_share(epsilon: float, delta: float, rows: float, columns: int,

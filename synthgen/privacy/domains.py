@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from synthgen.errors import SchemaError
-from synthgen.privacy.accountant import gaussian_epsilon, gaussian_noise_multiplier
+from synthgen.privacy.accountant import gaussian_noise_multiplier
 from synthgen.privacy.budget import BudgetPlan
 from synthgen.privacy.cells import (
     BOOLEAN,
@@ -59,7 +59,8 @@ from synthgen.privacy.grids import (
     window_mass,
 )
 from synthgen.privacy.ledger import LedgerEntry
-from synthgen.privacy.mechanisms import noisy_counts, partition_threshold
+from synthgen.privacy.mechanisms import partition_threshold
+from synthgen.privacy.release import Keys, Releaser, Value
 from synthgen.schema import (
     NUMERIC_KINDS,
     ColumnKind,
@@ -499,13 +500,17 @@ class DomainEstimate:
 
 
 def estimate_domains(
-    df: pd.DataFrame, schema: TableSchema, plan: BudgetPlan, rng: np.random.Generator
+    df: pd.DataFrame, schema: TableSchema, plan: BudgetPlan,
+    release: Releaser | np.random.Generator,
 ) -> DomainEstimate:
     """Measure every learned column's histogram with one Gaussian mechanism; derive domains.
 
     Every column is counted (and checked against its declaration) before any noise is drawn,
-    so a table that does not fit its schema stops here having released nothing.
+    so a table that does not fit its schema stops here having released nothing. ``release``
+    is the fit's releaser (a bare generator: one of its own, outside a fit).
     """
+    if not isinstance(release, Releaser):
+        release = Releaser.scratch(release, plan.accountant_delta)
     rows = len(df)
     learned = schema.learned
     k = len(learned)
@@ -515,10 +520,28 @@ def estimate_domains(
     counted = {spec.name: _measure(spec, df[spec.name]) for spec in learned}
     multiplier = gaussian_noise_multiplier(plan.preprocessing_epsilon, plan.accountant_delta)
     # the joint vector (k histograms and the row count) has L2 sensitivity sqrt(k + 1)
-    sigma = multiplier * math.sqrt(k + 1)
-    rows_estimate = float(noisy_counts(np.array([rows]), sigma, rng)[0])
+    sensitivity = math.sqrt(k + 1)
+    sigma = multiplier * sensitivity
     discovered = [c for c in learned if discovers_texts(c)]
     threshold = partition_threshold(sigma, plan.threshold_delta, len(discovered))
+    # the row count, then each learned column's public keys by part and its discovered texts
+    exact: list[Value] = [np.array([rows])]
+    for spec in learned:
+        hist = counted[spec.name]
+        exact += [*hist.parts.values(), Keys(hist.labels, hist.texts)]
+    noisy_values = iter(release.gaussian(
+        "gaussian_histograms",
+        f"one histogram per learned column ({k}): kinds, null counts, category sets and "
+        "frequencies, value ranges on a public grid; and the row count",
+        exact, noise_multiplier=multiplier, sensitivity=sensitivity, threshold=threshold,
+        extra_delta=plan.threshold_delta if discovered else 0.0,
+        params={
+            "columns": k,
+            "discovered_category_columns": len(discovered),
+            "numeric_bin_threshold": significance_threshold(sigma, NumberGrid(
+                OCTAVE_EDGES, True, True).size),
+        }))
+    rows_estimate = float(cast(np.ndarray, next(noisy_values))[0])
 
     domains: list[ColumnDomain] = []
     warnings: list[str] = []
@@ -527,9 +550,9 @@ def estimate_domains(
         if spec.kind is ColumnKind.DROP:
             domains.append(_dropped(spec, "declared or named as an identifier"))
             continue
-        hist = counted[spec.name]
-        noisy = _Noisy(spec, {name: noisy_counts(c, sigma, rng) for name, c in hist.parts.items()},
-                       noisy_counts(hist.texts, sigma, rng), hist.labels, sigma, threshold,
+        parts = {name: cast(np.ndarray, next(noisy_values)) for name in counted[spec.name].parts}
+        texts = cast(Keys, next(noisy_values))
+        noisy = _Noisy(spec, parts, texts.counts, texts.labels, sigma, threshold,
                        max(rows_estimate, 1.0))
         domain = _domain(noisy)
         if domain.source == "dropped":
@@ -541,28 +564,9 @@ def estimate_domains(
             decided_by_counts[spec.name] = dp
         domains.append(domain)
 
-    entry = LedgerEntry(
-        mechanism="gaussian_histograms",
-        reads=(
-            f"one histogram per learned column ({k}): kinds, null counts, category sets and "
-            "frequencies, value ranges on a public grid; and the row count"
-        ),
-        noise_multiplier=multiplier,
-        sampling_rate=1.0,
-        steps=1,
-        epsilon=gaussian_epsilon(multiplier, plan.accountant_delta),
-        extra_delta=plan.threshold_delta if discovered else 0.0,
-        params={
-            "sigma": sigma,
-            "l2_sensitivity": math.sqrt(k + 1),
-            "columns": k,
-            "rows_estimate": rows_estimate,
-            "discovered_category_columns": len(discovered),
-            "threshold": threshold,
-            "numeric_bin_threshold": significance_threshold(sigma, NumberGrid(
-                OCTAVE_EDGES, True, True).size),
-            # which output-shaping decisions (kind, nullable, codes) these counts made
-            "decided_by_counts": decided_by_counts,
-        },
-    )
+    # post-processing facts: the DP row count, and which output-shaping decisions (kind,
+    # nullable, codes) these counts made
+    release.annotate("gaussian_histograms", rows_estimate=rows_estimate,
+                     decided_by_counts=decided_by_counts)
+    entry = release.ledger.entries[-1]
     return DomainEstimate(domains, entry, warnings, rows_estimate)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from synthgen.privacy.accountant import History, check_accountant, epsilon_of
@@ -43,6 +43,12 @@ class PrivacyLedger:
 
     def record(self, entry: LedgerEntry) -> None:
         self.entries.append(entry)
+
+    def annotate(self, mechanism: str, **params: Any) -> None:
+        """Add post-processing facts (what a release's noisy values decided) to the last entry
+        of ``mechanism``; its noise and cost are unchanged."""
+        i = max(i for i, e in enumerate(self.entries) if e.mechanism == mechanism)
+        self.entries[i] = replace(self.entries[i], params={**self.entries[i].params, **params})
 
     def replace_last(self, entry: LedgerEntry) -> None:
         """Update the running DP-SGD entry as steps are taken."""

@@ -32,12 +32,13 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from synthgen.privacy.grids import adjacent
 from synthgen.privacy.ledger import LedgerEntry
+from synthgen.privacy.release import Releaser
 from synthgen.schema import ColumnKind
 
 PAIR_GROUPS = 12
@@ -160,7 +161,7 @@ def measure_marginals(
     bins: list[int],
     rows_estimate: float,
     multipliers: tuple[float, float, float],
-    rng: np.random.Generator,
+    release: Releaser | np.random.Generator,
     points: Sequence[Sequence[bool] | None] | None = None,
 ) -> MarginalRelease:
     """Measure the one-way tables, select pairs, measure their two-way tables (see the module
@@ -171,12 +172,28 @@ def measure_marginals(
     size the numeric columns' groups), ``bins`` each numeric column's bin count (0 for discrete
     ones), ``rows_estimate`` a DP estimate of the row count. ``multipliers`` are the noise
     multipliers (per unit of L2 sensitivity) of the three releases: a release of T tables adds
-    noise of standard deviation ``multiplier * sqrt(T)`` to each cell.
+    noise of standard deviation ``multiplier * sqrt(T)`` to each cell. ``release`` is the fit's
+    releaser (a bare generator: one of its own, outside a fit); :attr:`MarginalRelease.entries`
+    are the entries it recorded.
     """
+    if not isinstance(release, Releaser):
+        release = Releaser.scratch(release)
+    recorded = len(release.ledger.entries)
+    out = _measure_all(slots, kinds, frequencies, bins, rows_estimate, multipliers, release,
+                       points)
+    out.entries = release.ledger.entries[recorded:]
+    return out
+
+
+def _measure_all(
+    slots: np.ndarray, kinds: list[ColumnKind], frequencies: list[list[float]], bins: list[int],
+    rows_estimate: float, multipliers: tuple[float, float, float], release: Releaser,
+    points: Sequence[Sequence[bool] | None] | None,
+) -> MarginalRelease:
     one_way_multiplier, select_multiplier, two_way_multiplier = multipliers
     columns = len(kinds)
     numeric = [k not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) for k in kinds]
-    release = MarginalRelease()
+    out = MarginalRelease()
     n = max(rows_estimate, 1.0)
 
     # 1. every column's one-way table at slot resolution (numeric bins grouped where too thin)
@@ -186,16 +203,15 @@ def measure_marginals(
     # a numeric column's cells the domain histograms gave mass to (see significant_cells)
     evidence = [np.bincount(g, weights=(np.asarray(f) > 0).astype(np.float64)) > 0 if num
                 else None for f, g, num in zip(frequencies, one_groups, numeric, strict=True)]
-    one_way = _measure(slots, one_groups, [(c,) for c in range(columns)], n,
-                       one_way_multiplier, rng, sparse=evidence)
-    release.marginals += one_way
-    release.entries.append(_entry(
-        "gaussian_one_way_marginals",
+    one_way = _measure(
+        release, "gaussian_one_way_marginals",
         f"the one-way table of each learned column ({columns}) at the encoder's resolution",
-        one_way_multiplier, columns, {}))
-    release.frequencies = [spread(m.target, g, f) for m, g, f
-                           in zip(one_way, one_groups, frequencies, strict=True)]
-    released = [np.asarray(f) for f in release.frequencies]
+        slots, one_groups, [(c,) for c in range(columns)], n, one_way_multiplier, {},
+        sparse=evidence)
+    out.marginals += one_way
+    out.frequencies = [spread(m.target, g, f) for m, g, f
+                       in zip(one_way, one_groups, frequencies, strict=True)]
+    released = [np.asarray(f) for f in out.frequencies]
 
     # 2. which pairs: noisy L1 distance from independence under the released one-way tables
     pair_groups = [slot_groups(p.tolist(), num, b, PAIR_GROUPS)
@@ -205,30 +221,30 @@ def measure_marginals(
         if _size(pair_groups, (a, b)) <= MAX_PAIR_CELLS
     ]
     if not candidates:
-        return release
+        return out
     scores = np.array([independence_distance(slots, pair_groups, pair) for pair in candidates])
-    noisy = scores + rng.normal(0.0, select_multiplier * SCORE_SENSITIVITY
-                                * math.sqrt(len(candidates)), size=scores.shape)
-    release.entries.append(_entry(
+    (noisy,) = release.gaussian(
         "gaussian_pair_selection",
         f"for each of {len(candidates)} column pairs, the L1 distance of its two-way counts "
         "from the product of its one-way counts",
-        select_multiplier, len(candidates), {"candidates": len(candidates)},
-        per_table=SCORE_SENSITIVITY))
-    selected = _choose_pairs(candidates, noisy, pair_groups, columns, two_way_multiplier)
+        [scores], noise_multiplier=select_multiplier,
+        sensitivity=SCORE_SENSITIVITY * math.sqrt(len(candidates)),
+        params={"tables": len(candidates), "candidates": len(candidates)})
+    selected = _choose_pairs(candidates, cast(np.ndarray, noisy), pair_groups, columns,
+                             two_way_multiplier)
 
     # 3. the selected pairs' two-way tables
     if selected:
-        release.marginals += _measure(slots, pair_groups, selected, n, two_way_multiplier, rng)
-        release.entries.append(_entry(
-            "gaussian_two_way_marginals", f"the two-way tables of {len(selected)} column pairs",
-            two_way_multiplier, len(selected), {"pairs": [list(p) for p in selected]}))
-    return release
+        out.marginals += _measure(
+            release, "gaussian_two_way_marginals",
+            f"the two-way tables of {len(selected)} column pairs", slots, pair_groups,
+            selected, n, two_way_multiplier, {"pairs": [list(p) for p in selected]})
+    return out
 
 
 def _measure(
-    slots: np.ndarray, groups: list[list[int]], tables: Sequence[tuple[int, ...]], n: float,
-    multiplier: float, rng: np.random.Generator,
+    release: Releaser, mechanism: str, reads: str, slots: np.ndarray, groups: list[list[int]],
+    tables: Sequence[tuple[int, ...]], n: float, multiplier: float, params: dict[str, Any],
     sparse: Sequence[np.ndarray | None] | None = None,
 ) -> list[Marginal]:
     """One Gaussian release of several tables (each row adds 1 to one cell of each: L2
@@ -238,11 +254,15 @@ def _measure(
     generated value in a noise-only bin at the end of the range is an outlier the real table
     never had."""
     sigma = multiplier * math.sqrt(len(tables))
+    counts = [np.bincount(_cells(slots, groups, cols), minlength=_size(groups, cols))
+              for cols in tables]
+    released = release.gaussian(mechanism, reads, counts, noise_multiplier=multiplier,
+                                sensitivity=math.sqrt(len(tables)),
+                                params={"tables": len(tables), **params})
     out = []
     for i, cols in enumerate(tables):
         size = _size(groups, cols)
-        counts = np.bincount(_cells(slots, groups, cols), minlength=size)
-        noisy = counts + rng.normal(0.0, sigma, size=size)
+        noisy = cast(np.ndarray, released[i])
         evidence = sparse[i] if sparse is not None else None
         if evidence is not None:
             # zero the tails beyond the outermost significant cells (the range); inside it a
@@ -285,17 +305,6 @@ def independence_distance(slots: np.ndarray, groups: list[list[int]],
     rows = max(float(counts.sum()), 1.0)
     expected = np.outer(counts.sum(1), counts.sum(0)) / rows
     return float(np.abs(counts - expected).sum())
-
-
-def _entry(mechanism: str, reads: str, multiplier: float, tables: int,
-           params: dict[str, Any], per_table: float = 1.0) -> LedgerEntry:
-    sensitivity = per_table * math.sqrt(tables)
-    return LedgerEntry(
-        mechanism=mechanism, reads=reads, noise_multiplier=multiplier, sampling_rate=1.0,
-        steps=1, epsilon=0.0,  # the caller fills in its cost at the ledger's delta
-        params={"sigma": multiplier * sensitivity, "l2_sensitivity": sensitivity,
-                "tables": tables, **params},
-    )
 
 
 def _size(groups: list[list[int]], cols: tuple[int, ...]) -> int:
