@@ -18,9 +18,11 @@ release onto the canary's contribution. The mechanisms, each called as a fit cal
 
 **How the trials are drawn.** ``TrialsRNG`` stands in for the numpy generator the mechanisms take
 and draws ``trials`` independent copies of every noise vector at once; a spy at the point where
-the mechanism hands its noisy values to post-processing (``noisy_counts`` for the histograms,
-``project_to_simplex`` and the pair chooser for the marginals) records all of them and passes
-trial 0 on, so the rest of the code runs as usual. The same call with the noise off gives the
+the mechanism hands its noisy values to post-processing records all of them (the histograms: the
+generator returns trial 0 to the release interface and keeps every trial's draws, and a spy on
+``Releaser.gaussian`` keeps the exact values they were added to; the marginals:
+``project_to_simplex`` and the pair chooser see every trial), so the rest of the code runs as
+usual. The same call with the noise off gives the
 release's mean in each arm; their difference ``v`` is the canary's contribution as the code
 counts it (nothing is re-implemented here). DP-SGD's noise is vectorised by handing
 ``noised_update`` the clipped sum repeated ``trials`` times.
@@ -78,8 +80,8 @@ again with the threshold computed for one discovered column of two (planted with
 ``--planted histograms``, the default), which must exceed it.
 
 **Planted under-noising** (``--planted``, never a change to the library): the script patches one
-mechanism at a time so that it adds half the noise its ledger entry claims (``noisy_counts``
-with sigma / 2; ``_measure`` with half the multiplier for the one-way or the two-way tables;
+mechanism at a time so that it adds half the noise its ledger entry claims (the generator's
+draws at half their scale for the histograms, and for the one-way or the two-way tables;
 ``SCORE_SENSITIVITY`` halved, which halves the selection noise; ``noised_update`` with half the
 noise multiplier) and audits that mechanism again: it must fail (bound above the claim).
 
@@ -115,6 +117,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: this checkout's 
 import synthgen.models.dpsgd as dpsgd  # noqa: E402
 import synthgen.privacy.domains as domains  # noqa: E402
 import synthgen.privacy.marginals as marginals  # noqa: E402
+import synthgen.privacy.release as release_module  # noqa: E402
 from synthgen.models.networks import Discriminator  # noqa: E402
 from synthgen.privacy.accountant import (  # noqa: E402
     calibrate_sgd_noise,
@@ -148,13 +151,69 @@ class TrialsRNG:
         self.trials = trials
         self.noise = noise
         self._gen = np.random.default_rng(seed)
+        # a planted bug: every draw's scale times this (the release's entry claims the rest)
+        self.shrink = 1.0
+        # ``passthrough``: each call returns trial 0 (the rest of the code runs on one release,
+        # as in a fit) and keeps every trial's draws in ``draws``, in call order
+        self.passthrough = False
+        self.draws: list[np.ndarray] = []
 
     def normal(self, loc: float = 0.0, scale: float = 1.0,
                size: int | tuple[int, ...] | None = None) -> np.ndarray:
         shape = () if size is None else (size,) if isinstance(size, int) else tuple(size)
         if not self.noise:
-            return np.full((self.trials, *shape), float(loc))
-        return self._gen.normal(loc, scale, size=(self.trials, *shape))
+            out = np.full((self.trials, *shape), float(loc))
+        else:
+            out = self._gen.normal(loc, scale * self.shrink, size=(self.trials, *shape))
+        if self.passthrough:
+            self.draws.append(out)
+            return out[0]
+        return out
+
+
+@dataclass
+class _Exact:
+    """What a release was given (its exact values, which of them are discovered keys) and its
+    threshold, seen by a spy on :meth:`Releaser.gaussian`."""
+
+    values: list[np.ndarray] = field(default_factory=list)
+    keys: list[bool] = field(default_factory=list)
+    labels: list[list[str]] = field(default_factory=list)
+    threshold: float = math.nan
+
+
+@contextlib.contextmanager
+def histogram_spy(rng: TrialsRNG) -> Iterator[_Exact]:
+    """Run ``estimate_domains`` on ``rng`` in passthrough mode, keeping the histogram release's
+    exact values: its trials are then ``exact + rng.draws`` value by value, a discovered key's
+    below the threshold shown as the threshold (the release shows nothing of it)."""
+    seen = _Exact()
+    real_gaussian = release_module.Releaser.gaussian
+
+    def gaussian(self: Any, mechanism: str, reads: str, exact: Sequence[Any],
+                 **kw: Any) -> Any:
+        if mechanism == "gaussian_histograms":
+            for x in exact:
+                key = isinstance(x, release_module.Keys)
+                seen.values.append(np.asarray(x.counts if key else x, dtype=np.float64))
+                seen.keys.append(key)
+                seen.labels.append([str(v) for v in x.labels] if key else [])
+            seen.threshold = float(kw["threshold"])
+        return real_gaussian(self, mechanism, reads, exact, **kw)
+
+    rng.passthrough = True
+    with patched((release_module.Releaser, "gaussian", gaussian)):
+        yield seen
+
+
+def _trials_of(seen: _Exact, draws: list[np.ndarray]) -> list[np.ndarray]:
+    """Each value's trials (rows) from the exact values and the noise drawn for them."""
+    assert len(draws) == len(seen.values), "the release drew other values than it was given"
+    out = []
+    for exact, noise, key in zip(seen.values, draws, seen.keys, strict=True):
+        trials = exact + noise.reshape(noise.shape[0], *exact.shape)
+        out.append(np.maximum(trials, seen.threshold) if key else trials)
+    return out
 
 
 @contextlib.contextmanager
@@ -216,29 +275,14 @@ def histogram_release(canary: bool, rng: TrialsRNG, plant: str | None = None) ->
     count ``estimate_domains`` draws, a discovered text's count replaced by the threshold when
     it does not clear it (what the release shows of it: nothing above the threshold)."""
     df, schema = histogram_table(canary)
-    real_noisy, real_domain = domains.noisy_counts, domains._domain
-    full: list[np.ndarray] = []
-    passed: list[np.ndarray] = []
-    thresholds: dict[int, float] = {}
-
-    def noisy_spy(counts: np.ndarray, sigma: float, gen: Any) -> np.ndarray:
-        draws = real_noisy(counts, sigma / 2 if plant == "histograms" else sigma, gen)
-        full.append(draws)
-        passed.append(draws[0])
-        return passed[-1]
-
-    def domain_spy(m: Any) -> Any:
-        index = next(i for i, p in enumerate(passed) if p is m.texts)
-        thresholds[index] = float(m.threshold)
-        return real_domain(m)
-
-    with patched((domains, "noisy_counts", noisy_spy), (domains, "_domain", domain_spy)), \
-            warnings.catch_warnings():
+    if plant == "histograms":
+        rng.shrink = 0.5
+    with histogram_spy(rng) as seen, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         estimate = domains.estimate_domains(df, schema, HISTOGRAM_PLAN, rng)  # type: ignore[arg-type]
     entry = estimate.entry
     assert entry is not None
-    parts = [np.maximum(d, thresholds[i]) if i in thresholds else d for i, d in enumerate(full)]
+    parts = _trials_of(seen, rng.draws)
     return Release(np.concatenate(parts, axis=1), entry.epsilon,
                    HISTOGRAM_PLAN.accountant_delta + entry.extra_delta, entry.params["sigma"],
                    entry.params["l2_sensitivity"])
@@ -292,35 +336,25 @@ def threshold_release(trials: int, seed: Sequence[int], plant: bool = False) -> 
     """(trials in which a key only the canary has cleared the threshold, the delta charged).
     ``plant``: the threshold computed for one discovered column instead of all of them."""
     df, schema = threshold_table(canary=True)
-    real_noisy, real_domain = domains.noisy_counts, domains._domain
     real_threshold = domains.partition_threshold
-    passed: list[tuple[np.ndarray, np.ndarray]] = []
-    released = np.zeros(trials, dtype=bool)
-
-    def noisy_spy(counts: np.ndarray, sigma: float, gen: Any) -> np.ndarray:
-        draws = real_noisy(counts, sigma, gen)
-        passed.append((draws[0], draws))  # one view object: _Noisy keeps this very array
-        return passed[-1][0]
-
-    def domain_spy(m: Any) -> Any:
-        draws = next(full for first, full in passed if first is m.texts)
-        labels = [str(v) for v in m.labels]
-        mine = [i for i, v in enumerate(labels) if v.startswith("canary")]
-        released[:] |= (draws[:, mine] > m.threshold).any(axis=1)
-        return real_domain(m)
 
     def one_column(sigma: float, delta: float, discovered_columns: int) -> float:
         return real_threshold(sigma, delta, min(discovered_columns, 1))
 
-    patches: list[tuple[Any, str, Any]] = [(domains, "noisy_counts", noisy_spy),
-                                           (domains, "_domain", domain_spy)]
+    rng = TrialsRNG(trials, seed)
+    patches: list[tuple[Any, str, Any]] = []
     if plant:
         patches.append((domains, "partition_threshold", one_column))
-    with patched(*patches), warnings.catch_warnings():
+    with patched(*patches), histogram_spy(rng) as seen, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        estimate = domains.estimate_domains(df, schema, THRESHOLD_PLAN,
-                                            TrialsRNG(trials, seed))  # type: ignore[arg-type]
+        estimate = domains.estimate_domains(df, schema, THRESHOLD_PLAN, rng)  # type: ignore[arg-type]
     assert estimate.entry is not None
+    released = np.zeros(trials, dtype=bool)
+    for exact, noise, key, labels in zip(seen.values, rng.draws, seen.keys, seen.labels,
+                                         strict=True):
+        mine = [i for i, v in enumerate(labels) if v.startswith("canary")]
+        if key and mine:  # the keys only the canary has, in each trial
+            released |= (exact[mine] + noise[:, mine] > seen.threshold).any(axis=1)
     return int(released.sum()), float(estimate.entry.extra_delta)
 
 
@@ -380,13 +414,17 @@ def marginal_release(canary: bool, rng: TrialsRNG, plant: str | None = None
     recorded: dict[str, list[np.ndarray]] = {"one_way": [], "selection": [], "two_way": []}
     current = ["one_way"]
 
-    def measure_spy(slots: np.ndarray, groups: list[list[int]],
-                    tables: Sequence[tuple[int, ...]], n: float, multiplier: float,
-                    gen: Any, sparse: Any = None) -> Any:
+    def measure_spy(release: Any, mechanism: str, reads: str, slots: np.ndarray,
+                    groups: list[list[int]], tables: Sequence[tuple[int, ...]], n: float,
+                    multiplier: float, params: Any, sparse: Any = None) -> Any:
         current[0] = "one_way" if len(tables[0]) == 1 else "two_way"
-        if plant == current[0]:
-            multiplier /= 2
-        return real_measure(slots, groups, tables, n, multiplier, gen, sparse=sparse)
+        # planted: the noise drawn at half the scale the release (and its entry) claims
+        rng.shrink = 0.5 if plant == current[0] else 1.0
+        try:
+            return real_measure(release, mechanism, reads, slots, groups, tables, n,
+                                multiplier, params, sparse=sparse)
+        finally:
+            rng.shrink = 1.0
 
     def project_spy(y: np.ndarray) -> np.ndarray:
         recorded[current[0]].append(y * MARGINAL_ROWS)  # the noisy counts (n is exact here)
