@@ -125,3 +125,68 @@ def test_a_worker_refuses_a_plan_before_reading_and_charges_nothing(tmp_path: Pa
     with db.read() as s:
         assert s.scalars(select(Dataset).where(Dataset.id == "ds1")).one().spent_epsilon == 0
     assert holder.spent_epsilon == 0
+
+
+def _table(seed: int) -> bytes:
+    """The Adult sample's rows in an order of their own: bytes no other test uploads."""
+    import random
+
+    header, *rows = ADULT_SAMPLE.read_bytes().splitlines(keepends=True)
+    random.Random(f"content-{seed}").shuffle(rows)
+    return b"".join([header, *rows])
+
+
+def test_a_fresh_datasets_old_version_uploaded_again_charges_its_first_budget(
+    embedded: Service,
+) -> None:
+    # issue 22: version 1's bytes uploaded as a new dataset after a version 2 was added got the
+    # cap again (3.4 spent against a cap of 2)
+    api = Api(embedded.url, embedded.key("tenant-fresh-again"))
+    v1, v2 = _table(1), _table(2)
+    first = api.upload_bytes(v1, budget_epsilon="2", budget_policy="fresh")
+    job = api.submit(first["id"], epsilon=1.5, epochs=1, batch_size=100, audit=False)
+    r = api.http.put(f"/v1/datasets/{first['id']}/versions",
+                     files={"file": ("v2.csv", v2, "text/csv")})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    # version 2 holds other people: its own spend under the cap
+    assert api.http.get(f"/v1/datasets/{first['id']}/budget").json()[
+        "remaining_epsilon"] == pytest.approx(2.0)
+    again = api.upload_bytes(v1, budget_epsilon="10", budget_policy="shared")
+    assert again["budget_epsilon"] == 2 and again["budget_policy"] == "fresh"
+    budget = api.http.get(f"/v1/datasets/{again['id']}/budget").json()
+    assert budget["remaining_epsilon"] == pytest.approx(0.5, abs=1e-9)
+    over = api.http.post("/v1/jobs", json={"dataset_id": again["id"], "epsilon": 1.9})
+    assert over.status_code == 409 and over.json()["code"] == "budget-exceeded", over.text
+    assert api.wait(job["id"])["status"] == "succeeded"
+    # settled: the charge stays with version 1's bytes, whichever dataset brings them
+    budget = api.http.get(f"/v1/datasets/{again['id']}/budget").json()
+    assert 2.0 - budget["remaining_epsilon"] == pytest.approx(
+        api.job(job["id"])["epsilon_charged"], abs=1e-9)
+    assert api.http.post("/v1/jobs", json={"dataset_id": again["id"],
+                                           "epsilon": 0.6}).status_code == 409
+
+
+def test_another_datasets_bytes_cannot_become_a_version_under_a_larger_cap(
+    embedded: Service,
+) -> None:
+    # issue 22: a shared dataset with cap 10 accepted another dataset's bytes as a version and
+    # then a 5.0 job while the original (cap 2) already held 1.5
+    api = Api(embedded.url, embedded.key("tenant-shared-version"))
+    original = api.upload_bytes(_table(3), budget_epsilon="2")
+    held = api.http.post("/v1/jobs", json={"dataset_id": original["id"], "epsilon": 1.5,
+                                           "epochs": 1, "batch_size": 100, "audit": False})
+    assert held.status_code == 202
+    other = api.upload_bytes(_table(4), budget_epsilon="10")
+    r = api.http.put(f"/v1/datasets/{other['id']}/versions",
+                     files={"file": ("t.csv", _table(3), "text/csv")})
+    assert r.status_code == 409 and r.json()["code"] == "same-content", r.text
+    assert original["id"] in r.json()["detail"]
+    assert api.http.get(f"/v1/datasets/{other['id']}").json()["version"] == 1
+    # its own bytes again, as a version of the same (shared) dataset: the same budget, fine
+    r = api.http.put(f"/v1/datasets/{original['id']}/versions",
+                     files={"file": ("t.csv", _table(3), "text/csv")})
+    assert r.status_code == 200
+    assert api.http.post("/v1/jobs", json={"dataset_id": original["id"],
+                                           "epsilon": 1.0}).status_code == 409
+    api.http.post(f"/v1/jobs/{held.json()['id']}/cancel")
+    api.wait(held.json()["id"])
