@@ -46,8 +46,11 @@ def main() -> None:
     parser.add_argument("--categorical", nargs="*", default=[])
     parser.add_argument("--continuous", nargs="*", default=[])
     parser.add_argument("--preprocessor-share", type=float, default=0.1)
+    parser.add_argument("--as-text", action="store_true",
+                        help="read every cell as written (ZIP codes keep their leading zeros)")
     args = parser.parse_args()
-    train = pd.read_csv(args.input)
+    train = (pd.read_csv(args.input, dtype=str, keep_default_na=False, na_values=[""])
+             if args.as_text else pd.read_csv(args.input))
     t0 = time.perf_counter()
     out = run_mst(train, args.epsilon, args.delta, args.categorical, args.continuous,
                   args.preprocessor_share)

@@ -14,12 +14,7 @@ from api.problems import Problem
 from api.schemas import BudgetOut, DatasetOut
 from synthgen.errors import InputError, SchemaError
 from synthgen.io import CsvOptions, TableTooLarge
-from synthgen.service.budget import (
-    budget_holder,
-    budget_view,
-    content_holder,
-    locked_dataset,
-)
+from synthgen.service.budget import budget_view, content_holder, locked_dataset
 from synthgen.service.db import Dataset, new_id
 from synthgen.service.settings import Settings
 from synthgen.service.storage import Storage, UploadTooLarge
@@ -142,11 +137,10 @@ def create_dataset(
             # In the write transaction (serialised), so two uploads of one table cannot both
             # become holders.
             holder = content_holder(s, tenant, upload["sha256"])
-            if holder is not None:  # the bytes charge the budget they were first charged to
+            if holder is not None:
                 dataset.budget_group = holder.id
                 dataset.budget_epsilon, dataset.budget_delta = (holder.budget_epsilon,
                                                                 holder.budget_delta)
-                dataset.budget_policy = holder.budget_policy
             s.add(dataset)
     except (SQLAlchemyError, OSError):
         storage.delete(key)
@@ -192,19 +186,10 @@ def add_dataset_version(
             if dataset is None or dataset.version + 1 != version:
                 raise Problem(409, "version-conflict", "another version of this dataset was "
                               "uploaded at the same time; upload again")
-            known = content_holder(s, tenant, upload["sha256"])
-            holder = budget_holder(s, dataset)
-            if known is not None and holder.budget_policy == "fresh":
+            if dataset.budget_policy == "fresh" and content_holder(s, tenant, upload["sha256"]):
                 raise Problem(409, "same-content", "these bytes were uploaded before; a version "
                               "with a fresh budget must hold other people than every earlier "
                               "upload, so the same table cannot start a new budget")
-            if known is not None and known.id != holder.id:
-                # Content seen before charges the budget it was first charged to: another
-                # dataset's bytes cannot come in as a version under this dataset's cap.
-                raise Problem(409, "same-content", f"these bytes were first uploaded as "
-                              f"dataset {known.id} (or a version of it), whose budget they "
-                              "charge; they cannot become a version of a dataset with another "
-                              f"budget: use dataset {known.id}")
             add_version(s, dataset, upload)
     except BaseException:
         storage.delete(key)

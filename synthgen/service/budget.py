@@ -12,12 +12,6 @@ Accounting rules (see docs/service.md, "Budget"):
   for epsilon and for delta (each job's delta is fixed when it is accepted).
 * The budget follows the content: datasets of one tenant uploaded with the same bytes (sha256)
   form a group whose first dataset, the *holder*, keeps the cap and the spend of all of them.
-  Content seen before (in any dataset or version of the tenant) always charges the budget it
-  was first charged to, whatever route brings it in: a new dataset joins the group of the
-  content's first upload (and takes its policy), and a version whose bytes were first charged
-  to another group is refused. Under the ``fresh`` policy the spend is per content within the
-  group (every job reading those bytes, whichever dataset or version it came through), never
-  per version: a new version does not free the budget of bytes that come back another way.
 """
 
 from __future__ import annotations
@@ -32,16 +26,6 @@ from sqlalchemy.orm import Session
 from synthgen.privacy.accountant import epsilon_of
 from synthgen.privacy.budget import default_delta
 from synthgen.service.db import Database, Dataset, DatasetVersion, Job, new_id, now
-
-# The bytes a job reads: those of the dataset version it was pinned to when it was accepted.
-job_content = func.coalesce(
-    select(DatasetVersion.sha256).where(DatasetVersion.dataset_id == Job.dataset_id,
-                                        DatasetVersion.version == Job.dataset_version)
-    .correlate(Job).scalar_subquery(),
-    select(Dataset.sha256).where(Dataset.id == Job.dataset_id,
-                                 Dataset.version == Job.dataset_version)
-    .correlate(Job).scalar_subquery(),
-)
 
 EPS_TOLERANCE = 1e-9
 # A dataset's delta cap unless its upload names one: ten jobs at the default delta (<= 1e-6).
@@ -129,27 +113,16 @@ def content_holder(session: Session, tenant_id: str, sha256: str) -> Dataset | N
     return None if first is None else budget_holder(session, first)
 
 
-def charged_to(holder: Dataset, content: str | None = None) -> ColumnElement[bool]:
-    """The jobs that count against a holder's cap: those of every dataset in its group, all of
-    them (policy "shared": versions hold the same people), or under policy "fresh" those that
-    read ``content`` (default: the holder's current bytes), through whichever dataset or
-    version of the group."""
+def charged_to(holder: Dataset) -> ColumnElement[bool]:
+    """The jobs that count against a holder's cap: those of every dataset in its group; of the
+    holder's own, all (policy "shared": versions hold the same people) or those of its current
+    version (policy "fresh")."""
     group = Job.dataset_id.in_(select(Dataset.id).where(
         or_(Dataset.id == holder.id, Dataset.budget_group == holder.id)))
     if holder.budget_policy == "fresh":
-        return and_(group, job_content == (content or holder.sha256))
+        return and_(group, or_(Job.dataset_id != holder.id,
+                               Job.dataset_version == holder.version))
     return group
-
-
-def account_content(holder: Dataset, content: str) -> str | None:
-    """The content a job reading ``content`` is charged for (None: the whole group)."""
-    return content if holder.budget_policy == "fresh" else None
-
-
-def cached_spend_applies(holder: Dataset, content: str | None) -> bool:
-    """The holder's stored composition (``spent_epsilon``) covers this account: always under
-    "shared", under "fresh" only for the holder's current bytes (a new version restarts it)."""
-    return holder.budget_policy != "fresh" or content in (None, holder.sha256)
 
 
 def delta_cap(holder: Dataset) -> float:
@@ -160,32 +133,27 @@ def job_delta(job: Job) -> float:
     return job.delta if job.delta is not None else MAX_DEFAULT_DELTA
 
 
-def used_budget(session: Session, holder: Dataset,
-                content: str | None = None) -> tuple[float, float]:
+def used_budget(session: Session, holder: Dataset) -> tuple[float, float]:
     """(epsilon, delta): spent (composed) + charged but not yet composed + reserved by
-    unsettled jobs, of the account that jobs reading ``content`` charge. Bytes of the group
-    that are not the fresh holder's current ones have no stored composition: their jobs'
-    charges are added (an upper bound of their composition)."""
+    unsettled jobs."""
     delta = func.coalesce(Job.delta, MAX_DEFAULT_DELTA)
-    cached = cached_spend_applies(holder, content)
-    charged = charged_to(holder, content)
     # A job settled without a charge (cancelled while queued, failed before reading a row)
     # spent nothing: its reservation ends with it, delta included. It is never composed (only
     # a charge starts a composition), so "settled and not composed" alone would count its
-    # delta for good. Without a stored composition every charged job is added.
+    # delta for good.
     loose_eps, loose_delta = session.execute(
         select(func.coalesce(func.sum(Job.charged_epsilon), 0.0),
                func.coalesce(func.sum(delta), 0.0)).where(
-            charged, Job.settled.is_(True), Job.charged_epsilon > 0,
-            *([Job.composed.is_(False)] if cached else []))).one()
+            charged_to(holder), Job.settled.is_(True), Job.composed.is_(False),
+            Job.charged_epsilon > 0)).one()
     reserved_eps, reserved_delta = session.execute(
         select(func.coalesce(func.sum(Job.epsilon), 0.0),
                func.coalesce(func.sum(delta), 0.0)).where(
-            charged, Job.settled.is_(False))).one()
-    spent_eps = float(holder.spent_epsilon or 0.0) if cached else 0.0
-    spent_delta = float(holder.spent_delta or 0.0) if cached else 0.0
-    return (spent_eps + float(loose_eps or 0.0) + float(reserved_eps or 0.0),
-            spent_delta + float(loose_delta or 0.0) + float(reserved_delta or 0.0))
+            charged_to(holder), Job.settled.is_(False))).one()
+    return (float(holder.spent_epsilon or 0.0) + float(loose_eps or 0.0)
+            + float(reserved_eps or 0.0),
+            float(holder.spent_delta or 0.0) + float(loose_delta or 0.0)
+            + float(reserved_delta or 0.0))
 
 
 class DatasetPurged(Exception):
@@ -230,28 +198,22 @@ def reserve_jobs(session: Session, tenant_id: str, specs: Sequence[dict[str, Any
     # A job's delta is fixed here (the library's default when none is given), so that it can be
     # reserved and the run cannot charge more than was reserved.
     specs = [{**spec, "delta": spec.get("delta") or default_delta()} for spec in specs]
-    # The account each job charges: its group's holder, and under "fresh" the bytes it reads.
-    Account = tuple[str, str | None]
-    asked: dict[Account, list[float]] = {}
+    asked: dict[str, list[float]] = {}
     holders: dict[str, Dataset] = {}
-    firsts: dict[Account, str] = {}
     for spec in specs:
-        dataset = datasets[spec["dataset_id"]]
-        holder = budget_holder(session, dataset)
+        holder = budget_holder(session, datasets[spec["dataset_id"]])
         holders[holder.id] = holder
-        account = (holder.id, account_content(holder, dataset.sha256))
-        firsts.setdefault(account, dataset.id)
-        total = asked.setdefault(account, [0.0, 0.0])
+        total = asked.setdefault(holder.id, [0.0, 0.0])
         total[0] += float(spec["epsilon"])
         total[1] += float(spec["delta"] or MAX_DEFAULT_DELTA)
-    for account in sorted(asked, key=lambda a: (a[0], a[1] or "")):
-        holder, first = holders[account[0]], firsts[account]
-        used_eps, used_delta = used_budget(session, holder, account[1])
-        if used_eps + asked[account][0] > holder.budget_epsilon + EPS_TOLERANCE:
-            raise BudgetExceeded(holder.budget_epsilon, used_eps, asked[account][0], first)
-        if used_delta + asked[account][1] > delta_cap(holder) * (1 + EPS_TOLERANCE):
-            raise BudgetExceeded(delta_cap(holder), used_delta, asked[account][1], first,
-                                 "delta")
+    for hid in sorted(asked):
+        holder = holders[hid]
+        used_eps, used_delta = used_budget(session, holder)
+        first = next(s["dataset_id"] for s in specs if holder_id(datasets[s["dataset_id"]]) == hid)
+        if used_eps + asked[hid][0] > holder.budget_epsilon + EPS_TOLERANCE:
+            raise BudgetExceeded(holder.budget_epsilon, used_eps, asked[hid][0], first)
+        if used_delta + asked[hid][1] > delta_cap(holder) * (1 + EPS_TOLERANCE):
+            raise BudgetExceeded(delta_cap(holder), used_delta, asked[hid][1], first, "delta")
     jobs = [Job(id=new_id("job"), tenant_id=tenant_id, dispatched_at=now(),
                 dataset_version=datasets[spec["dataset_id"]].version, **spec) for spec in specs]
     session.add_all(jobs)
@@ -314,15 +276,11 @@ def compose_dataset(db: Database, dataset_id: str) -> None:
 
 def budget_view(session: Session, dataset: Dataset) -> dict[str, Any]:
     holder = budget_holder(session, dataset)
-    content = account_content(holder, dataset.sha256)
-    cached = cached_spend_applies(holder, content)
-    jobs = session.scalars(select(Job).where(charged_to(holder, content))
-                           .order_by(Job.seq)).all()
-    loose = sum(float(j.charged_epsilon or 0) for j in jobs
-                if j.settled and (not j.composed or not cached))
+    jobs = session.scalars(select(Job).where(charged_to(holder)).order_by(Job.seq)).all()
+    loose = sum(float(j.charged_epsilon or 0) for j in jobs if j.settled and not j.composed)
     reserved = sum(j.epsilon for j in jobs if not j.settled)
-    spent = (float(holder.spent_epsilon) if cached else 0.0) + loose
-    _, used_delta = used_budget(session, holder, content)
+    spent = float(holder.spent_epsilon) + loose
+    _, used_delta = used_budget(session, holder)
     return {
         "dataset_id": dataset.id,
         "shared_with": sorted(session.scalars(select(Dataset.id).where(
@@ -332,8 +290,7 @@ def budget_view(session: Session, dataset: Dataset) -> dict[str, Any]:
         "spent_epsilon": spent,
         "reserved_epsilon": reserved,
         "remaining_epsilon": max(holder.budget_epsilon - spent - reserved, 0.0),
-        "spent_delta": float(holder.spent_delta) if cached else used_delta - sum(
-            j.delta or MAX_DEFAULT_DELTA for j in jobs if not j.settled),
+        "spent_delta": float(holder.spent_delta),
         "cap_delta": delta_cap(holder),
         "remaining_delta": max(delta_cap(holder) - used_delta, 0.0),
         "composition": "the jobs' accountant (prv when they differ) over the mechanisms of "
