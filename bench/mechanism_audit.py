@@ -8,24 +8,25 @@ release onto the canary's contribution. The mechanisms, each called as a fit cal
 
 - ``histograms``: :func:`synthgen.privacy.domains.estimate_domains` (every learned column's
   histogram and the row count, one Gaussian release; a discovered column's texts released only
-  above the partition threshold, applied as the code computes it);
+  above the partition threshold the code computes);
 - ``one_way``, ``selection``, ``two_way``: :func:`synthgen.privacy.marginals.measure_marginals`
   (the one-way tables, the pair-selection scores, the selected pairs' two-way tables);
 - ``dp_sgd``: one step of the discriminator, :func:`synthgen.models.dpsgd.clipped_gradients`
-  and :func:`synthgen.models.dpsgd.noised_update` (what ``private_discriminator_step`` applies,
-  checked here to float rounding), with a gradient canary: a real row whose gradient is far
-  larger than the clipping norm, so that its clipped gradient has the full norm.
+  and ``GradientRelease.noisy_sum`` (what ``private_discriminator_step`` applies, checked here
+  to float rounding), with a gradient canary: a real row whose gradient is far larger than the
+  clipping norm, so that its clipped gradient has the full norm.
 
-**How the trials are drawn.** ``TrialsRNG`` stands in for the numpy generator the mechanisms take
-and draws ``trials`` independent copies of every noise vector at once; a spy at the point where
-the mechanism hands its noisy values to post-processing records all of them (the histograms: the
-generator returns trial 0 to the release interface and keeps every trial's draws, and a spy on
-``Releaser.gaussian`` keeps the exact values they were added to; the marginals:
-``project_to_simplex`` and the pair chooser see every trial), so the rest of the code runs as
-usual. The same call with the noise off gives the
-release's mean in each arm; their difference ``v`` is the canary's contribution as the code
-counts it (nothing is re-implemented here). DP-SGD's noise is vectorised by handing
-``noised_update`` the clipped sum repeated ``trials`` times.
+**How the trials are drawn.** Every Gaussian release of a fit goes through
+``Releaser.gaussian`` (synthgen/privacy/release.py), which takes the exact values, adds the
+noise and records the ledger entry. A spy on it lets each call run as usual (one release, its
+entry, what the fit goes on with) and draws the same release ``trials`` times by the same method
+on a scratch releaser whose generator, ``TrialsRNG``, returns every noise draw for all trials at
+once: the mechanism's own exact values, noise multiplier and sensitivity. Discovered keys are
+handed over as their counts and shown only above the mechanism's threshold, which is what the
+releaser does with them (``check_keys_release_is_thresholding``). The same with the noise off
+gives the release's mean in each arm; their difference ``v`` is the canary's contribution as the
+code counts it (nothing is re-implemented here). DP-SGD's noise is vectorised by handing
+``noisy_sum`` the clipped sum repeated ``trials`` times.
 
 **The canaries reach the full sensitivity.** Histograms: a row adds 1 to one key of each of the
 4 columns and to the row count (sqrt(5), as charged); its discovered text is a frequent one, so
@@ -47,13 +48,14 @@ which a mechanism that is (epsilon, delta)-DP keeps at or below epsilon with 95 
 The test is chosen before the counted trials are looked at, so arms with no difference give a
 bound above 0 with probability well under 5 % (``--null-runs`` measures it).
 
-**What is claimed.** Each mechanism's own (epsilon, delta) as the ledger converts it: the
-histogram entry's epsilon at the accountant's delta (delta plus the threshold's share), each
-marginal release's ``gaussian_epsilon(noise_multiplier, delta)`` as the fit records it, and one
-DP-SGD step at sampling rate 1 through the PRV accountant (``epsilon_of``); the noise is
-calibrated by the project's own functions (a ``BudgetPlan``'s domain share,
-``gaussian_noise_multiplier``, ``calibrate_sgd_noise``). Poisson subsampling and the composition
-of many steps are the accountant's analysis, not audited here (one step, every row in it).
+**What is claimed.** Each mechanism's own (epsilon, delta) as its ledger entry states it: the
+entry's epsilon (``gaussian_epsilon`` of its noise multiplier at the accountant's delta; for
+one DP-SGD step at sampling rate 1, the ``GradientRelease``'s entry through the PRV accountant)
+and the accountant's delta plus the entry's extra delta (the threshold's share, for the
+histograms); the noise is calibrated by the project's own functions (a ``BudgetPlan``'s domain
+share, ``gaussian_noise_multiplier``, ``calibrate_sgd_noise``). Poisson subsampling and the
+composition of many steps are the accountant's analysis, not audited here (one step, every row
+in it).
 
 **Why this configuration.** Every mechanism is audited at a claimed epsilon of 3 at delta 9e-5
 (a plan delta of 1e-4, 0.1 of it for the threshold), noise multiplier 1.23, with 100,000 trials
@@ -80,10 +82,10 @@ again with the threshold computed for one discovered column of two (planted with
 ``--planted histograms``, the default), which must exceed it.
 
 **Planted under-noising** (``--planted``, never a change to the library): the script patches one
-mechanism at a time so that it adds half the noise its ledger entry claims (the generator's
-draws at half their scale for the histograms, and for the one-way or the two-way tables;
-``SCORE_SENSITIVITY`` halved, which halves the selection noise; ``noised_update`` with half the
-noise multiplier) and audits that mechanism again: it must fail (bound above the claim).
+mechanism at a time so that it adds half the noise its ledger entry claims (the mechanism hands
+``Releaser.gaussian`` half its sensitivity, while the entry charges the noise multiplier it
+names; ``noisy_sum`` draws with half the noise multiplier) and audits that mechanism again: it
+must fail (bound above the claim).
 
 The last line is JSON: ``{"mechanisms": N, "min_tightness": T, "planted": P,
 "planted_caught": C}`` (T the smallest bound / claim over the mechanisms). Exit status 0 when
@@ -117,15 +119,14 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: this checkout's 
 import synthgen.models.dpsgd as dpsgd  # noqa: E402
 import synthgen.privacy.domains as domains  # noqa: E402
 import synthgen.privacy.marginals as marginals  # noqa: E402
-import synthgen.privacy.release as release_module  # noqa: E402
 from synthgen.models.networks import Discriminator  # noqa: E402
 from synthgen.privacy.accountant import (  # noqa: E402
     calibrate_sgd_noise,
-    epsilon_of,
-    gaussian_epsilon,
     gaussian_noise_multiplier,
 )
 from synthgen.privacy.budget import BudgetPlan  # noqa: E402
+from synthgen.privacy.ledger import LedgerEntry  # noqa: E402
+from synthgen.privacy.release import GradientRelease, Keys, Releaser  # noqa: E402
 from synthgen.schema import ColumnKind, ColumnSpec, TableSchema  # noqa: E402
 
 AUDIT_EPSILON = 3.0  # each mechanism's claimed epsilon (see "Why this configuration")
@@ -136,13 +137,14 @@ ACCOUNTANT_DELTA = HISTOGRAM_PLAN.accountant_delta  # 9e-5: every other mechanis
 TRIALS = 100_000
 CONFIDENCE = 0.95
 MECHANISMS = ("histograms", "one_way", "selection", "two_way", "dp_sgd")
+HISTOGRAMS = "gaussian_histograms"  # the histograms' mechanism name in the ledger
 
 
 # --- drawing many trials through the real code ------------------------------------------------
 
 
 class TrialsRNG:
-    """Stands in for the ``numpy.random.Generator`` a mechanism draws its noise from: every
+    """Stands in for the ``numpy.random.Generator`` a release draws its noise from: every
     ``normal`` call returns ``trials`` independent draws of the requested shape, stacked on a
     new first axis (the release of ``trials`` runs at once). With ``noise=False`` the draws are
     their mean: the release without noise."""
@@ -151,82 +153,94 @@ class TrialsRNG:
         self.trials = trials
         self.noise = noise
         self._gen = np.random.default_rng(seed)
-        # a planted bug: every draw's scale times this (the release's entry claims the rest)
-        self.shrink = 1.0
-        # ``passthrough``: each call returns trial 0 (the rest of the code runs on one release,
-        # as in a fit) and keeps every trial's draws in ``draws``, in call order
-        self.passthrough = False
-        self.draws: list[np.ndarray] = []
 
     def normal(self, loc: float = 0.0, scale: float = 1.0,
                size: int | tuple[int, ...] | None = None) -> np.ndarray:
         shape = () if size is None else (size,) if isinstance(size, int) else tuple(size)
         if not self.noise:
-            out = np.full((self.trials, *shape), float(loc))
-        else:
-            out = self._gen.normal(loc, scale * self.shrink, size=(self.trials, *shape))
-        if self.passthrough:
-            self.draws.append(out)
-            return out[0]
-        return out
-
-
-@dataclass
-class _Exact:
-    """What a release was given (its exact values, which of them are discovered keys) and its
-    threshold, seen by a spy on :meth:`Releaser.gaussian`."""
-
-    values: list[np.ndarray] = field(default_factory=list)
-    keys: list[bool] = field(default_factory=list)
-    labels: list[list[str]] = field(default_factory=list)
-    threshold: float = math.nan
-
-
-@contextlib.contextmanager
-def histogram_spy(rng: TrialsRNG) -> Iterator[_Exact]:
-    """Run ``estimate_domains`` on ``rng`` in passthrough mode, keeping the histogram release's
-    exact values: its trials are then ``exact + rng.draws`` value by value, a discovered key's
-    below the threshold shown as the threshold (the release shows nothing of it)."""
-    seen = _Exact()
-    real_gaussian = release_module.Releaser.gaussian
-
-    def gaussian(self: Any, mechanism: str, reads: str, exact: Sequence[Any],
-                 **kw: Any) -> Any:
-        if mechanism == "gaussian_histograms":
-            for x in exact:
-                key = isinstance(x, release_module.Keys)
-                seen.values.append(np.asarray(x.counts if key else x, dtype=np.float64))
-                seen.keys.append(key)
-                seen.labels.append([str(v) for v in x.labels] if key else [])
-            seen.threshold = float(kw["threshold"])
-        return real_gaussian(self, mechanism, reads, exact, **kw)
-
-    rng.passthrough = True
-    with patched((release_module.Releaser, "gaussian", gaussian)):
-        yield seen
-
-
-def _trials_of(seen: _Exact, draws: list[np.ndarray]) -> list[np.ndarray]:
-    """Each value's trials (rows) from the exact values and the noise drawn for them."""
-    assert len(draws) == len(seen.values), "the release drew other values than it was given"
-    out = []
-    for exact, noise, key in zip(seen.values, draws, seen.keys, strict=True):
-        trials = exact + noise.reshape(noise.shape[0], *exact.shape)
-        out.append(np.maximum(trials, seen.threshold) if key else trials)
-    return out
+            return np.full((self.trials, *shape), float(loc))
+        return self._gen.normal(loc, scale, size=(self.trials, *shape))
 
 
 @contextlib.contextmanager
 def patched(*patches: tuple[Any, str, Any]) -> Iterator[None]:
-    """Set module attributes for the duration of the block (the spies and the planted bugs)."""
-    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    """Set attributes for the duration of the block (the spies and the planted bugs)."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
-        for module, name, value in patches:
-            setattr(module, name, value)
+        for owner, name, value in patches:
+            setattr(owner, name, value)
         yield
     finally:
-        for module, name, value in reversed(saved):
-            setattr(module, name, value)
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
+
+
+@dataclass
+class Recorded:
+    """One Gaussian release of a fit, ``trials`` times: the values the mechanism handed the
+    releaser, each value's noisy draws (trials x its shape; a discovered key's draw before the
+    threshold), the threshold and the ledger entry the release recorded."""
+
+    exact: list[Any]
+    draws: list[np.ndarray]
+    threshold: float | None
+    entry: LedgerEntry
+
+    def shown(self) -> np.ndarray:
+        """What the release shows, one row per trial: discovered keys' counts below the
+        threshold (not released) replaced by the threshold."""
+        parts = [np.maximum(d, self.threshold) if isinstance(x, Keys) and self.threshold
+                 is not None else d for x, d in zip(self.exact, self.draws, strict=True)]
+        return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
+
+
+@contextlib.contextmanager
+def gaussian_trials(rng: TrialsRNG, plant: str | None = None
+                    ) -> Iterator[dict[str, Recorded]]:
+    """Spy on every ``Releaser.gaussian`` call in the block: the call runs as usual (one
+    release, its ledger entry recorded, what the fit goes on with), and the same release is
+    drawn ``rng.trials`` times by the same method on a scratch releaser, with discovered keys
+    handed over as their counts (the threshold is applied in :meth:`Recorded.shown`;
+    :func:`check_keys_release_is_thresholding` checks that this is what the method does with
+    them). ``plant`` names a mechanism that hands the releaser half its sensitivity: half the
+    noise, while its entry charges the noise multiplier it names."""
+    real = Releaser.gaussian
+    recorded: dict[str, Recorded] = {}
+
+    def spy(self: Releaser, mechanism: str, reads: str, exact: Sequence[Any],
+            **kwargs: Any) -> list[Any]:
+        if mechanism == plant:
+            kwargs = {**kwargs, "sensitivity": kwargs["sensitivity"] / 2}
+        out = real(self, mechanism, reads, exact, **kwargs)
+        plain = [x.counts if isinstance(x, Keys) else np.asarray(x) for x in exact]
+        scratch = Releaser.scratch(rng, self.ledger.accountant_delta)  # type: ignore[arg-type]
+        draws = real(scratch, mechanism, reads, plain,
+                     **{k: v for k, v in kwargs.items() if k not in ("threshold", "stream")})
+        recorded[mechanism] = Recorded(list(exact), [np.asarray(d) for d in draws],
+                                       kwargs.get("threshold"), self.ledger.entries[-1])
+        return out
+
+    with patched((Releaser, "gaussian", spy)):
+        yield recorded
+
+
+def check_keys_release_is_thresholding() -> None:
+    """``Releaser.gaussian`` releases a discovered key with its noisy count exactly when that
+    count clears the threshold, with the same draws as for the counts alone: what
+    :meth:`Recorded.shown` applies to the trials."""
+    labels = np.array(["a", "b", "c", "d"], dtype=object)
+    counts = np.array([1, 5, 9, 30])
+    keys = Releaser.scratch(np.random.default_rng(3)).gaussian(
+        "check", "", [Keys(labels, counts)], noise_multiplier=4.0, sensitivity=1.0,
+        threshold=8.0)[0]
+    plain = Releaser.scratch(np.random.default_rng(3)).gaussian(
+        "check", "", [counts], noise_multiplier=4.0, sensitivity=1.0)[0]
+    assert isinstance(keys, Keys) and isinstance(plain, np.ndarray)
+    shown = plain > 8.0
+    if list(keys.labels) != list(labels[shown]) or not np.array_equal(keys.counts,
+                                                                       plain[shown]):
+        raise AssertionError("Releaser.gaussian no longer releases a discovered key iff its "
+                             "noisy count clears the threshold: adapt this audit")
 
 
 @dataclass
@@ -238,6 +252,12 @@ class Release:
     delta: float
     sigma: float  # the noise standard deviation per coordinate the ledger entry claims
     sensitivity: float  # the L2 sensitivity the entry charges
+
+    @classmethod
+    def of(cls, recorded: Recorded) -> Release:
+        entry = recorded.entry
+        return cls(recorded.shown(), entry.epsilon, ACCOUNTANT_DELTA + entry.extra_delta,
+                   entry.params["sigma"], entry.params["l2_sensitivity"])
 
 
 # --- the histograms ---------------------------------------------------------------------------
@@ -270,22 +290,19 @@ def histogram_table(canary: bool) -> tuple[pd.DataFrame, TableSchema]:
     return base, schema
 
 
-def histogram_release(canary: bool, rng: TrialsRNG, plant: str | None = None) -> Release:
-    """The domain histograms of :func:`histogram_table`, ``rng.trials`` times: every noisy
-    count ``estimate_domains`` draws, a discovered text's count replaced by the threshold when
-    it does not clear it (what the release shows of it: nothing above the threshold)."""
-    df, schema = histogram_table(canary)
-    if plant == "histograms":
-        rng.shrink = 0.5
-    with histogram_spy(rng) as seen, warnings.catch_warnings():
+def _estimate(df: pd.DataFrame, schema: TableSchema, plan: BudgetPlan, rng: TrialsRNG,
+              plant: str | None) -> Recorded:
+    with gaussian_trials(rng, plant) as recorded, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        estimate = domains.estimate_domains(df, schema, HISTOGRAM_PLAN, rng)  # type: ignore[arg-type]
-    entry = estimate.entry
-    assert entry is not None
-    parts = _trials_of(seen, rng.draws)
-    return Release(np.concatenate(parts, axis=1), entry.epsilon,
-                   HISTOGRAM_PLAN.accountant_delta + entry.extra_delta, entry.params["sigma"],
-                   entry.params["l2_sensitivity"])
+        domains.estimate_domains(df, schema, plan, np.random.default_rng(0))
+    return recorded[HISTOGRAMS]
+
+
+def histogram_release(canary: bool, rng: TrialsRNG, plant: str | None = None) -> Release:
+    """The domain histograms of :func:`histogram_table`, ``rng.trials`` times."""
+    df, schema = histogram_table(canary)
+    return Release.of(_estimate(df, schema, HISTOGRAM_PLAN, rng,
+                                HISTOGRAMS if plant == "histograms" else None))
 
 
 # --- the partition threshold: keys only the canary has ----------------------------------------
@@ -341,21 +358,15 @@ def threshold_release(trials: int, seed: Sequence[int], plant: bool = False) -> 
     def one_column(sigma: float, delta: float, discovered_columns: int) -> float:
         return real_threshold(sigma, delta, min(discovered_columns, 1))
 
-    rng = TrialsRNG(trials, seed)
-    patches: list[tuple[Any, str, Any]] = []
-    if plant:
-        patches.append((domains, "partition_threshold", one_column))
-    with patched(*patches), histogram_spy(rng) as seen, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimate = domains.estimate_domains(df, schema, THRESHOLD_PLAN, rng)  # type: ignore[arg-type]
-    assert estimate.entry is not None
+    with patched(*([(domains, "partition_threshold", one_column)] if plant else [])):
+        recorded = _estimate(df, schema, THRESHOLD_PLAN, TrialsRNG(trials, seed), None)
+    assert recorded.threshold is not None
     released = np.zeros(trials, dtype=bool)
-    for exact, noise, key, labels in zip(seen.values, rng.draws, seen.keys, seen.labels,
-                                         strict=True):
-        mine = [i for i, v in enumerate(labels) if v.startswith("canary")]
-        if key and mine:  # the keys only the canary has, in each trial
-            released |= (exact[mine] + noise[:, mine] > seen.threshold).any(axis=1)
-    return int(released.sum()), float(estimate.entry.extra_delta)
+    for value, draws in zip(recorded.exact, recorded.draws, strict=True):
+        if isinstance(value, Keys):
+            mine = [i for i, v in enumerate(value.labels) if str(v).startswith("canary")]
+            released |= (draws[:, mine] > recorded.threshold).any(axis=1)
+    return int(released.sum()), float(recorded.entry.extra_delta)
 
 
 # The threshold is tight by design (a key only the canary has is released with probability
@@ -404,56 +415,23 @@ MARGINAL_ENTRIES = {"gaussian_one_way_marginals": "one_way",
 
 def marginal_release(canary: bool, rng: TrialsRNG, plant: str | None = None
                      ) -> dict[str, Release]:
-    """The three marginal releases of :func:`marginal_slots`, ``rng.trials`` times each: the
-    noisy tables handed to the simplex projection and the noisy scores handed to the pair
-    chooser. Every candidate pair is measured (in both arms: the audit of the two-way release
-    given its selection)."""
-    slots = marginal_slots(canary)
+    """The three marginal releases of :func:`marginal_slots`, ``rng.trials`` times each. Every
+    candidate pair is measured (in both arms: the audit of the two-way release given its
+    selection)."""
     multiplier = gaussian_noise_multiplier(AUDIT_EPSILON, ACCOUNTANT_DELTA)
-    real_measure, real_project = marginals._measure, marginals.project_to_simplex
-    recorded: dict[str, list[np.ndarray]] = {"one_way": [], "selection": [], "two_way": []}
-    current = ["one_way"]
 
-    def measure_spy(release: Any, mechanism: str, reads: str, slots: np.ndarray,
-                    groups: list[list[int]], tables: Sequence[tuple[int, ...]], n: float,
-                    multiplier: float, params: Any, sparse: Any = None) -> Any:
-        current[0] = "one_way" if len(tables[0]) == 1 else "two_way"
-        # planted: the noise drawn at half the scale the release (and its entry) claims
-        rng.shrink = 0.5 if plant == current[0] else 1.0
-        try:
-            return real_measure(release, mechanism, reads, slots, groups, tables, n,
-                                multiplier, params, sparse=sparse)
-        finally:
-            rng.shrink = 1.0
-
-    def project_spy(y: np.ndarray) -> np.ndarray:
-        recorded[current[0]].append(y * MARGINAL_ROWS)  # the noisy counts (n is exact here)
-        return real_project(y[0])
-
-    def choose_spy(candidates: list[tuple[int, int]], noisy_scores: np.ndarray,
-                   *_: Any) -> list[tuple[int, int]]:
-        recorded["selection"].append(noisy_scores)
+    def every_pair(candidates: list[tuple[int, int]], *_: Any) -> list[tuple[int, int]]:
         return list(candidates)
 
-    patches: list[tuple[Any, str, Any]] = [
-        (marginals, "_measure", measure_spy), (marginals, "project_to_simplex", project_spy),
-        (marginals, "_choose_pairs", choose_spy)]
-    if plant == "selection":
-        patches.append((marginals, "SCORE_SENSITIVITY", marginals.SCORE_SENSITIVITY / 2))
-    frequencies = [[1.0 / SLOTS] * SLOTS] * MARGINAL_COLUMNS
-    with patched(*patches):
-        release = marginals.measure_marginals(
-            slots, [ColumnKind.CATEGORICAL] * MARGINAL_COLUMNS, frequencies,
-            [0] * MARGINAL_COLUMNS, float(MARGINAL_ROWS), (multiplier,) * 3,
-            rng)  # type: ignore[arg-type]
-    out = {}
-    for entry in release.entries:
-        name = MARGINAL_ENTRIES[entry.mechanism]
-        out[name] = Release(np.concatenate(recorded[name], axis=1),
-                            gaussian_epsilon(entry.noise_multiplier, ACCOUNTANT_DELTA),
-                            ACCOUNTANT_DELTA, entry.params["sigma"],
-                            entry.params["l2_sensitivity"])
-    return out
+    planted = next((m for m, name in MARGINAL_ENTRIES.items() if name == plant), None)
+    with gaussian_trials(rng, planted) as recorded, \
+            patched((marginals, "_choose_pairs", every_pair)):
+        marginals.measure_marginals(
+            marginal_slots(canary), [ColumnKind.CATEGORICAL] * MARGINAL_COLUMNS,
+            [[1.0 / SLOTS] * SLOTS] * MARGINAL_COLUMNS, [0] * MARGINAL_COLUMNS,
+            float(MARGINAL_ROWS), (multiplier,) * 3,
+            Releaser.scratch(np.random.default_rng(0), ACCOUNTANT_DELTA))
+    return {name: Release.of(recorded[m]) for m, name in MARGINAL_ENTRIES.items()}
 
 
 # --- DP-SGD -----------------------------------------------------------------------------------
@@ -461,6 +439,7 @@ def marginal_release(canary: bool, rng: TrialsRNG, plant: str | None = None
 MAX_GRAD_NORM = 1.0
 DISC_INPUT, DISC_HIDDEN = 6, (8, 8)
 REAL_ROWS, FAKE_ROWS = 8, 8
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -468,7 +447,6 @@ class _SgdSetup:
     disc: Discriminator
     rows: torch.Tensor  # real rows (the canary last when present), then fake rows
     n_real: int
-    noise_multiplier: float
 
 
 def _sgd_setup(canary: bool) -> _SgdSetup:
@@ -478,61 +456,60 @@ def _sgd_setup(canary: bool) -> _SgdSetup:
     fake = torch.randn(FAKE_ROWS, DISC_INPUT)
     if canary:  # a row whose gradient is far above the clipping norm: clipped to exactly it
         real = torch.cat([real, torch.full((1, DISC_INPUT), 50.0)])
-    return _SgdSetup(disc, torch.cat([real, fake]), real.shape[0], _sgd_noise()[0])
+    return _SgdSetup(disc, torch.cat([real, fake]), real.shape[0])
 
 
 @functools.cache
 def _sgd_noise() -> tuple[float, float]:
     """The noise multiplier of one step at sampling rate 1 calibrated to AUDIT_EPSILON, and
-    the epsilon the ledger's accountant (PRV) gives that step: the claim."""
+    the epsilon the step's own ledger entry charges for it (PRV): the claim."""
     sigma = calibrate_sgd_noise([], 1.0, 1, AUDIT_EPSILON, ACCOUNTANT_DELTA)
-    return sigma, epsilon_of([(sigma, 1.0, 1)], ACCOUNTANT_DELTA, "prv")
+    releaser = Releaser.scratch(np.random.default_rng(0), ACCOUNTANT_DELTA)
+    return sigma, releaser.dp_sgd(sigma, 1.0, 1, MAX_GRAD_NORM, CPU).entry(1).epsilon
 
 
 def sgd_release(canary: bool, trials: int, seed: int, noise: bool = True,
                 plant: str | None = None) -> Release:
-    """One DP step's noisy update of the discriminator, ``trials`` times: the clipped sum (the
-    same in every trial) and ``noised_update``'s noise for each."""
+    """One DP step's release (the noisy clipped gradient sum), ``trials`` times: the clipped
+    sum (the same in every trial) handed to ``GradientRelease.noisy_sum`` once per trial."""
     s = _sgd_setup(canary)
-    real_update = dpsgd.noised_update
+    sigma, epsilon = _sgd_noise()
+    release = GradientRelease(sigma if noise else 0.0, MAX_GRAD_NORM, 1.0, CPU, seed=seed)
+    real_sum = GradientRelease.noisy_sum
 
-    def update(grads: list[torch.Tensor], noise_multiplier: float, *args: Any,
-               **kwargs: Any) -> list[torch.Tensor]:
-        if plant == "dp_sgd":
-            noise_multiplier /= 2
-        return real_update(grads, noise_multiplier, *args, **kwargs)
+    def halved(self: GradientRelease, clipped: list[torch.Tensor],
+               generator: torch.Generator | None) -> list[torch.Tensor]:
+        full, self.noise_multiplier = self.noise_multiplier, self.noise_multiplier / 2
+        try:
+            return real_sum(self, clipped, generator)
+        finally:
+            self.noise_multiplier = full
 
-    expected_batch = float(REAL_ROWS)
-    with patched((dpsgd, "noised_update", update)):
-        grads, norms, _ = dpsgd.clipped_gradients(s.disc, s.rows, s.n_real, MAX_GRAD_NORM)
+    with patched(*([(GradientRelease, "noisy_sum", halved)] if plant == "dp_sgd" else [])):
+        grads, _, _ = dpsgd.clipped_gradients(s.disc, s.rows, s.n_real, MAX_GRAD_NORM)
         stacked = [g.unsqueeze(0).expand(trials, *g.shape) for g in grads]
-        gen = torch.Generator().manual_seed(seed)
-        out = dpsgd.noised_update(stacked, s.noise_multiplier if noise else 0.0, MAX_GRAD_NORM,
-                                  expected_batch, gen)
+        out = release.noisy_sum(stacked, torch.Generator().manual_seed(seed))
     values = torch.cat([o.reshape(trials, -1) for o in out], 1).numpy()
-    epsilon = _sgd_noise()[1]
-    sigma = s.noise_multiplier * MAX_GRAD_NORM / expected_batch
-    return Release(values, epsilon, ACCOUNTANT_DELTA, sigma, MAX_GRAD_NORM / expected_batch)
+    return Release(values, epsilon, ACCOUNTANT_DELTA, sigma * MAX_GRAD_NORM, MAX_GRAD_NORM)
 
 
 def check_sgd_step_is_audited_path() -> None:
-    """``private_discriminator_step`` applies exactly ``noised_update(clipped_gradients)``
+    """``private_discriminator_step`` applies exactly ``noisy_sum(clipped_gradients) / B``
     (one step with plain SGD at learning rate 1, the same noise seed): the vectorised trials
     audit what the trainer runs."""
     s = _sgd_setup(canary=True)
+    release = GradientRelease(_sgd_noise()[0], MAX_GRAD_NORM, 1.0, CPU, seed=0)
     before = [p.detach().clone() for p in s.disc.parameters()]
     grads, _, _ = dpsgd.clipped_gradients(s.disc, s.rows, s.n_real, MAX_GRAD_NORM)
-    expected = dpsgd.noised_update(grads, s.noise_multiplier, MAX_GRAD_NORM, float(REAL_ROWS),
-                                   torch.Generator().manual_seed(5))
+    expected = [g / REAL_ROWS for g in release.noisy_sum(grads, torch.Generator().manual_seed(5))]
     optimizer = torch.optim.SGD(s.disc.parameters(), lr=1.0)
     dpsgd.private_discriminator_step(
-        s.disc, optimizer, s.rows, s.n_real, noise_multiplier=s.noise_multiplier,
-        max_grad_norm=MAX_GRAD_NORM, expected_batch_size=float(REAL_ROWS),
-        generator=torch.Generator().manual_seed(5))
+        s.disc, optimizer, s.rows, s.n_real, release=release,
+        expected_batch_size=float(REAL_ROWS), generator=torch.Generator().manual_seed(5))
     for b, p, e in zip(before, s.disc.parameters(), expected, strict=True):
         if not torch.allclose(b - p.detach(), e, atol=1e-6):  # p -= update, in float32
             raise AssertionError("private_discriminator_step no longer applies "
-                                 "noised_update(clipped_gradients(...)): adapt this audit")
+                                 "noisy_sum(clipped_gradients(...)) / B: adapt this audit")
 
 
 # --- one mechanism's trials, both arms ---------------------------------------------------------
@@ -715,6 +692,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     started = time.perf_counter()
     check_sgd_step_is_audited_path()
+    check_keys_release_is_thresholding()
     audits = []
     print(f"white-box audits, {args.trials:,} trials per arm ({PLAN_SHARE:.0%} plan the test, "
           f"the rest are counted), one-sided Clopper-Pearson, {CONFIDENCE:.0%} jointly")

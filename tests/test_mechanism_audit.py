@@ -26,9 +26,9 @@ def _audit_module() -> ModuleType:
 def test_one_way_audit_stays_under_its_claim_and_fails_with_half_the_noise() -> None:
     audit = _audit_module()
     result = audit.audit_mechanism("one_way", trials=20_000, seed=0, planted=True, null_runs=1)
+    assert 0 < result.bound.epsilon <= result.epsilon  # power, and no violation
     # the canary moves each one-way table by one count: the full sensitivity charged
     assert abs(result.canary_reach - 1.0) < 1e-9
-    assert 0 < result.bound.epsilon <= result.epsilon  # power, and no violation
     assert abs(result.noise_ratio - 1.0) < 0.05  # the noise the ledger claims is there
     assert result.planted is not None
     assert result.planted.epsilon > result.planted_epsilon  # halved noise: the audit fails
@@ -43,6 +43,10 @@ def test_dp_sgd_audit_draws_what_the_private_step_applies() -> None:
     exact = audit.release_of("dp_sgd", True, 1, seed=1, noise=False)
     noise = release.values - exact.values[0]
     assert abs(float(np.std(noise)) / release.sigma - 1.0) < 0.02
+
+
+def test_the_audit_shows_discovered_keys_as_the_releaser_releases_them() -> None:
+    _audit_module().check_keys_release_is_thresholding()
 
 
 def test_identical_scores_give_no_positive_bound() -> None:
