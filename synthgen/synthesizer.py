@@ -252,8 +252,7 @@ class Synthesizer:
             state.extra = {
                 "ledger": ledger.to_dict(),
                 "domains": [d.to_dict() for d in self.domains],
-                # the run's timings grow with the exact row count: not in the public model
-            "info": {k: v for k, v in self.info.items() if k != "timings"},
+                "info": self.info,
                 "schema": schema.model_dump(mode="json"),
                 "noise_multiplier": sigma,
                 "total_steps": steps,
@@ -261,6 +260,12 @@ class Synthesizer:
             }
             save_state(state, ckpt)
 
+        if ckpt is not None and resume is None:
+            # Every release so far (domains, marginals, the DP row count behind the plan of
+            # steps) is checkpointed before training publishes anything (progress): a retry
+            # resumes from these releases instead of measuring again, and an attempt that dies
+            # before this point has published nothing.
+            checkpoint(trainer.state())
         ran = trainer.train(
             data,
             release=sgd,

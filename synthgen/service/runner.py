@@ -17,13 +17,14 @@ import logging
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from synthgen.errors import SynthgenError
+from synthgen.errors import SynthgenError, SynthgenWarning
 from synthgen.service.budget import ledger_epsilon, ledger_summary, sgd_steps
 from synthgen.service.db import Database, Dataset, Job
 from synthgen.service.jobs import (
@@ -57,6 +58,7 @@ class _Heartbeat(threading.Thread):
         self.cancelled = threading.Event()
         self._done = threading.Event()
         self._synced = 0.0
+        self._sync_lock = threading.Lock()
         self._last_ok = time.monotonic()
 
     def run(self) -> None:
@@ -86,16 +88,24 @@ class _Heartbeat(threading.Thread):
         self.sync_checkpoint()
 
     def sync_checkpoint(self) -> None:
-        try:
-            mtime = self.checkpoint.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if mtime > self._synced:
+        with self._sync_lock:  # the training thread syncs too (checkpointed())
             try:
-                self.storage.put_file(self.checkpoint, self.checkpoint_key)
-                self._synced = mtime
-            except FileNotFoundError:  # replaced or removed while copying: next beat
-                pass
+                mtime = self.checkpoint.stat().st_mtime
+            except FileNotFoundError:
+                return
+            if mtime > self._synced:
+                try:
+                    self.storage.put_file(self.checkpoint, self.checkpoint_key)
+                    self._synced = mtime
+                except FileNotFoundError:  # replaced or removed while copying: next beat
+                    pass
+
+    def checkpointed(self) -> bool:
+        """Whether a checkpoint of this job is in storage (copied now if it is only on disk):
+        the attempt's releases are then safe from a retry measuring them again."""
+        if not self._synced:
+            self.sync_checkpoint()
+        return bool(self._synced)
 
     def finish(self) -> None:
         self._done.set()
@@ -189,7 +199,15 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
             seed=_split_seed(job))
         table = plan.training_table(full)
 
+        resumed = storage.exists(ckpt_key)
+
         def on_progress(p: Any) -> None:
+            # Nothing is published before the attempt's releases are checkpointed in storage
+            # (the library writes a checkpoint before training starts): an attempt killed
+            # before that has published nothing, and its retry measures again; once they are,
+            # a retry resumes from them. Either way each release is published once.
+            if not (resumed or beat.checkpointed()):
+                return
             progress["step"] = p.step
             # The per-step figure is an RDP upper bound of the PRV epsilon, which calibration
             # keeps under the target: the smaller of the two is still an upper bound.
@@ -197,8 +215,12 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
                             epsilon=min(p.epsilon, job.epsilon),
                             ledger=_current_ledger(synth, p.step))
 
-        synth.fit(table, on_progress=on_progress, should_stop=beat.stop_training.is_set,
-                  checkpoint_path=ckpt, checkpoint_every_s=settings.checkpoint_every_s)
+        with warnings.catch_warnings():
+            # fit()'s warnings are DP outputs: the report carries them, a log line would be a
+            # release of this attempt's
+            warnings.simplefilter("ignore", SynthgenWarning)
+            synth.fit(table, on_progress=on_progress, should_stop=beat.stop_training.is_set,
+                      checkpoint_path=ckpt, checkpoint_every_s=settings.checkpoint_every_s)
         if beat.lost.is_set():
             return outcome
         report = synth.report()
