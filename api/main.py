@@ -12,7 +12,16 @@ from fastapi.openapi.utils import get_openapi
 
 from api import docs, problems
 from api.body_limit import ProblemBodyLimit
-from api.routes import batches, datasets, health, jobs, metrics, schedules, webhooks
+from api.routes import (
+    batches,
+    connections,
+    datasets,
+    health,
+    jobs,
+    metrics,
+    schedules,
+    webhooks,
+)
 from synthgen._version import __version__
 from synthgen.service.db import Database
 from synthgen.service.settings import Settings
@@ -68,12 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(connections.datasets_router)
     app.include_router(datasets.router,
                        max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
+    app.include_router(connections.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
     # Outside FastAPI's whole stack: its app-wide body limit sits above user middleware.

@@ -90,6 +90,20 @@ class DatasetOut(BaseModel):
                    upload_retained=d.purged_at is None, created_at=iso(d.created_at))  # type: ignore[arg-type]
 
 
+class Destination(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connection_id: str = Field(max_length=64)
+    table: str | None = Field(None, max_length=300, description="A database connection: the "
+                              "table to write (created with the source's column types).")
+    path: str | None = Field(None, max_length=1000, description="An object-store connection: "
+                             "the file under its prefix (.csv, .parquet; a folder/ gets "
+                             "Parquet parts).")
+    if_exists: Literal["fail", "replace", "append"] = Field(
+        "fail", description="When the table exists: fail (before any budget is spent), "
+        "replace it, or append to it.")
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -123,6 +137,9 @@ class JobCreate(BaseModel):
         "only): each output row keeps its seed row's non-null values and the model fills in "
         "the rest. Your input to sampling, not training data: not covered by the privacy "
         "guarantee, and deleted when the job ends.")
+    destination: Destination | None = Field(
+        None, description="Also write the synthetic table through a connection "
+        "(/v1/connections): a database table or an object-store path.")
 
     @model_validator(mode="after")
     def _reachable(self) -> JobCreate:
@@ -140,7 +157,7 @@ class JobCreate(BaseModel):
     def options(self) -> dict[str, Any]:
         options = self.model_dump(include={"epochs", "batch_size", "seed", "accountant",
                                            "holdout_share", "audit", "target", "conditions",
-                                           "rebalance"}, exclude_none=True)
+                                           "rebalance", "destination"}, exclude_none=True)
         if self.seed_rows is not None:  # the rows themselves go to storage, not the database
             options["seed_rows"] = {"rows": len(self.seed_rows),
                                     "columns": sorted({c for r in self.seed_rows for c in r})}

@@ -211,7 +211,7 @@ def _engine(url: str) -> Any:
         return create_engine(full, poolclass=NullPool, connect_args=args,
                              hide_parameters=True)
     except Exception as exc:  # a bad URL or a missing driver
-        raise _failed("cannot use", url, exc, code="invalid-argument") from exc
+        raise _failed("cannot use", url, exc, code="invalid-argument") from None
 
 
 def _split_name(table: str) -> tuple[str | None, str]:
@@ -251,9 +251,9 @@ def read_sql(url: str, *, table: str | None = None, query: str | None = None,
                 schema, bare = _split_name(table)
                 try:
                     reflected = Table(bare, MetaData(), schema=schema, autoload_with=conn)
-                except NoSuchTableError as exc:
+                except NoSuchTableError:
                     raise InputError(f"there is no table {table!r} in {mask(url)}",
-                                     code="not-found") from exc
+                                     code="not-found") from None
                 types = {c.name: c.type for c in reflected.columns}
                 declared = public_schema(types, keys=[c.name for c in reflected.primary_key],
                                          not_null=[c.name for c in reflected.columns
@@ -274,7 +274,7 @@ def read_sql(url: str, *, table: str | None = None, query: str | None = None,
         raise
     except SQLAlchemyError as exc:
         raise _failed(f"cannot read {table!r} from" if table else "the query failed on",
-                      url, exc) from exc
+                      url, exc) from None
     finally:
         engine.dispose()
     frame = check_table(frame, name, min_rows=min_rows)
@@ -464,7 +464,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
         fs, path = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as exc:
         raise SourceError(scrub(f"cannot open {mask(url)}: {exc}", url),
-                          code="invalid-argument") from exc
+                          code="invalid-argument") from None
     return fs, path
 
 
@@ -482,7 +482,7 @@ def _files_of(fs: Any, path: str, url: str) -> list[str]:
     except SourceError:
         raise
     except Exception as exc:  # the store's own errors: credentials, network
-        raise _failed("cannot list", url, exc) from exc
+        raise _failed("cannot list", url, exc) from None
     return [path]
 
 
@@ -497,7 +497,7 @@ def read_fsspec(url: str, *, limits: ReadLimits = NO_LIMITS,
     try:
         sizes = [int(fs.size(f) or 0) for f in files]
     except Exception as exc:
-        raise _failed("cannot read", url, exc) from exc
+        raise _failed("cannot read", url, exc) from None
     if sum(sizes) > max_bytes:
         raise InputError(f"{mask(url)} is {sum(sizes):,} bytes, over the limit of "
                          f"{max_bytes:,}", code="too-large")
@@ -523,7 +523,7 @@ def read_fsspec(url: str, *, limits: ReadLimits = NO_LIMITS,
         except InputError:
             raise
         except Exception as exc:
-            raise _failed(f"cannot read {shown} of", url, exc) from exc
+            raise _failed(f"cannot read {shown} of", url, exc) from None
         if frames and list(part.columns) != list(frames[0].columns):
             raise InputError(f"{shown} in {mask(url)} has other columns than "
                              f"{files[0].rsplit('/', 1)[-1]}; every file of a folder must "
@@ -567,7 +567,7 @@ def write_path(chunks: Iterable[pd.DataFrame], url: str) -> int:
     except InputError:
         raise
     except Exception as exc:
-        raise _failed("cannot write to", url, exc) from exc
+        raise _failed("cannot write to", url, exc) from None
 
 
 def _plain(chunk: pd.DataFrame) -> pd.DataFrame:
@@ -648,7 +648,7 @@ def write_sql(chunks: Iterable[pd.DataFrame], url: str, table: str, *,
     except InputError:
         raise
     except SQLAlchemyError as exc:
-        raise _failed(f"cannot write {table!r} to", url, exc) from exc
+        raise _failed(f"cannot write {table!r} to", url, exc) from None
     finally:
         engine.dispose()
     return rows
@@ -665,6 +665,8 @@ def _destination_type(source_type: Any, column: pd.Series, same_dialect: bool) -
     if source_type is not None:
         if same_dialect:
             return source_type
+        if isinstance(source_type, t.Enum):  # its name: a native enum type where there is one
+            return t.Enum(*source_type.enums, name=source_type.name or f"{column.name}_enum")
         try:
             return source_type.as_generic()
         except NotImplementedError:
@@ -724,7 +726,7 @@ def check_reachable(url: str) -> None:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            raise _failed("cannot connect to", url, exc) from exc
+            raise _failed("cannot connect to", url, exc) from None
         finally:
             engine.dispose()
         return
@@ -732,7 +734,7 @@ def check_reachable(url: str) -> None:
     try:
         fs.ls(path.rstrip("/") or path)
     except Exception as exc:
-        raise _failed("cannot list", url, exc) from exc
+        raise _failed("cannot list", url, exc) from None
 
 
 def check_destination(url: str, table: str, if_exists: str = "fail") -> None:
@@ -752,7 +754,7 @@ def check_destination(url: str, table: str, if_exists: str = "fail") -> None:
         with engine.connect() as conn:
             exists = inspect(conn).has_table(bare, schema=schema)
     except SQLAlchemyError as exc:
-        raise _failed("cannot connect to", url, exc) from exc
+        raise _failed("cannot connect to", url, exc) from None
     finally:
         engine.dispose()
     if exists and if_exists == "fail":
@@ -763,6 +765,69 @@ def check_destination(url: str, table: str, if_exists: str = "fail") -> None:
 def mask_words(words: Iterable[str]) -> list[str]:
     """Command-line words with every URL masked (for a report's ``command``)."""
     return [mask(w) if is_url(w) else w for w in words]
+
+
+# ----------------------------------------------------------------------------- types as JSON
+
+
+def types_to_json(types: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Column types as JSON (for the service to keep with a snapshot): the kinds
+    :func:`types_from_json` can rebuild; other columns are left out (typed from their dtype)."""
+    from sqlalchemy import types as t
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, ty in types.items():
+        if isinstance(ty, t.Enum):
+            out[name] = {"type": "enum", "labels": list(ty.enums), "name": ty.name}
+        elif isinstance(ty, t.Boolean):
+            out[name] = {"type": "boolean"}
+        elif isinstance(ty, t.DateTime):
+            out[name] = {"type": "timestamp", "timezone": bool(ty.timezone)}
+        elif isinstance(ty, t.Date):
+            out[name] = {"type": "date"}
+        elif isinstance(ty, t.BigInteger):
+            out[name] = {"type": "bigint"}
+        elif isinstance(ty, t.SmallInteger):
+            out[name] = {"type": "smallint"}
+        elif isinstance(ty, t.Integer):
+            out[name] = {"type": "integer"}
+        elif isinstance(ty, t.Float):
+            out[name] = {"type": "double"}
+        elif isinstance(ty, t.Numeric):
+            out[name] = {"type": "numeric", "precision": ty.precision, "scale": ty.scale}
+        elif isinstance(ty, t.String):
+            out[name] = {"type": "text"}
+    return out
+
+
+def types_from_json(doc: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """SQLAlchemy types from :func:`types_to_json` (an enum as a named enum: a native type on
+    PostgreSQL)."""
+    from sqlalchemy import types as t
+
+    out: dict[str, Any] = {}
+    for name, spec in (doc or {}).items():
+        kind = spec.get("type")
+        if kind == "enum":
+            out[name] = t.Enum(*spec["labels"], name=spec.get("name") or f"{name}_enum")
+        elif kind == "numeric":
+            out[name] = t.Numeric(spec.get("precision"), spec.get("scale"))
+        elif kind == "timestamp":
+            out[name] = t.DateTime(timezone=bool(spec.get("timezone")))
+        else:
+            simple = {"boolean": t.Boolean, "date": t.Date, "bigint": t.BigInteger,
+                      "smallint": t.SmallInteger, "integer": t.Integer, "double": t.Double,
+                      "text": t.Text}.get(str(kind))
+            if simple is not None:
+                out[name] = simple()
+    return out
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without user, password and query: what a source is, whoever reads it."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme.split("+", 1)[0], host.lower(), parts.path, "", ""))
 
 
 __all__ = [

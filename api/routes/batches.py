@@ -27,6 +27,7 @@ from api.idempotency import IdempotencyKey, once, request_hash
 from api.limits import check_job_limits
 from api.paging import Cursor, Limit, newest_first
 from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
+from api.routes.connections import check_destinations
 from api.sampling import check_sampling
 from api.schemas import JobCreate, JobOut, iso
 from synthgen.service.batches import batch_status, create_batch, job_fields
@@ -104,6 +105,7 @@ def submit_batch(tenant: CurrentTenant, db: DatabaseDep, settings: SettingsDep,
     check_job_limits(settings, body.jobs)
     with db.read() as s:
         check_sampling(s, tenant, body.jobs)
+        check_destinations(s, tenant, body.jobs)
     specs = [job_fields(j.model_dump(), settings.max_attempts) for j in body.jobs]
     digest = request_hash(body)
 

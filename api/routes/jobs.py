@@ -24,6 +24,7 @@ from api.idempotency import IdempotencyKey, once, request_hash
 from api.limits import check_job_limits
 from api.paging import Cursor, Limit, newest_first
 from api.problems import ADMISSION_RESPONSES, Problem, admission_problem
+from api.routes.connections import check_destinations
 from api.sampling import check_sampling
 from api.schemas import JobCreate, JobOut, JobPage
 from synthgen.service.budget import BudgetExceeded, DatasetPurged, admit_job, budget_view
@@ -70,6 +71,7 @@ def create_job(
     check_job_limits(settings, [body])
     with db.read() as s:
         check_sampling(s, tenant, [body], seed_rows_allowed=True)
+        check_destinations(s, tenant, [body])
     digest = request_hash(body)
     job, created = once(db, Job, tenant, idempotency_key, digest, lambda: _admit(
         db, settings, tenant, body, idempotency_key, digest), response)

@@ -14,6 +14,7 @@ from api.deps import CurrentTenant, DatabaseDep, SessionDep, SettingsDep, owned
 from api.limits import check_job_limits
 from api.problems import Problem
 from api.routes.batches import BatchCreate
+from api.routes.connections import check_destinations
 from api.sampling import check_sampling
 from api.schemas import JobCreate, iso, public_options
 from synthgen.service.db import Dataset, Schedule, ScheduleRun, new_id, now
@@ -131,6 +132,7 @@ def _check(session: Session, settings: Settings, tenant: str, body: _Template,
                                                    Dataset.tenant_id == tenant)) is None:
             raise Problem(404, "not-found", f"there is no dataset {job.dataset_id!r}")
     check_sampling(session, tenant, bodies)
+    check_destinations(session, tenant, bodies)
 
 
 @router.post("", status_code=201, response_model=ScheduleOut, responses={

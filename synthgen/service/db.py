@@ -292,6 +292,53 @@ class WebhookEvent(Base):
     delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class Connection(Base):
+    """A tenant's database or object store. ``secret`` is the whole URL (credentials in it)
+    encrypted with the server's key (Fernet); ``display`` the URL with its password masked.
+    Neither the URL nor the secret is ever returned or logged."""
+
+    __tablename__ = "connections"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    kind: Mapped[str] = mapped_column(String(10))  # sql | files
+    display: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class DatasetSource(Base):
+    """Where a dataset's snapshots are read: a connection and a table or a query. One dataset
+    per source and tenant (``source_key``: the URL without credentials and the table or
+    query), so the source's budget is one dataset's, whatever connection reaches it."""
+
+    __tablename__ = "dataset_sources"
+    __table_args__ = (UniqueConstraint("tenant_id", "source_key"),)
+
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"), index=True)
+    table_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    query: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source_key: Mapped[str] = mapped_column(String(64))
+    user_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class JobSnapshot(Base):
+    """The snapshot a job on a source dataset read (taken by its first attempt; later
+    attempts read the same version), with the source's column types for a destination."""
+
+    __tablename__ = "job_snapshots"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    column_types: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
 def _sqlite_engine(url: str, begin: str) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                            pool_size=8, max_overflow=16)

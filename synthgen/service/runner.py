@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from synthgen.errors import SynthgenError, SynthgenWarning
 from synthgen.service.budget import ledger_epsilon, ledger_summary, sgd_steps
+from synthgen.service.connections import check_destination, snapshot_for_job, write_destination
 from synthgen.service.db import Database, Dataset, Job
 from synthgen.service.jobs import (
     Claim,
@@ -183,12 +184,26 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
         options = job.options or {}
         # Built (its budget plan checked) before the table is read: a refused plan has read
         # nothing and is charged nothing.
-        synth = Synthesizer(
-            job.epsilon, job.delta,
-            schema=parse_schema(dataset.public_schema) if dataset.public_schema else None,
-            epochs=options.get("epochs"), batch_size=options.get("batch_size"),
-            device=settings.device, seed=options.get("seed"),
-            accountant=options.get("accountant", "prv"))
+        def build(ds: Dataset) -> Any:
+            return Synthesizer(
+                job.epsilon, job.delta,
+                schema=parse_schema(ds.public_schema) if ds.public_schema else None,
+                epochs=options.get("epochs"), batch_size=options.get("batch_size"),
+                device=settings.device, seed=options.get("seed"),
+                accountant=options.get("accountant", "prv"))
+
+        synth = build(dataset)
+        # A dataset read from a source: the first attempt reads a snapshot (a new version when
+        # the content changed; later attempts read the same one), its declared schema the
+        # database's column types; a destination is checked before any budget is spent.
+        snapshot = snapshot_for_job(db, storage, settings, job)
+        column_types = None
+        if snapshot is not None:
+            job.dataset_version, column_types = snapshot
+            with db.read() as s:
+                dataset = job_dataset(s, job)
+            synth = build(dataset)
+        check_destination(db, settings, job)
         # The report's audit holds rows out of training. The split is decided before fit() and
         # is the same on every attempt (a secret seed of the job), so a resumed job trains on
         # the same rows its checkpoint was trained on.
@@ -232,9 +247,15 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
             settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
                    charged=float(report["epsilon"]), output_attempt=claim.attempt)
             return outcome
+        sink = None
+        if options.get("destination"):
+            def sink(chunks: list[Any]) -> None:
+                beat.ensure_live()
+                write_destination(db, settings, job, chunks, column_types)
         written = _write_outputs(outputs, job, dataset, synth, report, scratch,
                                  evaluate=lambda doc, synthetic: evaluate_job(
-                                     doc, plan, table, synthetic, seed=_split_seed(job)))
+                                     doc, plan, table, synthetic, seed=_split_seed(job)),
+                                 sink=sink)
         outcome = "succeeded"
         if not settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
                       charged=float(report["epsilon"]), output_rows=written,
@@ -300,7 +321,8 @@ def _split_seed(job: Job) -> int:
 
 def _write_outputs(outputs: _Outputs, job: Job, dataset: Dataset, synth: Any,
                    report: dict[str, Any], scratch: Path,
-                   evaluate: Callable[[dict[str, Any], Any], Any]) -> int:
+                   evaluate: Callable[[dict[str, Any], Any], Any],
+                   sink: Callable[[list[Any]], None] | None = None) -> int:
     import pandas as pd
 
     from synthgen.evaluate import keep_head
@@ -317,9 +339,20 @@ def _write_outputs(outputs: _Outputs, job: Job, dataset: Dataset, synth: Any,
     # checked before the output is opened: a condition the model cannot honour writes nothing
     asked = synth.sample_chunks(rows, conditions=options.get("conditions"),
                                 rebalance=options.get("rebalance"), seed_rows=seed_rows)
+    copies: list[Any] = []  # the rows for a destination too (sink): written after the CSV
+
+    def tee(chunks: Any) -> Any:
+        for chunk in chunks:
+            if sink is not None:
+                copies.append(chunk)
+            yield chunk
+
     with outputs.open("synthetic.csv", encoding="utf-8", newline="") as fh:
-        chunks, kept = keep_head(asked, EVALUATION_ROWS)
+        chunks, kept = keep_head(tee(asked), EVALUATION_ROWS)
         written = write_csv(chunks, fh)
+    if sink is not None:
+        sink(copies)
+        copies.clear()
     delete_seed_rows(outputs.storage, job)  # used: kept no longer than needed (also at the end)
     report["output_rows"] = written
     if synth.sampling:

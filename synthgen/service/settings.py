@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     # private address (e.g. an internal receiver); others must be public https URLs.
     webhook_allowed_hosts: str = Field(default="")
 
+    # Connections (/v1/connections): the Fernet key (32 url-safe base64 bytes, from
+    # `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`)
+    # that encrypts their URLs at rest; unset: connections are off. Comma-separated hosts a
+    # connection may reach on a loopback or private address; others must resolve to public ones.
+    connection_key: str | None = Field(default=None, repr=False)
+    connection_allowed_hosts: str = Field(default="")
+
     # Apply schema migrations when the API starts. None: on SQLite only (one process owns the
     # file); with Postgres, replicas starting together would race: run `synthgen db upgrade`.
     migrate_on_start: bool | None = Field(default=None)
