@@ -259,7 +259,7 @@ def read_sql(url: str, *, table: str | None = None, query: str | None = None,
                                          not_null=[c.name for c in reflected.columns
                                                    if not c.nullable])
                 limits.check(name, 0, len(types))
-                result = stream.execute(select(reflected))
+                result = stream.execute(select(*_as_read(reflected.columns)))
             else:
                 statement = check_query(query or "")
                 result = stream.execute(text(statement))
@@ -367,17 +367,37 @@ def _frame_of(result: Any, types: dict[str, Any], limits: ReadLimits, name: str,
     return pd.DataFrame(out, copy=False)
 
 
+def _as_read(columns: Any) -> list[Any]:
+    """The columns to select: a ``NUMERIC`` as a double (the database converts it, not a
+    Python ``Decimal`` per cell; its scale is kept in the type, and applied on output)."""
+    from sqlalchemy import Float, cast
+    from sqlalchemy import types as t
+
+    return [cast(c, Float(53)).label(c.name)
+            if isinstance(c.type, t.Numeric) and not isinstance(c.type, t.Float) else c
+            for c in columns]
+
+
 def _column(values: list[Any], sql_type: Any) -> pd.Series:
     """One chunk of one column in the dtype its SQL type gives (as a file reader would)."""
     from sqlalchemy import types as t
 
     if isinstance(sql_type, t.Boolean):
         return pd.Series(pd.array(values, dtype="boolean"))
+    if isinstance(sql_type, t.Date) and not isinstance(sql_type, t.DateTime):
+        try:  # date objects and None: numpy converts them at C speed
+            return pd.Series(np.array(values, dtype="datetime64[D]").astype("datetime64[ns]"))
+        except (TypeError, ValueError):
+            pass
     if isinstance(sql_type, t.Date | t.DateTime):
         stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
         return stamps.dt.tz_convert(None)
     if isinstance(sql_type, t.Integer | t.Numeric | t.Float):
-        series = pd.Series([None if v is None else float(v) for v in values], dtype="float64")
+        try:
+            series = pd.Series(np.array(values, dtype="float64"))  # None -> NaN
+        except (TypeError, ValueError):
+            series = pd.Series([None if v is None else float(v) for v in values],
+                               dtype="float64")
         if isinstance(sql_type, t.Integer) and not series.isna().any():
             return series.astype("int64")
         return series
