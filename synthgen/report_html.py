@@ -313,9 +313,11 @@ def utility_verdict(u: dict[str, Any]) -> str | None:
 def _meaning(report: dict[str, Any]) -> str:
     exp = report.get("explanation") or {}
     items = "".join(f"<li>{_e(x)}</li>" for x in exp.get("does_not_mean", []))
+    split = report.get("split") or {}
     return ("<h2>What the guarantee means</h2>"
             f"<p>{_e(exp.get('means', ''))}</p><p>{_e(report.get('guarantee', ''))}</p>"
-            f"<h3>What it does not mean</h3><ul>{items}</ul>")
+            + (f"<p>{_e(split.get('note', ''))}</p>" if split else "")
+            + f"<h3>What it does not mean</h3><ul>{items}</ul>")
 
 
 def _budget(budget: dict[str, Any] | None) -> str:

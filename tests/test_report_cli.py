@@ -55,14 +55,19 @@ def test_report_json_validates_and_html_is_written_beside_it(
     evaluation = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))
     owner_page = (tmp_path / "evaluation.html").read_text(encoding="utf-8")
     assert owner_page.count("<svg") == 3 and "For the data owner only" in owner_page
-    # 100 rows held out before training; the output has about as many rows as the input (the
-    # DP row count of the 400 training rows, scaled by the holdout share)
-    assert evaluation["holdout"]["rows"] == 100 and abs(report["rows"] - 400) < 60
+    # About 100 rows held out before training, each row on its own (Poisson); the output has
+    # about as many rows as the input (the DP row count of the training rows, scaled)
+    held, trained = evaluation["holdout"]["rows"], evaluation["holdout"]["training_rows"]
+    assert 60 < held < 140 and held + trained == 500 and abs(report["rows"] - trained) < 60
     assert evaluation["holdout"]["used_for"] == ["audit", "utility"]
-    assert len(pd.read_csv(out)) == report["output_rows"] == round(report["rows"] * 500 / 400)
-    assert evaluation["audit"]["holdout_rows"] == 100
+    assert len(pd.read_csv(out)) == report["output_rows"] == round(
+        report["rows"] * 500 / trained)
+    assert evaluation["audit"]["holdout_rows"] == held
     assert evaluation["utility"]["target"] == "member"
-    assert evaluation["utility"]["test_rows"] == 100
+    assert evaluation["utility"]["test_rows"] == held
+    # the public report says what the guarantee covers, and not which or how many rows
+    assert report["split"]["method"] == "poisson" and report["split"]["holdout_share"] == 0.2
+    assert "with respect to the input table" in page and str(held) not in report["split"]["note"]
     assert evaluation["quality"]["synthetic_rows"] == report["output_rows"]
 
 

@@ -101,7 +101,9 @@ def test_a_real_report_and_its_evaluation_validate(
     assert not {"quality", "utility", "audit", "holdout", "evaluation"} & set(fitted_report)
     assert fitted_evaluation["owner_only"] is True
     assert all(fitted_evaluation[s]["owner_only"] is True for s in ("quality", "utility", "audit"))
-    assert fitted_evaluation["holdout"]["rows"] == 120 and abs(fitted_report["rows"] - 480) < 60
+    # about 120 of 600 rows held out, each on its own (Poisson)
+    held = fitted_evaluation["holdout"]["rows"]
+    assert 80 < held < 160 and abs(fitted_report["rows"] - (600 - held)) < 60
     assert fitted_evaluation["utility"]["metric"] == "roc_auc"
     assert "not evidence of differential privacy" in fitted_evaluation["heuristics"]
 

@@ -126,6 +126,7 @@ def run(
 
     from synthgen.errors import SynthgenWarning
     from synthgen.evaluate import keep_head, plan_evaluation
+    from synthgen.evaluate.holdout import public_split
     from synthgen.evaluate.job import EVALUATION_ROWS, evaluate_job
     from synthgen.io import write_csv
     from synthgen.models.conditions import check as check_conditions
@@ -217,6 +218,8 @@ def run(
             synth.save(save_model)
         doc = synth.report()
         doc["output_rows"] = written
+        if plan.holdout is not None:  # what the guarantee covers; the split is not released
+            doc["split"] = public_split(plan.holdout.share)
         # Timings are not in the public report (they grow with the exact row count): the
         # owner-only evaluation keeps them.
         timings = dict(synth.info["timings"])

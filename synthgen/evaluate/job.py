@@ -27,6 +27,8 @@ class EvaluationPlan:
     target: str | None
     holdout: Holdout | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    # a holdout was split off but has too few rows for the audit and the utility test
+    too_small: bool = False
 
     def training_table(self, table: pd.DataFrame) -> pd.DataFrame:
         return self.holdout.train if self.holdout is not None else table
@@ -52,15 +54,20 @@ def plan_evaluation(
         raise ValueError(f"--holdout-share must be between 0 and {MAX_SHARE}; got {holdout_share}")
     plan = EvaluationPlan(audit=audit, target=target)
     purposes = (["audit"] if audit else []) + (["utility"] if target else [])
-    rows = int(round(len(table) * holdout_share))
-    if not purposes:
+    if not purposes or holdout_share == 0:
+        if purposes:
+            plan.skipped.update(dict.fromkeys(purposes, "no holdout (--holdout-share 0)"))
         return plan
-    if rows < MIN_HOLDOUT_ROWS:
-        why = (f"a holdout share of {holdout_share:g} of {len(table)} rows is {rows} rows, "
-               f"fewer than the {MIN_HOLDOUT_ROWS} needed")
-        plan.skipped.update(dict.fromkeys(purposes, why))
-        return plan
+    # Whether to split depends on the options only, never on the table's size: a split decided
+    # by the row count would train on all rows of one table and on a subsample of its
+    # neighbour. A holdout too small to use is still kept out of training.
     plan.holdout = split_holdout(table, holdout_share, seed)
+    rows = len(plan.holdout.holdout)
+    if rows < MIN_HOLDOUT_ROWS:
+        why = (f"the holdout ({holdout_share:g} of the rows, drawn at random) has {rows} rows, "
+               f"fewer than the {MIN_HOLDOUT_ROWS} needed; they were still kept out of training")
+        plan.skipped.update(dict.fromkeys(purposes, why))
+        plan.too_small = True
     return plan
 
 
@@ -77,7 +84,8 @@ def evaluate_job(
 
     kinds = {c["name"]: c["kind"] for c in report.get("columns", [])}
     holdout = plan.holdout
-    real_holdout = holdout.holdout if holdout is not None else None
+    usable = holdout is not None and not plan.too_small
+    real_holdout = holdout.holdout if usable and holdout is not None else None
     sampling = report.get("sampling") or {}
     skip: dict[str, str] = {}
     if "seed_rows" in sampling:
@@ -101,8 +109,8 @@ def evaluate_job(
     evaluation = evaluate(
         train, synthetic,
         holdout=real_holdout,
-        target=plan.target if holdout is not None else None,
-        audit=plan.audit and holdout is not None,
+        target=plan.target if usable else None,
+        audit=plan.audit and usable,
         kinds=kinds or None, seed=seed, skip=tuple(skip),
     )
     skipped = evaluation.setdefault("skipped", {})

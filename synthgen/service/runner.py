@@ -177,6 +177,7 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
     outcome = "lost"
     try:
         from synthgen.evaluate import plan_evaluation
+        from synthgen.evaluate.holdout import public_split
         from synthgen.evaluate.job import evaluate_job
         from synthgen.schema import parse_schema
         from synthgen.synthesizer import Synthesizer
@@ -239,6 +240,8 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
         if beat.lost.is_set():
             return outcome
         report = synth.report()
+        if plan.holdout is not None:  # what the guarantee covers; the split is not released
+            report["split"] = public_split(plan.holdout.share)
         ledger = ledger_summary(synth.ledger)
         outputs = _Outputs(storage, job, claim.attempt, beat)
         if beat.cancelled.is_set() and not report["completed"]:
