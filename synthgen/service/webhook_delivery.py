@@ -20,9 +20,12 @@ What a receiver can cost the service is bounded, whatever it does:
 * **Memory**: only the status code matters; the response body is streamed and at most
   :data:`RESPONSE_BODY_CAP` bytes of it are read (a 2 GiB answer costs 4 KiB).
 * **The pool**: lanes are coroutines on one event loop (a waiting receiver costs a socket, not a
-  thread), at most ``SYNTHGEN_WEBHOOK_CONCURRENCY`` at once, one per endpoint; the endpoints
-  whose last attempt failed, hit the deadline or was slow share at most half of those slots,
-  so such receivers, however many tenants own them, cannot take the pool from healthy ones.
+  thread), at most ``SYNTHGEN_WEBHOOK_CONCURRENCY`` at once, one per endpoint. Slow or failing
+  receivers get at most half of them, however many tenants own them: endpoints whose last
+  attempt failed, hit the deadline or was slow start lanes from half the slots only, and at
+  most half the lanes may run an attempt past :attr:`Deliveries.slow_s` (5 s) - beyond that an
+  attempt is cut then and retried after its backoff - so receivers never seen before cannot
+  take every lane for a deadline either.
 """
 
 from __future__ import annotations
@@ -98,7 +101,9 @@ class Deliveries:
         self._dns_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-dns")
         concurrency = settings.webhook_concurrency
         self._slots = asyncio.Semaphore(concurrency)
-        self._suspect_slots = asyncio.Semaphore(max(1, concurrency // 2))
+        self._slow_cap = max(1, concurrency // 2)
+        self._suspect_slots = asyncio.Semaphore(self._slow_cap)
+        self._slow_in_flight = 0  # attempts running for longer than slow_s
         self._suspect: set[str] = set()  # tenants whose last attempt failed or was slow
         self._busy: set[str] = set()  # tenants (endpoints) with a lane started
         self._lock = threading.Lock()
@@ -212,16 +217,41 @@ class Deliveries:
             "webhook-signature": sign(secret, event.id, timestamp, body),
         }
         deadline = self.settings.webhook_deadline_s
+        loop = asyncio.get_running_loop()
+        counted = cut = False
         try:
-            async with asyncio.timeout(deadline):
-                address = await self._blocking(self._dns_pool, check_target, url, self.settings)
-                target, host, extensions = pinned(url, address)
-                status = await _post(http, target, body, {**headers, **host}, extensions)
+            async with asyncio.timeout(deadline) as window:
+                def turned_slow() -> None:
+                    # Half the lanes at most may be held by attempts past slow_s: beyond that
+                    # this one is cut now (and retried after its backoff), so that receivers
+                    # seen for the first time cannot take every lane for a whole deadline.
+                    nonlocal counted, cut
+                    if self._slow_in_flight < self._slow_cap:
+                        self._slow_in_flight += 1
+                        counted = True
+                    else:
+                        cut = True
+                        window.reschedule(loop.time())
+
+                timer = loop.call_later(self.slow_s, turned_slow)
+                try:
+                    address = await self._blocking(self._dns_pool, check_target, url,
+                                                   self.settings)
+                    target, host, extensions = pinned(url, address)
+                    status = await _post(http, target, body, {**headers, **host}, extensions)
+                finally:
+                    timer.cancel()
         except TimeoutError:
+            if cut:
+                return None, (f"cut after {self.slow_s:g} s: half the delivery lanes were "
+                              "already held by slow receivers")
             return None, (f"the attempt passed its deadline of {deadline:g} s "
                           "(SYNTHGEN_WEBHOOK_DEADLINE_S)")
         except (httpx.HTTPError, TargetRefused) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
+        finally:
+            if counted:
+                self._slow_in_flight -= 1
         if 200 <= status < 300:
             return status, None
         return status, f"the receiver answered {status}"

@@ -72,6 +72,7 @@ class Receiver:
         self.secret = ""
         self.delay_s = delay_s  # a slow receiver: answers after this long
         self.received: list[dict[str, Any]] = []
+        self.waiting: list[float] = []  # when each request arrived (answered or not)
         self.fail_first = set(fail_first)
         self._lock = threading.Lock()
         receiver = self
@@ -80,6 +81,8 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers["content-length"]))
                 arrived = time.time()
+                with receiver._lock:
+                    receiver.waiting.append(arrived)
                 time.sleep(receiver.delay_s)
                 try:
                     event = verify_webhook(receiver.secret, dict(self.headers), body)
@@ -299,3 +302,66 @@ def test_delivery_keeps_the_host_header_of_the_url(tmp_path: Path, receiver: Rec
     assert deliver_due(db, settings) == 1
     assert receiver.received[0]["host"] == url.split("/")[2]  # localhost:<port>
     db.dispose()
+
+
+def test_hanging_endpoints_get_at_most_half_the_lanes(tmp_path: Path) -> None:
+    """Two endpoints that hang, two lanes, a healthy tenant. Seen for the first time, the
+    hanging ones take both lanes, but only one may run past slow_s (3 s here): the other is cut
+    then, so the healthy event waits about 3 s, not the whole 6 s deadline. Once they have
+    failed, they retry on one lane between them and the healthy tenant's next event goes at
+    once (with both lanes theirs again, it would wait for a deadline)."""
+    from synthgen.service.webhook_delivery import Deliveries
+
+    hanging, healthy = Receiver(delay_s=20), Receiver()
+    settings = Settings(data_dir=tmp_path, webhook_allowed_hosts="127.0.0.1",
+                        webhook_concurrency=2, webhook_deadline_s=6, webhook_backoff_s=0.2,
+                        webhook_max_attempts=50)
+    db: Database = unit_database(tmp_path / "hooks.db")
+    with db.write() as s:
+        s.add_all([Tenant(id="t2", name="t2"), Tenant(id="t3", name="t3")])
+    set_endpoint(db, "t1", hanging.url)
+    set_endpoint(db, "t2", hanging.url)
+    _, healthy.secret = set_endpoint(db, "t3", healthy.url)
+    with db.write() as s:
+        for tenant in ("t1", "t2"):
+            for i in range(3):
+                enqueue_event(s, tenant, "job.succeeded", {"job_id": f"job_{tenant}_{i}"})
+    deliveries = Deliveries(db, settings)
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.wait(0.1):
+            deliveries.pump()
+
+    def healthy_latency(n: int) -> float:
+        with db.write() as s:
+            enqueue_event(s, "t3", "job.succeeded", {"job_id": f"job_healthy_{n}"})
+        created = time.time()
+        _until(lambda: len(healthy.acked()) >= n, timeout=30)
+        return float(healthy.acked()[n - 1]["at"] - created)
+
+    def failed_once() -> bool:
+        with db.read() as s:
+            tried = s.scalars(select(WebhookEvent.tenant_id).where(
+                WebhookEvent.last_error.is_not(None)).distinct()).all()
+        return set(tried) == {"t1", "t2"}
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    try:
+        _until(lambda: len(hanging.waiting) >= 2, timeout=30)
+        first = healthy_latency(1)
+        _until(failed_once, timeout=30)
+        time.sleep(0.5)  # both retry (backoff 0.2 s): one runs, the other waits its turn
+        second = healthy_latency(2)
+        print(f"healthy tenant beside two hanging ones on two lanes: {first:.2f} s at first "
+              f"contact (slow_s 3 s, deadline 6 s), then {second:.2f} s")
+        assert first < 5, first
+        assert second < 2, second
+    finally:
+        stop.set()
+        pumping.join()
+        deliveries.close()
+        hanging.stop()
+        healthy.stop()
+        db.dispose()
