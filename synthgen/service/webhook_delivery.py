@@ -25,7 +25,8 @@ What a receiver can cost the service is bounded, whatever it does:
   attempt failed, hit the deadline or was slow start lanes from half the slots only, and at
   most half the lanes may run an attempt past :attr:`Deliveries.slow_s` (5 s) - beyond that an
   attempt is cut then and retried after its backoff - so receivers never seen before cannot
-  take every lane for a deadline either.
+  take every lane for a deadline either; and a free lane goes first to an endpoint whose last
+  attempt went well, so a healthy tenant's next event does not queue behind them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -85,6 +87,49 @@ async def _post(http: httpx.AsyncClient, target: str, body: bytes, headers: dict
         return response.status_code
 
 
+class _Lanes:
+    """A semaphore of the event loop whose waiters are served in two queues: endpoints whose
+    last attempt went well first, then the others (FIFO within each). A healthy tenant's next
+    event does not queue behind a crowd of receivers seen for the first time."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+
+    async def acquire(self, first: bool) -> None:
+        if self._free > 0 and not any(self._waiters):
+            self._free -= 1
+            return
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[0 if first else 1].append(slot)
+        try:
+            await slot
+        except asyncio.CancelledError:
+            if slot.done() and not slot.cancelled():  # handed over as it was cancelled
+                self.release()
+            else:  # (release skips it if it got there first)
+                with contextlib.suppress(ValueError):
+                    self._waiters[0 if first else 1].remove(slot)
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiters:
+            while queue:
+                slot = queue.popleft()
+                if not slot.done():
+                    slot.set_result(None)
+                    return
+        self._free += 1
+
+    @contextlib.asynccontextmanager
+    async def held(self, first: bool) -> AsyncIterator[None]:
+        await self.acquire(first)
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class Deliveries:
     """The lanes of one process. :meth:`pump` starts lanes and returns at once (the API's
     loop); :meth:`deliver_due` runs one pass to the end (beat's task, tests)."""
@@ -100,11 +145,12 @@ class Deliveries:
         self._db_pool = ThreadPoolExecutor(4, thread_name_prefix="webhook-db")
         self._dns_pool = ThreadPoolExecutor(8, thread_name_prefix="webhook-dns")
         concurrency = settings.webhook_concurrency
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = _Lanes(concurrency)
         self._slow_cap = max(1, concurrency // 2)
         self._suspect_slots = asyncio.Semaphore(self._slow_cap)
         self._slow_in_flight = 0  # attempts running for longer than slow_s
         self._suspect: set[str] = set()  # tenants whose last attempt failed or was slow
+        self._good: set[str] = set()  # tenants whose last attempt went well
         self._busy: set[str] = set()  # tenants (endpoints) with a lane started
         self._lock = threading.Lock()
 
@@ -162,7 +208,7 @@ class Deliveries:
             async with contextlib.AsyncExitStack() as stack:
                 if tenant in self._suspect:  # failing or slow: half the slots at most
                     await stack.enter_async_context(self._suspect_slots)
-                await stack.enter_async_context(self._slots)
+                await stack.enter_async_context(self._slots.held(tenant in self._good))
                 # A client per turn of one endpoint: requests go to a pinned address, and a
                 # pooled connection must never carry another host's request (its TLS name was
                 # checked for the host it was opened for).
@@ -269,8 +315,10 @@ class Deliveries:
             status, error = await self._send(http, *endpoint, event)
             if error is not None or time.monotonic() - started > self.slow_s:
                 self._suspect.add(event.tenant_id)
+                self._good.discard(event.tenant_id)
             else:
                 self._suspect.discard(event.tenant_id)
+                self._good.add(event.tenant_id)
             attempts = event.attempts + 1
         await self._blocking(self._db_pool, self._record, event, attempts, status, error, now_s)
         return error is None
