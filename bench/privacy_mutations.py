@@ -38,6 +38,7 @@ TESTS = [
     "tests/test_marginals.py",
     "tests/test_release.py",
     "tests/test_replay.py",
+    "tests/test_formats.py",
 ]
 
 
@@ -200,6 +201,27 @@ MUTATIONS = [
         "synthgen/privacy/marginals.py",
         "    n = max(rows_estimate, 1.0)",
         "    n = float(len(slots))",
+    ),
+    Mutation(
+        "format-vote-sigma-without-sqrt-k",
+        "the format vote's noise ignores its sqrt(columns) sensitivity",
+        "synthgen/privacy/domains.py",
+        "sensitivity = math.sqrt(len(voters))",
+        "sensitivity = 1.0",
+    ),
+    Mutation(
+        "format-vote-not-composed",
+        "the format vote spends on top of the preprocessing share (histograms keep their noise)",
+        "synthgen/privacy/domains.py",
+        "multiplier = 1.0 / math.sqrt(1.0 / multiplier**2 - 1.0 / vote_multiplier**2)",
+        "multiplier = multiplier",
+    ),
+    Mutation(
+        "format-vote-on-exact-counts",
+        "formats elected from the exact vote counts (the noise drawn but not added)",
+        "synthgen/privacy/domains.py",
+        "for spec, votes in zip(voters, noisy, strict=True)}",
+        "for spec, votes in zip(voters, counts, strict=True)}",
     ),
 ]
 

@@ -350,6 +350,30 @@ def _combine(parts: list[pd.Series]) -> pd.Series | None:
     return pd.concat(parts, ignore_index=True)  # ints and floats give floats, as in one read
 
 
+# A field that starts with a zero followed by a digit (``02139``, ``007``): pandas would read
+# it as the number 2139 and lose the zeros that make it a code. Looked for in a block's bytes
+# first (most blocks have none), then per number column.
+_LEADING_ZERO_FIELD = re.compile(rb'(?:^|[,;\t|])"?0\d', re.MULTILINE)
+
+
+def _keep_zero_codes(chunk: pd.DataFrame, body: bytes) -> None:
+    """Columns of ``chunk`` that pandas read as numbers but that hold digit strings with
+    leading zeros go back to their text (in place): a cell's text is what it holds. A column
+    that is text in one block and numbers in another is then read as text throughout."""
+    if _LEADING_ZERO_FIELD.search(body) is None:
+        return
+    numeric = [c for c in chunk.columns if pd.api.types.is_numeric_dtype(chunk[c].dtype)
+               and not pd.api.types.is_bool_dtype(chunk[c].dtype)]
+    if not numeric:
+        return
+    raw = pd.read_csv(io.BytesIO(body), encoding="utf-8", low_memory=False, index_col=False,
+                      dtype=str, usecols=numeric)
+    for column in numeric:
+        cells = raw[column].dropna()
+        if cells.str.match(r"^\s*[-+]?0\d").any():
+            chunk[column] = raw[column]
+
+
 def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
                limits: ReadLimits = NO_LIMITS, name: str = "the file", *,
                delimiter: str = ",", encoding: str = "utf-8",
@@ -395,6 +419,7 @@ def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
         except pd.errors.ParserWarning as exc:
             raise pd.errors.ParserError(
                 f"more cells than the header has in line {2 + shift}") from exc
+        _keep_zero_codes(chunk, body)
         del body
         rows += len(chunk)
         limits.check(name, rows, chunk.shape[1])

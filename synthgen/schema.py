@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from synthgen.errors import SchemaError
+from synthgen.formats import FAMILY_OF_KIND, from_pattern
 
 
 class ColumnKind(StrEnum):
@@ -99,7 +100,14 @@ class ColumnSpec(BaseModel):
     lower: float | None = Field(default=None, description="Public lower bound (numeric kinds).")
     upper: float | None = Field(default=None, description="Public upper bound (numeric kinds).")
     dtype: str | None = Field(default=None, description="pandas dtype of the output column.")
-    datetime_format: str | None = None
+    format: str | None = Field(
+        default=None, description="How the cells are written, read and written back: a number "
+        "pattern (0.00, #,##0, $#,##0.00, #.##0,00 €, 0.0%), a strftime date pattern (%m/%d/%Y, "
+        "%d.%m.%Y %H:%M), a boolean pair (yes/no, Y/N) or code (digit strings whose leading "
+        "zeros matter). Undeclared: released by a DP vote (undeclared kinds) or plain."
+    )
+    datetime_format: str | None = Field(default=None, description="SDV's name for a datetime "
+                                        "column's format: read as format.")
 
     @field_validator("name")
     @classmethod
@@ -171,6 +179,17 @@ class ColumnSpec(BaseModel):
     def _check_domain(self) -> ColumnSpec:
         # "field: why": parse_schema turns the field into the error's path (columns[3].upper)
         self._check_output()
+        if self.datetime_format is not None and self.format is None:
+            self.format = self.datetime_format
+        if self.format is not None:
+            try:
+                family = from_pattern(self.format).family
+            except ValueError as exc:
+                raise ValueError(f"format: {exc}") from None
+            allowed = {**FAMILY_OF_KIND, "categorical": ("code",)}.get(self.kind.value, ())
+            if family not in allowed:
+                raise ValueError(f"format: a {family} format does not apply to a "
+                                 f"{self.kind.value} column")
         if self.other and self.categories is None:
             raise ValueError("other: 'other' needs a category list")
         if self.codes is not None and self.kind not in (ColumnKind.INTEGER,

@@ -82,7 +82,8 @@ def _seconds_to_datetime64(x: np.ndarray, null: np.ndarray) -> np.ndarray:
 
 
 def _nullable(dtype: str) -> bool:
-    return not dtype.startswith(("int", "uint", "bool"))
+    # "boolean" and "Int64" are pandas' nullable dtypes; "bool", "int64" and "uint8" are not
+    return dtype in ("boolean", "string") or not dtype.startswith(("int", "uint", "bool"))
 
 
 def _may_be_null(d: ColumnDomain) -> bool:
@@ -240,14 +241,15 @@ class TableEncoder:
         if counted is not None:
             slot, offset = _bin_positions(d, grid, counted.values)
             return counted.per_row(slot), counted.per_row(offset)
+        fmt = d.cell_format
         if not (isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object):
-            slot, offset = _bin_positions(d, grid, numeric_values(values, d.kind))
+            slot, offset = _bin_positions(d, grid, numeric_values(values, d.kind, fmt))
             if d.codes:  # a string dtype: its text that is not a number may be a code
                 codes, labels = label_codes(values, ColumnKind.CATEGORICAL)
                 slot = _code_slots(d, slot, np.append(_matching(labels, d.codes), -1)[codes])
             return slot, offset
         codes, uniques = distinct(values, first_seen=False)
-        slot, offset = _bin_positions(d, grid, parse_numbers(uniques, d.kind))
+        slot, offset = _bin_positions(d, grid, parse_numbers(uniques, d.kind, fmt))
         if d.codes:
             slot = _code_slots(d, slot, _matching(np.asarray(
                 category_labels(uniques, ColumnKind.CATEGORICAL), dtype=object), d.codes))
@@ -341,10 +343,15 @@ class TableEncoder:
     def _discrete_column(d: ColumnDomain, codes: np.ndarray, null: np.ndarray) -> Any:
         """A discrete column from its codes: slots, -1 where ``null`` (booleans: the slots)."""
         if d.kind is ColumnKind.BOOLEAN:  # slots: False, True, null
-            if _nullable(d.dtype):
+            fmt = d.cell_format
+            if fmt is not None and not fmt.is_plain:  # its own spelling: yes/no, Y/N, ...
+                return fmt.write((codes == 1).astype(np.float64), null)
+            if _may_be_null(d):
                 return pd.arrays.BooleanArray(codes == 1, null.copy())
             return codes == 1
         labels = [*d.categories, *([other_label(d.categories)] if d.has_other else [])]
+        if d.has_other and d.format == "code" and len(d.categories):
+            codes = _spread_other(d, codes)
         if d.dtype in ("object", "str", "string"):
             # text: a categorical over the released labels; CSV output is the same text
             return pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
@@ -391,6 +398,13 @@ class TableEncoder:
         """A numeric column from its float64 values (NaN where ``null``); with codes, text."""
         if d.codes and slot is not None:
             return TableEncoder._coded_column(d, x, null, slot)
+        fmt = d.cell_format
+        if fmt is not None and fmt.decimals is not None and d.kind is ColumnKind.CONTINUOUS:
+            x = np.round(x, fmt.decimals)  # no more decimals than the column writes
+        if fmt is not None and not fmt.is_plain:
+            if d.kind is ColumnKind.DATETIME:
+                x = np.round(x / 86400.0) * 86400.0 if d.whole_days else np.round(x)
+            return fmt.write(x, null)
         if d.kind is ColumnKind.DATETIME:
             # the released date format: whole days, else whole seconds
             x = np.round(x / 86400.0) * 86400.0 if d.whole_days else np.round(x)
@@ -417,7 +431,28 @@ class TableEncoder:
         return out
 
 
+def _spread_other(d: ColumnDomain, codes: np.ndarray) -> np.ndarray:
+    """A code column (ZIP codes, ``007``) writes no ``Other``: a code that is not among the
+    released ones is written as a released code, drawn by the released frequencies (the same
+    draws every time, so a seeded run repeats). Post-processing of DP outputs only."""
+    other = len(d.categories)
+    hit = codes == other
+    if not hit.any():
+        return codes
+    weights = np.clip(np.asarray(d.frequencies[:other], dtype=np.float64), 0, None)
+    if weights.sum() <= 0:
+        weights = np.ones(other)
+    draws = np.random.default_rng(other).choice(other, size=int(hit.sum()),
+                                                 p=weights / weights.sum())
+    codes = codes.copy()
+    codes[hit] = draws.astype(codes.dtype)
+    return codes
+
+
 def _number_text(d: ColumnDomain, x: np.ndarray) -> np.ndarray:
+    fmt = d.cell_format
+    if fmt is not None and fmt.family == "number":
+        return fmt.write(x, np.isnan(x))
     if d.kind is ColumnKind.INTEGER:
         return np.nan_to_num(x).astype(np.int64).astype(str).astype(object)
     return pd.Series(x).astype(str).to_numpy(dtype=object)

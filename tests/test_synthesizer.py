@@ -32,8 +32,8 @@ def test_fit_and_sample_keep_columns_dtypes_and_budget(people: pd.DataFrame) -> 
     assert report["epsilon"] <= report["target_epsilon"] == 1.0
     assert report["delta"] <= 1e-5
     assert [e["mechanism"] for e in report["ledger"]] == [
-        "gaussian_row_count", "gaussian_histograms", "gaussian_one_way_marginals",
-        "gaussian_pair_selection",
+        "gaussian_row_count", "gaussian_format_votes", "gaussian_histograms",
+        "gaussian_one_way_marginals", "gaussian_pair_selection",
         "gaussian_two_way_marginals", "dp_sgd"]
     assert {"rows", "columns", "accountant", "ledger"} <= set(report)
     assert "timings" not in report  # they grow with the exact row count: not public

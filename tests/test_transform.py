@@ -31,7 +31,8 @@ def test_kinds_are_released_from_dp_counts_not_dtypes(people: pd.DataFrame) -> N
         "user_id": ColumnKind.DROP,
     }
     assert est.entry is not None
-    assert est.entry.params["decided_by_counts"]["joined"] == ["kind", "nullable", "time_of_day"]
+    assert est.entry.params["decided_by_counts"]["joined"] == [
+        "format", "kind", "nullable", "time_of_day"]
 
 
 def test_round_trip_of_every_kind_with_missing_values(people: pd.DataFrame) -> None:

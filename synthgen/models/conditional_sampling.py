@@ -232,9 +232,12 @@ class SamplingPlan:
                 values = df[c].astype(object).to_numpy()
                 values[given] = seed[c].astype(object).to_numpy()[given]
             else:
-                x = np.where(given, numeric_values(seed[c], d.kind),
-                             numeric_values(df[c], d.kind))
-                if d.kind is ColumnKind.DATETIME:
+                fmt = d.cell_format
+                x = np.where(given, numeric_values(seed[c], d.kind, fmt),
+                             numeric_values(df[c], d.kind, fmt))
+                if fmt is not None and not fmt.is_plain:  # written back in its format
+                    values = pd.Series(fmt.write(x, np.isnan(x)), dtype=object)
+                elif d.kind is ColumnKind.DATETIME:
                     values = pd.Series(pd.to_datetime(x, unit="s")).astype(df[c].dtype)
                 else:
                     values = pd.Series(x).round() if d.kind is ColumnKind.INTEGER else pd.Series(x)
@@ -660,8 +663,8 @@ def _ranges_hold(df: pd.DataFrame, ranges: dict[str, Range], encoder: TableEncod
     """The exact filter: each range holds on the decoded value the output will hold."""
     hold = np.ones(len(df), dtype=bool)
     for column, r in ranges.items():
-        kind = next(d.kind for d in encoder.learned if d.name == column)
-        hold &= r.holds(numeric_values(df[column], kind))
+        d = next(d for d in encoder.learned if d.name == column)
+        hold &= r.holds(numeric_values(df[column], d.kind, d.cell_format))
     return hold
 
 

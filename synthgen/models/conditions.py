@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.errors import ConditionError
+from synthgen.formats import CellFormat, from_pattern
 from synthgen.privacy.domains import (
     ColumnDomain,
     category_labels,
@@ -154,6 +155,11 @@ class ColumnFacts:
 
     kind: ColumnKind
     categories: list[Any] | None = None
+    format: str | None = None  # how the column's cells are written (synthgen.formats)
+
+    @property
+    def cell_format(self) -> CellFormat | None:
+        return from_pattern(self.format) if self.format else None
 
 
 @dataclass
@@ -224,9 +230,10 @@ def match_label(column: str, value: Any, facts: ColumnFacts, has_other: bool = F
                          f"(its categories: {shown})", code="unknown-category")
 
 
-def to_number(what: str, value: Any, kind: ColumnKind) -> float:
-    """``value`` in :func:`numeric_values` units (datetimes: seconds since the epoch)."""
-    x = numeric_values(pd.Series([value], dtype=object), kind)[0]
+def to_number(what: str, value: Any, kind: ColumnKind, fmt: CellFormat | None = None) -> float:
+    """``value`` in :func:`numeric_values` units (datetimes: seconds since the epoch), written
+    plainly or in the column's format ``fmt``."""
+    x = numeric_values(pd.Series([value], dtype=object), kind, fmt)[0]
     if isinstance(value, bool) or not np.isfinite(x):
         expected = "a date or time" if kind is ColumnKind.DATETIME else "a number"
         raise ConditionError(f"{what}: {value!r} is not {expected}")
@@ -273,7 +280,7 @@ def check(
                                      "contradict each other", code="contradictory-conditions")
             spec.fixed[column] = label
             continue
-        x = to_number(f"condition {cond}", value, facts.kind)
+        x = to_number(f"condition {cond}", value, facts.kind, facts.cell_format)
         r = spec.ranges.setdefault(column, Range())
         if op in ("=", ">=", ">") and (x > r.lower or (x == r.lower and op == ">")):
             r.lower, r.lower_closed = x, op != ">"
@@ -342,7 +349,8 @@ def check_seed_rows(seed: pd.DataFrame, columns: Mapping[str, ColumnFacts], spec
                     raise ConditionError(f"seed rows, line {line}: {exc}",
                                          code=exc.code) from None
         elif facts.kind in NUMERIC:
-            bad = np.isnan(numeric_values(values, facts.kind)) & values.notna().to_numpy()
+            bad = np.isnan(numeric_values(values, facts.kind, facts.cell_format)) & (
+                values.notna().to_numpy())
             if bad.any():
                 line = int(np.flatnonzero(bad)[0])
                 raise ConditionError(f"seed rows, line {line + 2}: {c} {values.iloc[line]!r} "
@@ -353,14 +361,14 @@ def check_seed_rows(seed: pd.DataFrame, columns: Mapping[str, ColumnFacts], spec
 def facts_of_schema(schema: TableSchema) -> dict[str, ColumnFacts]:
     """Column facts before training: kinds, and the categories a public schema declares (the
     others are released by training, and checked against the model when sampling)."""
-    return {c.name: ColumnFacts(c.kind, list(c.categories) if c.categories else None)
+    return {c.name: ColumnFacts(c.kind, list(c.categories) if c.categories else None, c.format)
             for c in schema.columns}
 
 
 def facts_of(domains: list[ColumnDomain]) -> tuple[dict[str, ColumnFacts], dict[str, bool]]:
     """Column facts (and fold-in buckets) of a model's domains."""
-    facts = {d.name: ColumnFacts(d.kind, list(d.categories) if d.kind in DISCRETE else None)
-             for d in domains}
+    facts = {d.name: ColumnFacts(d.kind, list(d.categories) if d.kind in DISCRETE else None,
+                                 d.format) for d in domains}
     return facts, {d.name: d.has_other for d in domains}
 
 

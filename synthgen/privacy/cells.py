@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthgen.formats import CODE, TEXT_KEY, CellFormat, value_keys
+from synthgen.formats import DATE as DATE_FORMAT
+from synthgen.formats import NUMBER as NUMBER_FORMAT
 from synthgen.schema import ColumnKind, cell_text
 
 # the class of a non-empty cell (empty cells are counted apart)
@@ -161,8 +164,18 @@ def _date_seconds(values: pd.Series) -> np.ndarray:
     return out
 
 
-def _classify(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(class, value, text) of each distinct non-null value."""
+# Formats that change how a cell is classified. A boolean spelling does not: "yes"/"no" and
+# "Y"/"N" are text, released as a two-value category and written back as they were (a number
+# column whose code is N must not turn boolean); only declared boolean columns read them as
+# booleans (category_labels).
+_FORMAT_CLASS = {NUMBER_FORMAT: NUMBER, DATE_FORMAT: DATE}
+
+
+def _classify(uniques: pd.Series, fmt: CellFormat | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class, value, text) of each distinct non-null value. With a column's released
+    ``fmt``, text in that format is read by it (``$1,234.50`` a number, ``03/15/2021`` a date,
+    ``yes`` a boolean), and a ``code`` column's digit strings stay text (``02139``)."""
     n = len(uniques)
     cls = np.full(n, TEXT, dtype=np.int8)
     x = np.full(n, np.nan)
@@ -197,11 +210,19 @@ def _classify(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for klass, value in ((DATE, when), (NUMBER, number), (BOOLEAN, word)):
             hit = ~np.isnan(value)
             sub_cls[hit], sub_x[hit] = klass, value[hit]
+        if fmt is not None and fmt.family == CODE:
+            digits = np.array([v.strip().isdigit() for v in strings], dtype=bool)
+            sub_cls[digits], sub_x[digits] = TEXT, np.nan
+        elif fmt is not None and not fmt.is_plain and fmt.family in _FORMAT_CLASS:
+            value = fmt.parse(strings)
+            hit = ~np.isnan(value)
+            sub_cls[hit], sub_x[hit] = _FORMAT_CLASS[fmt.family], value[hit]
         cls[is_str], x[is_str] = sub_cls, sub_x
     return cls, x, text
 
 
-def read_cells(values: pd.Series, *, by_value: bool = True) -> Cells:
+def read_cells(values: pd.Series, *, by_value: bool = True,
+               fmt: CellFormat | None = None) -> Cells:
     """Every cell of a column classified (see the module docstring). With ``by_value``, an
     integer column's entries are its distinct values in ascending order (their texts are
     never labels, so no order of appearance is needed); without it, its cells in row order."""
@@ -224,7 +245,7 @@ def read_cells(values: pd.Series, *, by_value: bool = True) -> Cells:
         return Cells(np.full(len(x), klass, dtype=np.int8), x, np.full(len(x), -1, dtype=np.int64),
                      empty, None, len(values) - len(x), values, kept)
     uniques, rows, nulls = _counted(values)
-    ucls, ux, utext = _classify(uniques)
+    ucls, ux, utext = _classify(uniques, fmt)
     texts = utext[ucls == TEXT]
     labels, label_of_text = np.unique(texts, return_inverse=True) if texts.size else (empty, [])
     # first-appearance order for the labels (the same release however the column was read)
@@ -235,6 +256,18 @@ def read_cells(values: pd.Series, *, by_value: bool = True) -> Cells:
     utext_index[ucls == TEXT] = rank[np.asarray(label_of_text, dtype=np.int64)]
     labels = np.asarray(labels, dtype=object)[order] if len(order) else empty
     return Cells(ucls, ux, utext_index, labels, rows, nulls, uniques)
+
+
+def format_counts(values: pd.Series) -> np.ndarray:
+    """Rows per format vote key (:data:`synthgen.formats.CANDIDATES`, then ``text``) of a
+    column's non-empty cells: one key per cell, found once per distinct value."""
+    size = TEXT_KEY + 1
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return np.bincount([value_keys(pd.Series([0]))[0]], weights=[len(values)],
+                           minlength=size).astype(np.int64)
+    uniques, rows, _ = _counted(values)
+    return np.bincount(value_keys(uniques), weights=rows, minlength=size).astype(np.int64)
 
 
 def match_key(text: Any) -> str:
@@ -249,26 +282,28 @@ def match_key(text: Any) -> str:
 # ----------------------------------------------------------------------------- encoder reads
 
 
-def numeric_values(values: pd.Series, kind: ColumnKind) -> np.ndarray:
+def numeric_values(values: pd.Series, kind: ColumnKind,
+                   fmt: CellFormat | None = None) -> np.ndarray:
     """Float values of a numeric column (datetimes as seconds since the epoch), NaN for null and
-    for cells that are not of the kind."""
+    for cells that are not of the kind; text is read in the column's format ``fmt``."""
     if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
         # Text (as the reader's categoricals, or as strings): parse each distinct value once.
         codes, uniques = distinct(values)
-        parsed = parse_numbers(uniques, kind)
+        parsed = parse_numbers(uniques, kind, fmt)
         return np.append(parsed, np.nan)[codes]  # code -1 (null) picks the trailing NaN
-    return parse_numbers(values, kind)
+    return parse_numbers(values, kind, fmt)
 
 
-def parse_numbers(values: pd.Series, kind: ColumnKind) -> np.ndarray:
+def parse_numbers(values: pd.Series, kind: ColumnKind,
+                  fmt: CellFormat | None = None) -> np.ndarray:
     """Float values of every cell of ``values`` (no factorisation first: for distinct values)."""
     if kind is ColumnKind.DATETIME:
         if values.dtype == object:
-            ucls, ux, _ = _classify(values)
+            ucls, ux, _ = _classify(values, fmt)
             return np.where(ucls == DATE, ux, np.nan)
         return _date_seconds(values)
     if values.dtype == object:
-        ucls, ux, _ = _classify(values)
+        ucls, ux, _ = _classify(values, fmt)
         return np.where(ucls == NUMBER, ux, np.nan)
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 

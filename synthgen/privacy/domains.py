@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.errors import SchemaError
+from synthgen.formats import CODE, CellFormat, decide, from_pattern
 from synthgen.privacy.accountant import gaussian_noise_multiplier
 from synthgen.privacy.budget import BudgetPlan
 from synthgen.privacy.cells import (
@@ -38,6 +39,7 @@ from synthgen.privacy.cells import (
     NUMBER,
     TEXT,
     category_labels,
+    format_counts,
     label_codes,
     label_counts,
     match_key,
@@ -118,6 +120,13 @@ class ColumnDomain:
     # who made each decision that shapes the output: "declared", "public" or "dp" (a DP count)
     decided: dict[str, str] = field(default_factory=dict)
     whole_days: bool = False  # datetime: no time of day (dates written as 2020-01-31)
+    # how the cells are written (synthgen.formats pattern): declared, or the DP format vote's
+    # winner; None: plain (numbers and ISO dates as pandas writes them)
+    format: str | None = None
+
+    @property
+    def cell_format(self) -> CellFormat | None:
+        return from_pattern(self.format) if self.format else None
 
     @property
     def slot_groups(self) -> list[int] | None:
@@ -199,10 +208,13 @@ def _check_nulls(spec: ColumnSpec, null_count: int) -> None:
                       'add "nullable": true to its schema entry')
 
 
-def _measure(spec: ColumnSpec, values: pd.Series) -> _Histogram:
+def _measure(spec: ColumnSpec, values: pd.Series, fmt: CellFormat | None = None) -> _Histogram:
     """Count a column's keys; a declared column's cells must fit its declaration. Keys are
-    found once per distinct value and weighted by the rows holding it."""
+    found once per distinct value and weighted by the rows holding it; text is read in the
+    column's format ``fmt`` (declared, or released by the format vote)."""
     kind = spec.kind
+    if fmt is None and spec.format is not None:
+        fmt = from_pattern(spec.format)
     if kind is ColumnKind.CATEGORICAL and spec.categories is not None:
         labels, rows, nulls = label_counts(values, kind)
         index = pd.Index([match_key(c) for c in spec.categories])
@@ -229,7 +241,7 @@ def _measure(spec: ColumnSpec, values: pd.Series) -> _Histogram:
 
     # A declared date column's integers are refused, naming the first ones in the file: its
     # entries must be in row order.
-    cells = read_cells(values, by_value=kind is not ColumnKind.DATETIME)
+    cells = read_cells(values, by_value=kind is not ColumnKind.DATETIME, fmt=fmt)
     if kind is ColumnKind.AUTO:
         ngrid, dgrid = number_grid(spec), date_grid(spec)
         key = np.empty(len(cells.cls), dtype=np.int64)
@@ -265,8 +277,11 @@ def _measure(spec: ColumnSpec, values: pd.Series) -> _Histogram:
             [match_key(v) for v in labels]) if "code" in parts else np.full(len(labels), -1))
         if (slot < 0).any():
             what = "holds values that are not numbers or declared codes" if numeric else (
-                "holds values that are not ISO dates")
-            fix = 'list them in "codes"' if numeric else "fix the column or declare it categorical"
+                "holds values that are not ISO dates" if fmt is None else
+                f"holds values that are not dates in its format {fmt.pattern}")
+            fix = ('declare its "format" (such as "$#,##0.00" or "#.##0,00") or list them in '
+                   '"codes"' if numeric else 'declare its "format" (such as "%m/%d/%Y"), fix the '
+                   "column or declare it categorical")
             raise _refuse(spec, what, list(labels[slot < 0]), fix)
         parts["code"] = cells.count(slot[codes], len(spec.codes or []), misfit)
     return _Histogram(parts)
@@ -286,6 +301,7 @@ class _Noisy:
     sigma: float
     threshold: float  # partition threshold for discovered texts
     rows: float  # the DP row count
+    fmt: CellFormat | None = None  # the format vote's winner (undeclared columns)
 
     @property
     def null(self) -> float:
@@ -324,10 +340,29 @@ def _finish(m: _Noisy, kind: ColumnKind, source: str, weights: list[float], code
             decided: dict[str, str], **fields: Any) -> ColumnDomain:
     nullable, decided["nullable"] = _nullable(m)
     freqs = np.array([*weights, max(m.null, 0.0) if nullable else 0.0], dtype=np.float64)
-    dtype = m.spec.dtype or output_dtype(kind, nullable, bool(codes))
+    fmt = _output_format(m, kind, decided)
+    dtype = m.spec.dtype or output_dtype(kind, nullable, bool(codes) or not (
+        fmt is None or fmt.is_plain))
     return ColumnDomain(name=m.spec.name, kind=kind, dtype=dtype, source=source, codes=codes,
                         nullable=nullable, decided=decided, frequencies=_normalise(freqs),
-                        **fields)
+                        format=fmt.pattern if fmt else None, **fields)
+
+
+def _output_format(m: _Noisy, kind: ColumnKind, decided: dict[str, str]) -> CellFormat | None:
+    """The declared format, or the vote's winner when it fits the released kind."""
+    if m.spec.format is not None:
+        decided["format"] = "declared"
+        return from_pattern(m.spec.format)
+    fmt = m.fmt
+    if fmt is None:
+        return None
+    allowed = {ColumnKind.INTEGER: "number", ColumnKind.CONTINUOUS: "number",
+               ColumnKind.DATETIME: "date", ColumnKind.BOOLEAN: "bool",
+               ColumnKind.CATEGORICAL: CODE}.get(kind)
+    if fmt.family != allowed:
+        return None
+    decided["format"] = "dp"
+    return fmt
 
 
 def _number_domain(m: _Noisy, kind: ColumnKind, decided: dict[str, str]) -> ColumnDomain:
@@ -497,6 +532,8 @@ class DomainEstimate:
     # the exact count is not public, and everything sized by it (the sampling rate, the number
     # of steps, the default output size, the report) uses this instead.
     rows_estimate: float
+    # the format vote, released before the histograms (None: no undeclared column)
+    vote_entry: LedgerEntry | None = None
 
 
 def estimate_domains(
@@ -517,8 +554,18 @@ def estimate_domains(
     if k == 0:
         return DomainEstimate([_dropped(c, "declared or named as an identifier")
                                for c in schema.columns], None, ["no column can be learned"], 0.0)
-    counted = {spec.name: _measure(spec, df[spec.name]) for spec in learned}
     multiplier = gaussian_noise_multiplier(plan.preprocessing_epsilon, plan.accountant_delta)
+    voters = [spec for spec in learned if spec.kind is ColumnKind.AUTO]
+    formats: dict[str, CellFormat | None] = {}
+    vote_entry = None
+    if voters:
+        # The format vote and the histograms compose (1/sigma^2 adds up) to the one Gaussian
+        # release the preprocessing share pays for: the vote takes 1/FORMAT_VOTE_RATIO^2 of it.
+        vote_multiplier = FORMAT_VOTE_RATIO * multiplier
+        multiplier = 1.0 / math.sqrt(1.0 / multiplier**2 - 1.0 / vote_multiplier**2)
+        formats, vote_entry = _vote_formats(df, voters, vote_multiplier, release)
+    counted = {spec.name: _measure(spec, df[spec.name], formats.get(spec.name))
+               for spec in learned}
     # the joint vector (k histograms and the row count) has L2 sensitivity sqrt(k + 1)
     sensitivity = math.sqrt(k + 1)
     sigma = multiplier * sensitivity
@@ -553,7 +600,7 @@ def estimate_domains(
         parts = {name: cast(np.ndarray, next(noisy_values)) for name in counted[spec.name].parts}
         texts = cast(Keys, next(noisy_values))
         noisy = _Noisy(spec, parts, texts.counts, texts.labels, sigma, threshold,
-                       max(rows_estimate, 1.0))
+                       max(rows_estimate, 1.0), formats.get(spec.name))
         domain = _domain(noisy)
         if domain.source == "dropped":
             warnings.append(f"column {spec.name!r} dropped: {domain.note}")
@@ -564,9 +611,49 @@ def estimate_domains(
             decided_by_counts[spec.name] = dp
         domains.append(domain)
 
-    # post-processing facts: the DP row count, and which output-shaping decisions (kind,
-    # nullable, codes) these counts made
+    # post-processing facts: the DP row count, and which output-shaping decisions (format,
+    # kind, nullable, codes) these counts made
     release.annotate("gaussian_histograms", rows_estimate=rows_estimate,
                      decided_by_counts=decided_by_counts)
     entry = release.ledger.entries[-1]
-    return DomainEstimate(domains, entry, warnings, rows_estimate)
+    return DomainEstimate(domains, entry, warnings, rows_estimate, vote_entry)
+
+
+# The format vote's noise multiplier against the preprocessing share's: it costs 1/ratio^2 of
+# that share's Gaussian budget (6 %), and a format holds most of a column's cells, so a vote of
+# a few hundred cells still stands far above its noise.
+FORMAT_VOTE_RATIO = 4.0
+# A significant code count makes digit strings text only when it is also this share of the
+# column's votes: a number column never writes leading zeros, a ZIP column mostly does.
+CODE_SHARE = 0.05
+# The vote's noise comes from a stream of its own: the histograms' draws stay those of a run
+# without it.
+VOTE_STREAM = "format_votes"
+
+
+def _vote_formats(df: pd.DataFrame, voters: list[ColumnSpec], multiplier: float,
+                  release: Releaser) -> tuple[dict[str, CellFormat | None], LedgerEntry]:
+    """Each undeclared column's format, elected by a Gaussian vote: every non-empty cell adds
+    1 to the one candidate its text is written in (or to ``text``), so a row moves the joint
+    vector of votes by sqrt(columns) in L2. Decided before the histograms, which then read each
+    column's text in its format (sequential composition)."""
+    sensitivity = math.sqrt(len(voters))
+    sigma = multiplier * sensitivity
+    counts: list[Value] = [format_counts(df[spec.name]) for spec in voters]
+    keys = len(cast(np.ndarray, counts[0]))
+    threshold = significance_threshold(sigma, keys)
+    if VOTE_STREAM not in release.streams:
+        release.streams[VOTE_STREAM] = release.streams["main"].spawn(1)[0]
+    noisy = release.gaussian(
+        "gaussian_format_votes",
+        f"one vote per undeclared column ({len(voters)}): how its cells are written (number, "
+        "money, percent, date and boolean spellings, codes with leading zeros)",
+        counts, noise_multiplier=multiplier, sensitivity=sensitivity,
+        params={"columns": len(voters), "keys_per_column": keys,
+                "format_threshold": threshold},
+        stream=VOTE_STREAM)
+    formats = {spec.name: decide(cast(np.ndarray, votes), threshold, code_share=CODE_SHARE)
+               for spec, votes in zip(voters, noisy, strict=True)}
+    release.annotate("gaussian_format_votes",
+                     formats={name: f.pattern if f else None for name, f in formats.items()})
+    return formats, release.ledger.entries[-1]
