@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -356,7 +356,7 @@ def _combine(parts: list[pd.Series]) -> pd.Series | None:
 _LEADING_ZERO_FIELD = re.compile(rb'(?:^|[,;\t|])"?0\d', re.MULTILINE)
 
 
-def _keep_zero_codes(chunk: pd.DataFrame, body: bytes) -> None:
+def _keep_zero_codes(chunk: pd.DataFrame, body: bytes, options: dict[str, Any]) -> None:
     """Columns of ``chunk`` that pandas read as numbers but that hold digit strings with
     leading zeros go back to their text (in place): a cell's text is what it holds. A column
     that is text in one block and numbers in another is then read as text throughout."""
@@ -366,8 +366,7 @@ def _keep_zero_codes(chunk: pd.DataFrame, body: bytes) -> None:
                and not pd.api.types.is_bool_dtype(chunk[c].dtype)]
     if not numeric:
         return
-    raw = pd.read_csv(io.BytesIO(body), encoding="utf-8", low_memory=False, index_col=False,
-                      dtype=str, usecols=numeric)
+    raw = pd.read_csv(io.BytesIO(body), dtype=str, usecols=numeric, **options)
     for column in numeric:
         cells = raw[column].dropna()
         if cells.str.match(r"^\s*[-+]?0\d").any():
@@ -385,6 +384,8 @@ def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
     Raises _Retype with the columns whose blocks disagree about their type.
     """
     source.seek(0)
+    options: dict[str, Any] = {"sep": delimiter, "low_memory": False, "index_col": False,
+                               "decimal": decimal or ".", **_decoding(encoding)}
     columns: dict[str, list[pd.Series]] = {}
     header = b""
     rows = 0
@@ -411,15 +412,14 @@ def _parse_csv(source: BinaryIO, chunk_bytes: int, text: list[str],
                 # index_col=False: a first row with an extra cell is not taken as an index
                 # column; pandas warns and drops the cell, so the warning is the error
                 warnings.simplefilter("error", pd.errors.ParserWarning)
-                chunk = pd.read_csv(io.BytesIO(body), sep=delimiter, low_memory=False,
-                                    index_col=False, dtype=dict.fromkeys(text, str),
-                                    decimal=decimal or ".", **_decoding(encoding))
+                chunk = pd.read_csv(io.BytesIO(body), dtype=dict.fromkeys(text, str),
+                                    **options)
         except pd.errors.ParserError as exc:  # name the line of the file, not of the block
             raise pd.errors.ParserError(_shift_lines(str(exc), shift)) from exc
         except pd.errors.ParserWarning as exc:
             raise pd.errors.ParserError(
                 f"more cells than the header has in line {2 + shift}") from exc
-        _keep_zero_codes(chunk, body)
+        _keep_zero_codes(chunk, body, options)
         del body
         rows += len(chunk)
         limits.check(name, rows, chunk.shape[1])

@@ -114,8 +114,8 @@ def test_the_report_declares_what_was_spent_and_how_it_composes(
     r = fitted_report
     assert r["dp"] is True and r["epsilon"] <= r["target_epsilon"]
     assert [e["mechanism"] for e in r["ledger"]] == [
-        "gaussian_row_count", "gaussian_histograms", "gaussian_one_way_marginals",
-        "gaussian_pair_selection",
+        "gaussian_row_count", "gaussian_format_votes", "gaussian_histograms",
+        "gaussian_one_way_marginals", "gaussian_pair_selection",
         "gaussian_two_way_marginals", "dp_sgd"]
     assert r["composition"]["history"] == [
         [e["noise_multiplier"], e["sampling_rate"], e["steps"]] for e in r["ledger"]]
