@@ -110,8 +110,9 @@ def test_the_recording_holds_every_release(
         recorded: tuple[Recording, dict[str, bytes]]) -> None:
     recording, _ = recorded
     names = [name for name, _ in recording.releases]
-    assert names == ["gaussian_row_count", "gaussian_histograms", "gaussian_one_way_marginals",
-                     "gaussian_pair_selection", "gaussian_two_way_marginals"]
+    assert names == ["gaussian_row_count", "gaussian_format_votes", "gaussian_histograms",
+                     "gaussian_one_way_marginals", "gaussian_pair_selection",
+                     "gaussian_two_way_marginals"]
     assert len(recording.gradients) > 5  # one noisy gradient sum per DP-SGD step
 
 
