@@ -25,7 +25,15 @@ from sqlalchemy.orm import Session
 
 from synthgen.privacy.accountant import epsilon_of
 from synthgen.privacy.budget import default_delta
-from synthgen.service.db import Database, Dataset, DatasetVersion, Job, new_id, now
+from synthgen.service.db import (
+    Database,
+    Dataset,
+    DatasetSource,
+    DatasetVersion,
+    Job,
+    new_id,
+    now,
+)
 
 EPS_TOLERANCE = 1e-9
 # A dataset's delta cap unless its upload names one: ten jobs at the default delta (<= 1e-6).
@@ -192,7 +200,9 @@ def reserve_jobs(session: Session, tenant_id: str, specs: Sequence[dict[str, Any
         dataset = locked[dataset_id]
         if dataset is None:
             raise DatasetNotFound(dataset_id)
-        if dataset.purged_at is not None:
+        # (a dataset read from a source reads a new snapshot at job time: its last one purged
+        # by the retention policy is no reason to refuse)
+        if dataset.purged_at is not None and session.get(DatasetSource, dataset_id) is None:
             raise DatasetPurged(dataset_id)
         datasets[dataset_id] = dataset
     # A job's delta is fixed here (the library's default when none is given), so that it can be

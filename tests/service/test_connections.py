@@ -64,7 +64,7 @@ def test_a_schedule_reads_and_writes_tables_and_charges_the_source_each_time(
     from synthgen.service.settings import Settings
     from synthgen.service.storage import Storage
 
-    settings = Settings(data_dir=tmp_path, connection_key=FERNET_KEY,
+    settings = Settings(data_dir=tmp_path, connection_key=FERNET_KEY, retain_uploads=False,
                         connection_allowed_hosts="127.0.0.1", device="cpu", train_threads=1,
                         lease_s=30)
     db = Database(settings.db_url)
