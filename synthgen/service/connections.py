@@ -120,9 +120,15 @@ def kind_of(url: str) -> str:
 def check_reach(url: str, settings: Settings) -> str:
     """The connection's kind, once its host is known to be allowed: a host the operator lists
     in SYNTHGEN_CONNECTION_ALLOWED_HOSTS, or one whose every address is public."""
+    return _reach(url, settings)[0]
+
+
+def _reach(url: str, settings: Settings) -> tuple[str, str | None]:
+    """The kind, and the public address checked for a host outside the allowlist (None for an
+    allowed host or an object store)."""
     kind = kind_of(url)
     if kind == "files":
-        return kind
+        return kind, None
     try:
         host = (urlsplit(url).hostname or "").lower()
     except ValueError:
@@ -130,7 +136,7 @@ def check_reach(url: str, settings: Settings) -> str:
     if not host:
         raise ConnectionRefused("the connection URL names no host")
     if host in _allowed(settings):
-        return kind
+        return kind, None
     try:
         addresses = [str(i[4][0]) for i in socket.getaddrinfo(host, None,
                                                                 proto=socket.IPPROTO_TCP)]
@@ -140,7 +146,7 @@ def check_reach(url: str, settings: Settings) -> str:
         raise ConnectionRefused(f"{host} is a loopback or private address and not in this "
                                 "server's SYNTHGEN_CONNECTION_ALLOWED_HOSTS; ask the operator "
                                 "to allow it")
-    return kind
+    return kind, addresses[0]
 
 
 # ----------------------------------------------------------------------------- connections
@@ -165,9 +171,14 @@ def connection_of(session: Session, tenant_id: str, connection_id: str) -> Conne
 
 def url_of(connection: Connection, settings: Settings) -> str:
     """The connection's URL, decrypted, after its host is checked again (a name may resolve
-    elsewhere now)."""
+    elsewhere now). PostgreSQL connects to the address checked (libpq's ``hostaddr``; the name
+    stays for TLS), never to a second lookup that a rebinding DNS server could answer with a
+    private address; other drivers resolve the name again."""
     url = decrypt(connection.secret, settings)
-    check_reach(url, settings)
+    kind, address = _reach(url, settings)
+    if kind == "sql" and address is not None and url.split("://", 1)[0].split("+")[0] in (
+            "postgresql", "postgres"):
+        url += ("&" if "?" in url else "?") + f"hostaddr={address}"
     return url
 
 

@@ -215,3 +215,35 @@ def test_connections_keep_their_secret_and_reach_only_allowed_hosts(
     for text in [*seen, logs, *(d for _, d in stored)]:
         assert pg.password not in text and wrong not in text
     assert all(pg.password not in secret for secret, _ in stored)  # encrypted at rest
+
+
+def test_a_name_is_checked_at_each_use_and_postgres_connects_to_the_address_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from synthgen.service.connections import ConnectionRefused, check_reach, encrypt, url_of
+    from synthgen.service.db import Connection
+    from synthgen.service.settings import Settings
+
+    answers = {"db.example.com": "93.184.216.34"}
+
+    def resolve(host: str, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    settings = Settings(connection_key=FERNET_KEY, connection_allowed_hosts="pg.internal")
+    url = "postgresql://u:pw@db.example.com:5432/crm"
+    assert check_reach(url, settings) == "sql"
+    row = Connection(id="con_1", tenant_id="t", kind="sql", display="",
+                     secret=encrypt(url, settings))
+    assert url_of(row, settings) == url + "?hostaddr=93.184.216.34"
+    answers["db.example.com"] = "127.0.0.1"  # rebound to loopback after it was created
+    with pytest.raises(ConnectionRefused, match="private"):
+        url_of(row, settings)
+    allowed = "postgresql://u:pw@pg.internal/crm"  # the operator's: no lookup, no pinning
+    assert check_reach(allowed, settings) == "sql"
+    assert check_reach("s3://bucket/prefix/", settings) == "files"
+    for refused in ("sqlite:////etc/passwd", "file:///etc/", "/etc/passwd",
+                    "postgresql://u:pw@/crm"):
+        with pytest.raises(ConnectionRefused):
+            check_reach(refused, settings)
