@@ -24,7 +24,8 @@ def test_parquet_footer_over_the_row_limit_is_refused_before_decoding() -> None:
 
 def test_parquet_decoded_size_is_capped_while_decoding() -> None:
     # The footer's uncompressed size counts encoded (run-length) pages: a few KB for 5 M zeros,
-    # 40 MB once decoded. The read stops at the cap, batch by batch.
+    # 40 MB once decoded. The reader's floor of 8 bytes a cell refuses it before decoding
+    # (text that a footer cannot size is counted while decoding: see the string bomb below).
     raw = parquet_bomb(5_000_000, columns=1)
     assert pq.ParquetFile(pa.BufferReader(raw)).metadata.row_group(0).total_byte_size < 10**6
     with pytest.raises(TableTooLarge, match="decodes to"):
