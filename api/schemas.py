@@ -117,7 +117,11 @@ class JobCreate(BaseModel):
                                "SYNTHGEN_MAX_JOB_ROWS, 10,000,000 unless set).")
     epochs: Number | None = Field(None, gt=0, le=10_000)
     batch_size: Count | None = Field(None, ge=1, le=1_000_000)
-    seed: Count | None = Field(None, ge=0, le=2**32 - 1)
+    seed: Count | None = Field(None, ge=0, le=2**32 - 1, description="Makes the job "
+                               "reproducible; a secret like a key (it regenerates the job's "
+                               "noise): never shown again (the job shows \"seeded\": true). "
+                               "Default: fresh OS entropy. Use one seed for one job: two jobs "
+                               "with the same seed draw the same noise.")
     accountant: Literal["prv", "rdp"] = "prv"
     holdout_share: Number = Field(0.1, ge=0, le=0.5, description="Share of the rows held out of "
                                  "training for the report's privacy audit and utility test "

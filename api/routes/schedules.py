@@ -35,6 +35,14 @@ class _Template(BaseModel):
     def template(self) -> dict[str, Any] | None:
         if self.job is not None and self.batch is not None:
             raise ValueError("give a job or a batch, not both")
+        jobs = [self.job] if self.job is not None else (
+            self.batch.jobs if self.batch is not None else [])
+        if any(j.seed is not None for j in jobs):
+            # every run would draw the same noise: the difference of two runs' releases on
+            # two versions of the table would be the exact difference of the tables
+            raise ValueError("a schedule cannot carry a seed: every run would draw the same "
+                             "noise, and two runs' releases could be subtracted from each "
+                             "other; leave the seed out (each run draws fresh noise)")
         if self.job is not None:
             return {"kind": "job", "jobs": [self.job.model_dump(mode="json", exclude_none=True)]}
         if self.batch is not None:

@@ -1,6 +1,6 @@
 """A job's seed is a secret like a key (it regenerates the job's noise): the job resource, the
 job list, a schedule, the report (JSON and HTML), the model and the service's logs never show
-it; they say the job was seeded."""
+it; they say the job was seeded. A schedule, which would repeat it, refuses one."""
 
 from __future__ import annotations
 
@@ -20,11 +20,16 @@ def test_a_jobs_seed_appears_in_no_resource_report_model_or_log(
     assert job["options"]["seeded"] is True and "seed" not in job["options"]
     done = tenant_a.wait(job["id"])
     assert done["status"] == "succeeded", done
-    schedule = tenant_a.http.post("/v1/schedules", json={
+    # a schedule would repeat the seed on every run (the same noise twice): refused
+    refused = tenant_a.http.post("/v1/schedules", json={
         "cron": "0 3 * * *", "timezone": "UTC",
         "job": {"dataset_id": dataset["id"], **FAST_JOB, "seed": SEED}})
+    assert refused.status_code == 422 and "cannot carry a seed" in refused.text, refused.text
+    assert str(SEED) not in refused.text
+    schedule = tenant_a.http.post("/v1/schedules", json={
+        "cron": "0 3 * * *", "timezone": "UTC",
+        "job": {"dataset_id": dataset["id"], **{**FAST_JOB, "seed": None}}})
     assert schedule.status_code == 201, schedule.text
-    assert schedule.json()["jobs"][0]["seeded"] is True
     [(tenant, attempt)] = embedded.query(
         "SELECT tenant_id, output_attempt FROM jobs WHERE id = ?", job["id"])
     model = (embedded.data_dir / "objects" / "tenants" / tenant / "jobs" / job["id"]
