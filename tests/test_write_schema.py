@@ -142,3 +142,23 @@ def test_write_schema_writes_a_file_load_schema_reads(tmp_path: Path) -> None:
                                              categories=["Köln"])])
     path = write_schema(schema, tmp_path / "s.json")
     assert load_schema(path) == schema and "Köln" in path.read_text(encoding="utf-8")
+
+
+def test_the_released_formats_are_written_and_read_back(tmp_path: Path) -> None:
+    """A column's format (the DP format vote's winner) goes into the written schema, and a
+    run given the file reads and writes the column in it."""
+    rng = np.random.default_rng(1)
+    n = 800
+    day = pd.Timestamp("2018-01-01") + pd.to_timedelta(rng.integers(0, 1500, n), "D")
+    src = tmp_path / "t.csv"
+    pd.DataFrame({"last_order": day.strftime("%m/%d/%Y"),
+                  "balance": [f"${v:,.2f}" for v in rng.lognormal(6.5, 1.0, n)],
+                  "segment": rng.choice(["a", "b", "c"], n)}).to_csv(src, index=False)
+    written = tmp_path / "schema.json"
+    _run(src, tmp_path, "--write-schema", str(written))
+    formats = {c.name: c.format for c in load_schema(written).columns}
+    assert formats["last_order"] == "%m/%d/%Y" and formats["balance"] is not None, formats
+    out, _ = _run(src, tmp_path, "--schema", str(written))
+    synthetic = pd.read_csv(out, dtype=str, keep_default_na=False, na_values=[""])
+    assert synthetic["last_order"].dropna().str.fullmatch(r"\d{2}/\d{2}/\d{4}").mean() > 0.99
+    assert synthetic["balance"].dropna().str.startswith("$").mean() > 0.99
