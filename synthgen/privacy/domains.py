@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.errors import SchemaError
+from synthgen.formats import BOOL as BOOL_FORMAT
 from synthgen.formats import CODE, CellFormat, decide, from_pattern
 from synthgen.formats import DATE as DATE_FORMAT
 from synthgen.formats import NUMBER as NUMBER_FORMAT
@@ -444,8 +445,10 @@ def _decide_kind(m: _Noisy) -> ColumnKind | None:
     threshold): a date format makes a datetime, a number format a number, ``code`` a category.
     Otherwise, and for which number, the class of values with the most released mass in the
     histogram (None: nothing was released)."""
-    kind = _histogram_kind(m)
     fmt = m.fmt
+    # true/false cells vote for their spelling: without that vote, a boolean count is noise
+    # in a text column's two boolean keys (free-text notes came out boolean in 1 run of 20)
+    kind = _histogram_kind(m, booleans=fmt is not None and fmt.family == BOOL_FORMAT)
     if fmt is None:
         return kind
     if fmt.family == DATE_FORMAT:
@@ -459,7 +462,7 @@ def _decide_kind(m: _Noisy) -> ColumnKind | None:
     return kind
 
 
-def _histogram_kind(m: _Noisy) -> ColumnKind | None:
+def _histogram_kind(m: _Noisy, booleans: bool = True) -> ColumnKind | None:
     """The class of values with the most released mass in a column's histogram."""
     numbers = m.parts["number"]
     grid = number_grid(m.spec)
@@ -470,7 +473,7 @@ def _histogram_kind(m: _Noisy) -> ColumnKind | None:
         m.sigma, grid.size)].sum())
     _, text_counts = m.released_texts()
     masses = {
-        ColumnKind.BOOLEAN: float(m.significant("bool").sum()),
+        ColumnKind.BOOLEAN: float(m.significant("bool").sum()) if booleans else 0.0,
         ColumnKind.INTEGER: max(float(sum(weights)) + fraction_mass,
                                 window_mass(grid, numbers, m.sigma)),
         ColumnKind.DATETIME: float(m.significant("date").sum()),
