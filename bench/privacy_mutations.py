@@ -223,6 +223,22 @@ MUTATIONS = [
         "for spec, votes in zip(voters, noisy, strict=True)}",
         "for spec, votes in zip(voters, counts, strict=True)}",
     ),
+    Mutation(
+        "rest-window-from-exact-rows",
+        "a declared number's rest (the window beside its atom) sized by the exact row count",
+        "synthgen/privacy/domains.py",
+        "texts.labels, sigma, threshold,\n                       max(rows_estimate, 1.0))",
+        "texts.labels, sigma, threshold,\n                       float(rows))",
+    ),
+    Mutation(
+        "declared-bounds-counts-exact",
+        "a column with declared bounds (public keys, atoms among them) read from exact counts",
+        "synthgen/privacy/domains.py",
+        "        texts = cast(Keys, next(noisy_values))",
+        "        if spec.lower is not None:\n"
+        "            parts['number'] = counted[spec.name].parts['number'].astype(np.float64)\n"
+        "        texts = cast(Keys, next(noisy_values))",
+    ),
 ]
 
 

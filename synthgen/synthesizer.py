@@ -337,6 +337,8 @@ class Synthesizer:
             rows_estimate, multipliers, release,
             points=[[lo == hi for lo, hi in d.bins] if num else None
                     for d, num in zip(learned, numeric, strict=True)],
+            public=[num and d.source == "public" for d, num in zip(learned, numeric,
+                                                                    strict=True)],
         )
         # The one-way tables measured every slot with more budget than the domain histograms:
         # the generator's conditional vectors are drawn from them (post-processing).

@@ -262,3 +262,35 @@ def test_a_small_table_keeps_its_numeric_range_when_bins_are_thin() -> None:
         bins = np.array(age.bins)
         older = float(np.asarray(age.frequencies[: len(bins)])[bins[:, 0] >= 50].sum())
         assert older > 0.6 * real, (seed, older, real)
+
+
+def test_thin_single_values_are_measured_together_offered_ones_alone() -> None:
+    """Neighbouring single values (codes, counts) too thin for a cell each share one until it
+    expects four noise deviations (Adult's education-num 1..5 at 3,000 rows); a value offered
+    with no domain mass stays alone, and so does a thick one."""
+    points = [True] * 6
+    freq = [0.0, 0.02, 0.03, 0.05, 0.4, 0.5, 0.0]  # an offered value first, the null slot last
+    # 20, 30 and 50 rows under noise of deviation 20 (80 rows a cell): one cell
+    assert one_way_groups(freq, True, 6, rows=1_000, sigma=20.0, points=points) == [
+        0, 1, 1, 1, 2, 3, 4]
+
+
+def test_declared_bounds_cells_are_even_and_their_tails_kept() -> None:
+    """A numeric column with declared bounds: each public bin is a one-way cell of its own
+    (not grouped by the domain histograms' noisy mass) and a thin tail inside the bounds is not
+    trimmed (age declared 17-90 stopped at 58 with a tenth of the real rows older)."""
+    rng = np.random.default_rng(0)
+    rows = 3000
+    # 16 bins: most rows in the first 8, a thin tail of 20 rows a bin in the last 8
+    weights = np.r_[np.full(8, 355.0), np.full(8, 20.0)]
+    slots = rng.choice(16, rows, p=weights / weights.sum())[:, None]
+    domain = [[0.2] + [0.0] * 15 + [0.0]]  # noise: one bin with mass, the rest clipped
+    release = measure_marginals(slots, [ColumnKind.INTEGER], domain, [16], rows,
+                                (30.0, 30.0, 30.0), np.random.default_rng(1),
+                                public=[True])
+    freq = np.asarray(release.frequencies[0])
+    assert release.marginals[0].groups[0] == list(range(17))
+    assert 0.02 < freq[8:16].sum() < 0.1  # the tail (5 % of the rows) survives
+    trimmed = measure_marginals(slots, [ColumnKind.INTEGER], domain, [16], rows,
+                                (30.0, 30.0, 30.0), np.random.default_rng(1))
+    assert trimmed.marginals[0].groups[0] != list(range(17))  # grouped by the noisy domain

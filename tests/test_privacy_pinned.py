@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import synthgen.models.trainer as trainer_module
+import synthgen.privacy.domains as domains_module
 from synthgen import Synthesizer
 from synthgen.privacy import BudgetPlan
 from synthgen.privacy.domains import estimate_domains
@@ -151,3 +152,57 @@ def test_histogram_noise_matches_its_ledger_entry() -> None:
     # the threshold's failure probability (categories discovered from the data) is charged
     assert entry.extra_delta == pytest.approx(plan.threshold_delta)
     assert entry.extra_delta > 0
+
+
+def test_the_rest_beside_an_atom_is_sized_by_released_counts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window kept for a declared number's rest (grids._rest_window) is sized by the DP
+    row count less the column's noisy null count, with their noise as its deviation: never by
+    the exact row count. A column with declared bounds has public keys (atoms among them) but
+    its bins and atoms are read off the released counts like any other's."""
+
+    calls: list[tuple[np.ndarray, tuple[float, float] | None]] = []
+    real_number_bins = domains_module.number_bins
+
+    def spy_bins(grid: Any, noisy: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        calls.append((noisy, kwargs.get("total")))
+        return real_number_bins(grid, noisy, *args, **kwargs)
+
+    monkeypatch.setattr(domains_module, "number_bins", spy_bins)
+    release = Releaser.scratch(np.random.default_rng(1))
+    released: list[Any] = []
+    real_gaussian = release.gaussian
+
+    def spy_gaussian(*args: Any, **kwargs: Any) -> Any:
+        out = real_gaussian(*args, **kwargs)
+        released.extend(out)
+        return out
+
+    monkeypatch.setattr(release, "gaussian", spy_gaussian)
+    rng = np.random.default_rng(0)
+    n = 3000
+    gain = np.where(rng.random(n) < 0.1, rng.integers(2000, 9000, n), 0)
+    df = pd.DataFrame({"gain": gain, "hours": rng.integers(1, 99, n).astype(float),
+                       "loss": np.where(rng.random(n) < 0.05, 1900, 0)})
+    df.loc[:99, "hours"] = np.nan
+    schema = TableSchema(columns=[
+        ColumnSpec(name="gain", kind=ColumnKind.INTEGER),
+        ColumnSpec(name="hours", kind=ColumnKind.INTEGER, nullable=True),
+        # declared bounds: public keys (its atoms among them), noisy counts all the same
+        ColumnSpec(name="loss", kind=ColumnKind.INTEGER, lower=0, upper=4356)])
+    est = estimate_domains(df, schema, BudgetPlan(1.0, 1e-6), release)
+    assert est.entry is not None
+    sigma = est.entry.params["sigma"]
+    # the row count, then per column its null count, its number keys, its (empty) texts
+    assert len(released) == 1 + 3 * 3
+    rows = max(float(released[0][0]), 1.0)
+    assert rows != n
+    numbers = [released[2], released[5], released[8]]
+    assert len(calls) == 3
+    for (noisy, _), number in zip(calls, numbers, strict=True):
+        assert np.array_equal(noisy, number)  # the released counts, none exact
+    (_, gain_total), (_, hours_total), _ = calls
+    assert gain_total == (pytest.approx(rows), pytest.approx(sigma))  # declared not nullable
+    assert hours_total is not None
+    assert hours_total[0] == pytest.approx(rows - float(released[4][0]))
+    assert hours_total[1] == pytest.approx(sigma * math.sqrt(2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from synthgen.privacy import BudgetPlan
 from synthgen.privacy.domains import OTHER_LABEL, estimate_domains
@@ -129,3 +130,94 @@ def test_the_other_values_of_an_octave_holding_released_points_get_unit_slots() 
     bins, _, _ = number_bins(grid, noisy, ColumnKind.INTEGER, sigma, public=False)
     # not plausible: only the one value beyond the run (11) is offered
     assert (8.0, 9.0) not in bins and (10.0, 11.0) not in bins and (11.0, 11.0) in bins
+
+
+def test_the_rest_beside_an_atom_keeps_the_window_of_octaves_that_holds_it() -> None:
+    """A money column: the zero is released as a point, the few hundred other rows spread over
+    three octaves each under the threshold. The DP count of the column's numbers less what the
+    kept keys hold is significant: the window that holds it is kept, with that rest spread
+    over its octaves (capital-gain came out 0 in every row). Without a significant rest, or
+    without the count, nothing is added."""
+    from synthgen.privacy.grids import INT_LO, OCTAVE_EDGES, NumberGrid, number_bins
+
+    grid = NumberGrid(OCTAVE_EDGES, True, True)
+    sigma = 32.0
+    noisy = np.zeros(grid.size)
+    noisy[0 - INT_LO] = 2750.0
+    octave = {v: grid.point_keys + int(np.searchsorted(OCTAVE_EDGES, v, side="right") - 1)
+              for v in (3000.0, 5000.0, 10000.0)}
+    noisy[[octave[3000.0], octave[5000.0], octave[10000.0]]] = [50.0, 100.0, 60.0]
+    bins, _, _ = number_bins(grid, noisy, ColumnKind.INTEGER, sigma, public=False)
+    assert bins == [(0.0, 0.0)]  # each octave is under the threshold
+    bins, weights, _ = number_bins(grid, noisy, ColumnKind.INTEGER, sigma, public=False,
+                                   total=(3000.0, sigma))
+    assert bins[0] == (0.0, 0.0) and bins[1][0] == 2048.0 and bins[-1][1] == 16384.0
+    assert sum(weights[1:]) == pytest.approx(250.0)
+    # a rest within the noise of its counts: nothing more
+    bins, _, _ = number_bins(grid, noisy, ColumnKind.INTEGER, sigma, public=False,
+                             total=(2800.0, sigma))
+    assert bins == [(0.0, 0.0)]
+
+
+def test_a_thin_top_octave_holds_a_falling_tail_not_an_even_spread() -> None:
+    """Adult's age: [64, 128) holds a few percent of the rows, [32, 64) most of them. Its
+    pieces get a density falling from half the neighbour's to zero where the octave's mass is
+    used up: no value near 127 (ages of 119-127 were 3 % of the rows)."""
+    from synthgen.privacy.grids import INT_LO, OCTAVE_EDGES, NumberGrid, number_bins
+
+    grid = NumberGrid(OCTAVE_EDGES, True, True)
+    noisy = np.zeros(grid.size)
+    for v in range(17, 32):
+        noisy[v - INT_LO] = 300.0
+    for value, count in ((40.0, 1600.0), (80.0, 150.0)):
+        noisy[grid.point_keys + int(np.searchsorted(OCTAVE_EDGES, value, side="right") - 1)] = count
+    bins, weights, _ = number_bins(grid, noisy, ColumnKind.INTEGER, 32.0, public=False)
+    top = [(b, w) for b, w in zip(bins, weights, strict=True) if b[0] >= 64]
+    assert top and sum(w for _, w in top) == pytest.approx(150.0)
+    # 150 rows at a density falling from 25 a year: used up by 76
+    assert max(b[0] for b, w in top if w > 0) < 80
+    assert [w for _, w in top if w > 0] == sorted((w for _, w in top if w > 0), reverse=True)
+
+
+def test_declared_bounds_make_a_heavy_whole_number_an_atom() -> None:
+    """capital-loss declared 0-4,356: the zero (most rows) is a point of its own and the bin
+    it sat in starts at 1 (27 % of the rows got losses of 1-27 dollars); an integer column's
+    declared bins have whole edges and the last holds the upper bound; a whole number with no
+    significant count stays inside its bin."""
+    from synthgen.privacy.grids import INT_LO, number_bins, number_grid
+    from synthgen.schema import ColumnSpec
+
+    spec = ColumnSpec(name="loss", kind=ColumnKind.INTEGER, lower=0, upper=4356)
+    grid = number_grid(spec)
+    assert np.all(grid.edges == np.round(grid.edges)) and grid.edges[-1] == 4357
+    noisy = np.zeros(grid.size)
+    noisy[0 - INT_LO] = 2800.0
+    noisy[5 - INT_LO] = 20.0
+    noisy[grid.point_keys + 13] = 100.0
+    bins, weights, _ = number_bins(grid, noisy, ColumnKind.INTEGER, 140.0, public=True)
+    assert bins[0] == (0.0, 0.0) and weights[0] == 2800.0
+    assert bins[1] == (1.0, grid.edges[1])
+    assert len(bins) == 33 and bins[-1][1] == 4357
+
+
+def test_a_small_declared_date_column_stays_inside_its_years() -> None:
+    """500 rows over ten years (2015-2024), declared datetime: no year is significant alone,
+    and the one largest key among 585 years was now and then a noise-only one (dates in 2062,
+    2210 or 1846). The rest window keeps the run of years that holds the rows."""
+    from synthgen.schema import ColumnSpec, TableSchema
+
+    rng = np.random.default_rng(0)
+    n = 500
+    when = pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 3650, n), "D")
+    df = pd.DataFrame({"when": when.strftime("%Y-%m-%d"), "seg": rng.choice(list("abcd"), n),
+                       "amt": rng.integers(1, 500, n)})
+    schema = TableSchema(columns=[ColumnSpec(name="when", kind=ColumnKind.DATETIME),
+                                  ColumnSpec(name="seg", kind=ColumnKind.CATEGORICAL),
+                                  ColumnSpec(name="amt", kind=ColumnKind.INTEGER)])
+    for seed in range(8):
+        est = estimate_domains(df, schema, BudgetPlan(1.0, 1e-6, 0.5),
+                               np.random.default_rng(seed))
+        domain = next(d for d in est.domains if d.name == "when")
+        years = [pd.Timestamp(lo, unit="s").year for lo, _ in domain.bins]
+        assert 2012 <= min(years) and max(years) <= 2028, (seed, years)
+        assert max(years) - min(years) >= 5, (seed, years)

@@ -368,6 +368,18 @@ def _output_format(m: _Noisy, kind: ColumnKind, decided: dict[str, str]) -> Cell
     return fmt
 
 
+def _numbers_total(m: _Noisy) -> tuple[float, float] | None:
+    """A declared numeric (or date) column's count of values and its deviation: the DP row
+    count less its null count (none when declared not nullable) and its declared codes'
+    counts, all from this release. None for an undeclared column, whose cells that are not
+    numbers (texts under the threshold) no count says."""
+    if m.spec.kind not in NUMERIC_KINDS:
+        return None
+    parts = [m.null] if m.spec.nullable is not False else []
+    parts += [float(c) for c in m.parts.get("code", [])]
+    return m.rows - sum(parts), m.sigma * math.sqrt(1 + len(parts))
+
+
 def _number_domain(m: _Noisy, kind: ColumnKind, decided: dict[str, str]) -> ColumnDomain:
     spec = m.spec
     grid = number_grid(spec) if kind is not ColumnKind.DATETIME else date_grid(spec)
@@ -382,9 +394,11 @@ def _number_domain(m: _Noisy, kind: ColumnKind, decided: dict[str, str]) -> Colu
         extra["whole_days"] = timed_mass <= CONTINUOUS_SHARE * float(noisy[noisy > t].sum())
         decided["time_of_day"] = "dp"
         bins, weights, groups = number_bins(grid.untimed(), noisy[:grid.bins] + timed, kind,
-                                             m.sigma * math.sqrt(2), public)
+                                             m.sigma * math.sqrt(2), public,
+                                             total=_numbers_total(m))
     else:
-        bins, weights, groups = number_bins(grid, m.parts["number"], kind, m.sigma, public)
+        bins, weights, groups = number_bins(grid, m.parts["number"], kind, m.sigma, public,
+                                             total=_numbers_total(m))
     codes: list[str] = []
     code_weights: list[float] = []
     if "code" in m.parts:  # a public code list
