@@ -846,6 +846,22 @@ def _escape_text(col: pd.Series) -> pd.Series:
     return col
 
 
+def _fixed_decimals(df: pd.DataFrame, decimals: dict[str, int]) -> pd.DataFrame:
+    """Float columns a model writes with a fixed number of decimals, as that text (12.50,
+    not 12.5); empty where null."""
+    columns = [c for c in decimals if c in df.columns
+               and pd.api.types.is_float_dtype(df[c].dtype)]
+    if not columns:
+        return df
+    df = df.copy()
+    for c in columns:
+        x = df[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        text = np.char.mod(f"%.{int(decimals[c])}f", np.nan_to_num(x)).astype(object)
+        text[np.isnan(x)] = None
+        df[c] = text
+    return df
+
+
 def write_csv(
     frames: pd.DataFrame | Iterable[pd.DataFrame], target: str | Path | IO[str]
 ) -> int:
@@ -864,7 +880,8 @@ def write_csv(
     rows = 0
     try:
         for i, chunk in enumerate(chunks):
-            escape_formulas(chunk).to_csv(handle, index=False, header=(i == 0))
+            _fixed_decimals(escape_formulas(chunk), chunk.attrs.get("decimals", {})).to_csv(
+                handle, index=False, header=(i == 0))
             rows += len(chunk)
     except BaseException:
         if close:  # a file of ours: no partial output left behind (e.g. too rare a condition)

@@ -324,7 +324,15 @@ class TableEncoder:
         for d in self.domains:
             # dropped columns keep their place in the output, empty (np.empty(object) is None)
             columns[d.name] = by_name[d.name] if d.name in by_name else np.empty(n, dtype=object)
-        return pd.DataFrame(columns, copy=False)
+        out = pd.DataFrame(columns, copy=False)
+        # a column written with a fixed number of decimals (12.50) keeps them in a CSV, while
+        # the frame keeps its floats: write_csv reads this
+        decimals = {d.name: fmt.decimals for d in self.learned
+                    if d.kind is ColumnKind.CONTINUOUS and (fmt := d.cell_format) is not None
+                    and fmt.is_plain and fmt.decimals}
+        if decimals:
+            out.attrs["decimals"] = decimals
+        return out
 
     @staticmethod
     def _decode_discrete(d: ColumnDomain, slot: np.ndarray) -> Any:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import pandas as pd
 import pytest
 from test_formats import _messy
+
+from synthgen.io import write_csv
 
 
 @pytest.mark.slow
@@ -24,5 +29,10 @@ def test_a_messy_table_comes_out_in_its_own_formats() -> None:
     assert set(out["zip"].dropna()) <= set(df["zip"].dropna())
     score = out["score"].dropna().to_numpy(dtype=float)
     assert np.allclose(score, np.round(score, 1))
+    # and a CSV writes each with its one decimal (6.0, not 6)
+    buffer = io.StringIO()
+    write_csv(out, buffer)
+    written = pd.read_csv(io.StringIO(buffer.getvalue()), dtype=str)["score"].dropna()
+    assert written.str.fullmatch(r"-?\d+\.\d").all()
     # the flag's missing quarter stays missing
     assert abs(out["active"].isna().mean() - df["active"].isna().mean()) < 0.06
