@@ -102,7 +102,7 @@ def kind_of(url: str) -> str:
     """``sql`` or ``files``; a ConnectionRefused for what a connection may not be."""
     from synthgen.sources import is_sql_url, is_url
 
-    if not is_url(url):
+    if not is_url(url) or any(ord(ch) < 32 for ch in url):
         raise ConnectionRefused("a connection is a URL: postgresql://user:password@host/db, "
                                 "s3://bucket/path/, ...")
     scheme = url.split("://", 1)[0].lower()
@@ -140,7 +140,7 @@ def _reach(url: str, settings: Settings) -> tuple[str, str | None]:
     try:
         addresses = [str(i[4][0]) for i in socket.getaddrinfo(host, None,
                                                                 proto=socket.IPPROTO_TCP)]
-    except OSError:
+    except (OSError, ValueError):  # UnicodeError (an IDNA label too long) is a ValueError
         raise ConnectionRefused(f"cannot resolve {host}") from None
     if not addresses or any(_private(a) for a in addresses):
         raise ConnectionRefused(f"{host} is a loopback or private address and not in this "

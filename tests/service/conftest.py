@@ -15,8 +15,11 @@ METRICS = "metrics-token-of-the-tests"
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The embedded engine (SQLite, local folder, training subprocesses), uploads not retained."""
-    service = Service(tmp_path_factory.mktemp("embedded"), {"SYNTHGEN_RETAIN_UPLOADS": "false",
-                                                            "SYNTHGEN_METRICS_TOKEN": METRICS})
+    service = Service(tmp_path_factory.mktemp("embedded"), {
+        "SYNTHGEN_RETAIN_UPLOADS": "false", "SYNTHGEN_METRICS_TOKEN": METRICS,
+        # connections on (a test key), to loopback only: the isolation test makes one
+        "SYNTHGEN_CONNECTION_KEY": "x5xj2bOaTCGr5wMh6pqmWDm6gCfA6KoNMJ9yS66QkXg=",
+        "SYNTHGEN_CONNECTION_ALLOWED_HOSTS": "127.0.0.1"})
     service.start_api()
     yield service
     service.stop()
