@@ -302,7 +302,7 @@ def crm_bars(real: pd.DataFrame, syn: pd.DataFrame, checks: list[ColumnCheck]
 def run_synthgen(src: Path, out: Path, seed: int, epsilon: float, schema: Path | None,
                  epochs: float | None) -> tuple[float, list[str]]:
     command = [sys.executable, "-m", "synthgen", "run", str(src), "--epsilon", str(epsilon),
-               "--out", str(out), "--seed", str(seed), "--quiet"]
+               "--out", str(out), "--seed", str(seed)]  # not --quiet: it hides the warnings
     if schema is not None:
         command += ["--schema", str(schema)]
     if epochs is not None:
