@@ -252,7 +252,7 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
             return outcome
         sink = None
         if options.get("destination"):
-            def sink(chunks: list[Any]) -> None:
+            def sink(chunks: Any) -> None:
                 beat.ensure_live()
                 write_destination(db, settings, job, chunks, column_types)
         written = _write_outputs(outputs, job, dataset, synth, report, scratch,
@@ -325,12 +325,12 @@ def _split_seed(job: Job) -> int:
 def _write_outputs(outputs: _Outputs, job: Job, dataset: Dataset, synth: Any,
                    report: dict[str, Any], scratch: Path,
                    evaluate: Callable[[dict[str, Any], Any], Any],
-                   sink: Callable[[list[Any]], None] | None = None) -> int:
+                   sink: Callable[[Any], None] | None = None) -> int:
     import pandas as pd
 
     from synthgen.evaluate import keep_head
     from synthgen.evaluate.job import EVALUATION_ROWS
-    from synthgen.io import write_csv
+    from synthgen.io import escape_formulas, write_csv
     from synthgen.report import check_public, run_header
 
     options = job.options or {}
@@ -342,20 +342,23 @@ def _write_outputs(outputs: _Outputs, job: Job, dataset: Dataset, synth: Any,
     # checked before the output is opened: a condition the model cannot honour writes nothing
     asked = synth.sample_chunks(rows, conditions=options.get("conditions"),
                                 rebalance=options.get("rebalance"), seed_rows=seed_rows)
-    copies: list[Any] = []  # the rows for a destination too (sink): written after the CSV
-
-    def tee(chunks: Any) -> Any:
-        for chunk in chunks:
-            if sink is not None:
-                copies.append(chunk)
-            yield chunk
-
     with outputs.open("synthetic.csv", encoding="utf-8", newline="") as fh:
-        chunks, kept = keep_head(tee(asked), EVALUATION_ROWS)
-        written = write_csv(chunks, fh)
-    if sink is not None:
-        sink(copies)
-        copies.clear()
+        chunks, kept = keep_head(asked, EVALUATION_ROWS)
+        if sink is None:
+            written = write_csv(chunks, fh)
+        else:
+            # one pass: the destination pulls each chunk after it is written to the CSV, so
+            # neither output holds more than a chunk (the destination commits at the end)
+            count = [0]
+
+            def through_csv(chunks: Any) -> Any:
+                for i, chunk in enumerate(chunks):
+                    escape_formulas(chunk).to_csv(fh, index=False, header=(i == 0))
+                    count[0] += len(chunk)
+                    yield chunk
+
+            sink(through_csv(chunks))
+            written = count[0]
     delete_seed_rows(outputs.storage, job)  # used: kept no longer than needed (also at the end)
     report["output_rows"] = written
     if synth.sampling:

@@ -120,6 +120,8 @@ def test_a_schedule_reads_and_writes_tables_and_charges_the_source_each_time(
     # second a new version of the same dataset, under the same cap
     assert snaps == {first: 1, second: 2} and row.version == 2 and row.rows == ROWS + 60
     assert jobs[first].dataset_version == 1 and jobs[second].dataset_version == 2
+    # the destination holds the rows of the job's own synthetic.csv (written in one pass)
+    assert pg.rows(target, "SELECT count(*) FROM people_synth") == [(jobs[second].output_rows,)]
     charged = [jobs[first].charged_epsilon, jobs[second].charged_epsilon]
     assert all(c is not None and 0.5 < c <= 1.0 for c in charged)
     assert view["cap_epsilon"] == 2.0  # both snapshots' spend composed under one cap
