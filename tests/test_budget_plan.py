@@ -50,7 +50,7 @@ def test_the_planned_prior_bounds_what_a_fit_spends_before_training() -> None:
     def mu2(history: list[tuple[float, float, int]]) -> float:
         return sum(t / s**2 for s, q, t in history if q == 1.0)
 
-    assert len(before) == 5 and mu2(before) <= mu2(planned_prior(0.05, 1e-6)) * (1 + 1e-9)
+    assert len(before) >= 5 and mu2(before) <= mu2(planned_prior(0.05, 1e-6)) * (1 + 1e-9)
     # and the run lands within its target at the documented minimum
     assert 0.04 < synth.report()["epsilon"] <= 0.05
     assert synth.report()["delta"] <= 1e-6
@@ -79,8 +79,10 @@ def test_the_cli_refuses_a_plan_before_reading_the_table(
         reads.append(args)
         raise AssertionError("the table was read")
 
+    import synthgen.sources  # imported first: it binds synthgen.io.read_table at import
+
+    monkeypatch.setattr(synthgen.sources, "read_source", read_table)
     monkeypatch.setattr("synthgen.io.read_table", read_table)
-    monkeypatch.setattr("synthgen.sources.read_source", read_table)
     result = runner.invoke(app, ["run", str(src), "--epsilon", "0.05",
                                  "--preprocessing-share", "0.99", "--out",
                                  str(tmp_path / "out.csv"), "--quiet"])
