@@ -56,6 +56,7 @@ from synthgen.privacy.domains import ColumnDomain, discovers, estimate_domains
 from synthgen.privacy.marginals import Marginal, MarginalRelease, measure_marginals
 from synthgen.privacy.release import Recording, Releaser
 from synthgen.schema import ColumnKind, TableSchema, infer_schema
+from synthgen.threads import torch_threads, training_threads
 from synthgen.transform import TableEncoder
 
 ARTIFACT_FORMAT = 1
@@ -91,6 +92,8 @@ class Synthesizer:
         preprocessing_share: float | None = None,
         marginal_share: float | None = None,
         config: TrainingConfig | None = None,
+        threads: int | None = None,
+        progress: bool | None = None,
     ) -> None:
         self.epsilon = float(epsilon)
         check_epsilon(self.epsilon, check_accountant(accountant))  # before any row is read
@@ -105,6 +108,12 @@ class Synthesizer:
         self.accountant = accountant
         self.preprocessing_share = preprocessing_share
         self.marginal_share = marginal_share
+        # CPU threads of fit and sample: by default the cores free when fit starts, the policy
+        # of ``synthgen run`` and the service (synthgen/threads.py)
+        self.threads = training_threads(threads) if threads is not None else None
+        # a progress bar during fit: None draws one in a terminal or a notebook
+        self.progress = progress
+        self._threads_used: int | None = None
         config = config or TrainingConfig(epochs=default_epochs(self.epsilon))
         if epochs is not None:
             config = replace(config, epochs=float(epochs))
@@ -136,12 +145,45 @@ class Synthesizer:
         record_releases: bool = False,
         replay: Recording | None = None,
     ) -> Synthesizer:
-        """Fit the model to ``df``. Every read of its rows is a release of one
+        """Fit the model to ``df``. Runs on ``threads`` CPU threads (default: the cores that
+        are free now, the rule of ``synthgen run`` and the service) and draws a progress bar in
+        a terminal or a notebook (``progress``); what it decided about the data (dropped
+        columns, values folded into ``Other``) comes as :class:`~synthgen.SynthgenWarning`
+        warnings, the lines ``synthgen run`` prints.
+
+        Every read of its rows is a release of one
         :class:`~synthgen.privacy.release.Releaser`, which records the ledger entry as it
         returns the noisy value. ``record_releases`` keeps what each release returned in
         :attr:`recording`; ``replay`` returns such a recording's values instead of reading
         ``df`` (the replay test: a fit of a neighbouring table that replays this one's
         releases must give the same model and samples)."""
+        from synthgen.progress import training_bar, wanted
+
+        count = training_threads(self.threads)
+        self._threads_used = count
+        with torch_threads(count), training_bar(self.epsilon,
+                                                enabled=wanted(self.progress)) as bar:
+            def both(p: TrainingProgress) -> None:
+                bar(p)
+                if on_progress is not None:
+                    on_progress(p)
+
+            return self._fit(df, on_progress=both, should_stop=should_stop,
+                             checkpoint_path=checkpoint_path,
+                             checkpoint_every_s=checkpoint_every_s,
+                             record_releases=record_releases, replay=replay)
+
+    def _fit(
+        self,
+        df: pd.DataFrame,
+        *,
+        on_progress: Callable[[TrainingProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+        checkpoint_path: str | Path | None,
+        checkpoint_every_s: float,
+        record_releases: bool,
+        replay: Recording | None,
+    ) -> Synthesizer:
         t0 = time.perf_counter()
         df = check_table(df)
         device = resolve_device(self.device)
@@ -193,7 +235,7 @@ class Synthesizer:
             # Dropped columns, values folded into Other, a default delta too large: through
             # Python's warnings too, as a library tells its caller.
             for message in self.info["warnings"]:
-                warnings.warn(message, SynthgenWarning, stacklevel=2)
+                warnings.warn(message, SynthgenWarning, stacklevel=3)  # fit's caller
         self.schema = schema
         self.encoder = TableEncoder(self.domains)
         if not self.encoder.learned:
@@ -446,8 +488,10 @@ class Synthesizer:
         post-processing of the released model: no budget, no training row.
         """
         t0 = time.perf_counter()
-        parts = list(self.sample_chunks(n, seed=seed, conditions=conditions,
-                                        rebalance=rebalance, seed_rows=seed_rows))
+        count = self.threads or self._threads_used or training_threads()
+        with torch_threads(count):
+            parts = list(self.sample_chunks(n, seed=seed, conditions=conditions,
+                                            rebalance=rebalance, seed_rows=seed_rows))
         out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         self.info.setdefault("timings", {})["sampling_s"] = time.perf_counter() - t0
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ import torch
 from synthgen import Synthesizer
 
 # The test models are tiny and the suite shares 2 cores with the servers and workers it starts:
-# spinning OpenMP threads would only fight each other (see synthgen.cli.local._set_threads).
+# spinning OpenMP threads would only fight each other (see synthgen/threads.py). The variable
+# reaches Synthesizer.fit (whose default is the free cores) and the processes tests start.
 torch.set_num_threads(1)
+os.environ.setdefault("SYNTHGEN_TRAIN_THREADS", "1")
 
 ADULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult" / "adult.data"
 

@@ -178,7 +178,7 @@ def test_training_threads_default_to_the_cores_other_processes_leave_free(
     """Threads beyond the free cores spin against the other processes (6 epochs of Adult on
     2 cores beside two busy ones: 51 s on one thread, 131 s on two), so the default counts the
     cores busy now."""
-    from synthgen.cli import local
+    from synthgen import threads as local  # the library's policy, the CLI's default
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.setattr(local, "_busy_cores", lambda window_s: 0.05)

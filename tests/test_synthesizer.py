@@ -57,6 +57,49 @@ def test_fit_warns_about_dropped_columns_and_other_folds() -> None:
     assert all(w.filename == __file__ for w in caught)  # points at the caller's line
 
 
+def test_fit_takes_the_clis_thread_policy_and_gives_the_threads_back(
+    people: pd.DataFrame, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Left at torch's default (a thread per core), fit beside two busy processes ran 17x
+    slower than ``synthgen run``: the library picks the CLI's default (the free cores, or
+    $SYNTHGEN_TRAIN_THREADS), ``threads=`` overrides it, and the caller's setting is restored."""
+    from synthgen import threads
+
+    seen: list[int] = []
+
+    def watch(p: TrainingProgress) -> None:
+        seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("SYNTHGEN_TRAIN_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads, "_busy_cores", lambda window_s: 2.2)  # two busy processes
+    Synthesizer(epsilon=1.0, epochs=1, seed=0, progress=False).fit(people, on_progress=watch)
+    assert set(seen) == {2} and torch.get_num_threads() == before
+    seen.clear()
+    Synthesizer(epsilon=1.0, epochs=1, seed=0, threads=3, progress=False).fit(
+        people, on_progress=watch)
+    assert set(seen) == {3} and torch.get_num_threads() == before
+    seen.clear()
+    monkeypatch.setenv("SYNTHGEN_TRAIN_THREADS", "1")
+    Synthesizer(epsilon=1.0, epochs=1, seed=0, progress=False).fit(people, on_progress=watch)
+    assert set(seen) == {1}
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        Synthesizer(epsilon=1.0, threads=0)
+
+
+def test_fit_draws_a_progress_bar_where_asked(
+    people: pd.DataFrame, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """progress=True draws the CLI's bar on stderr (a notebook's output cell under Jupyter);
+    the default draws one only on a terminal or in a notebook, so a pipe or a test gets none."""
+    Synthesizer(epsilon=1.0, epochs=1, seed=0, progress=True).fit(people)
+    err = capsys.readouterr().err
+    assert "epoch" in err and "ε" in err and "/1" in err
+    Synthesizer(epsilon=1.0, epochs=1, seed=0).fit(people)
+    assert "epoch" not in capsys.readouterr().err
+
+
 def test_training_stops_exactly_at_the_budget(people: pd.DataFrame) -> None:
     synth = Synthesizer(epsilon=2.0, epochs=5, seed=1).fit(people)
     training = synth.info["training"]

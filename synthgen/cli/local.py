@@ -9,16 +9,13 @@ import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from synthgen.cli._common import check_output_path, fail, usage_error, warning
 from synthgen.errors import SynthgenError
-
-if TYPE_CHECKING:
-    from rich.progress import Progress
-
+from synthgen.threads import set_threads
 
 Where = Annotated[list[str] | None, typer.Option(
     "--where", help="Fix a value in every row: COLUMN=VALUE (categorical, boolean) or "
@@ -162,7 +159,7 @@ def run(
         check_plan(epsilon, delta, check_accountant(accountant), preprocessing_share)
         if to_sql is not None and to_table is not None:  # a typo costs seconds, not a run
             check_destination(to_sql, to_table, if_exists)
-        _set_threads(threads)
+        threads = set_threads(threads)  # the library's policy: the cores free now
         source = read_source(input, table=table, query=query, delimiter=delimiter,
                              encoding=encoding, decimal=decimal)
         table_in = source.frame
@@ -181,20 +178,12 @@ def run(
         synth = Synthesizer(
             epsilon, delta, schema=declared, epochs=epochs, batch_size=batch_size,
             device=device, seed=seed, accountant=accountant,
-            preprocessing_share=preprocessing_share,
+            preprocessing_share=preprocessing_share, threads=threads, progress=not quiet,
         )
-        with _progress(quiet) as progress, warnings.catch_warnings():
+        with warnings.catch_warnings():
             # fit() warns through Python's warnings too; here they close the run, once.
             warnings.simplefilter("ignore", SynthgenWarning)
-            task = progress.add_task("training", total=None, eps="-", losses="")
-
-            def on_progress(p: Any) -> None:
-                progress.update(task, total=p.total_steps, completed=p.step,
-                                description=f"epoch {p.epoch:.1f}",
-                                eps=f"ε {p.epsilon:.3f}/{epsilon:g}",
-                                losses=f"D {p.d_loss:.3f} G {p.g_loss:.3f}")
-
-            synth.fit(train, on_progress=on_progress)
+            synth.fit(train)  # draws the library's progress bar (on stderr) unless --quiet
         if write_schema:  # as soon as it is known: a sampling error does not lose it
             write_schema_file(synth.schema_used(), write_schema)
         t0 = time.perf_counter()
@@ -271,7 +260,7 @@ def sample(
     from synthgen.synthesizer import Synthesizer
 
     try:
-        _set_threads(None)
+        set_threads(None)
         asked = _sampling_request(where, rebalance, seed_rows)
         if rows is None and asked["seed_rows"] is None:
             raise ValueError("--rows is required (or --seed-rows, for one row per seed row)")
@@ -336,70 +325,3 @@ def _check_outputs(input: Path | None, **outputs: Path | None) -> None:
     if len(set(named)) < len(named):
         usage_error("--out, --report, --save-model and --write-schema must name different "
                     "files", "bad-output-path")
-
-
-def _set_threads(threads: int | None) -> None:
-    """The cores that are free now by default: all of them on a quiet machine, the cores minus
-    the busy ones on a shared one (at least one). PyTorch's OpenMP threads spin while they
-    wait, so threads beyond the free cores cost far more than they bring: Adult at epsilon 1,
-    2 cores, 6 epochs, two busy processes beside it: 51 s on one thread, 131 s on two; on the
-    quiet machine 32 s on one, 26 s on two."""
-    import torch
-
-    torch.set_num_threads(threads or free_cores())
-
-
-def free_cores(window_s: float = 0.2) -> int:
-    """Usable cores minus those other processes keep busy, measured over ``window_s`` (from
-    /proc/stat; the 1-minute load average where there is none, e.g. macOS)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-    return max(1, cores - round(_busy_cores(window_s)))
-
-
-def _busy_cores(window_s: float) -> float:
-    import os
-    import time
-
-    def times() -> tuple[int, int, int]:  # (busy, total jiffies, CPUs) over all CPUs
-        with open("/proc/stat") as f:
-            lines = f.read().splitlines()
-        # user nice system idle iowait irq softirq steal (guest time is inside user)
-        fields = [int(v) for v in lines[0].split()[1:9]]
-        cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
-        return sum(fields) - fields[3] - fields[4], sum(fields), cpus
-
-    try:
-        busy0, total0, cpus = times()
-        time.sleep(window_s)
-        busy1, total1, _ = times()
-    except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return cpus * (busy1 - busy0) / max(total1 - total0, 1)
-
-
-def _progress(quiet: bool) -> Progress:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[eps]}"),
-        TextColumn("{task.fields[losses]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=quiet,
-        transient=False,
-    )

@@ -147,7 +147,8 @@ def execute_job(job_id: str, owner: str, settings: Settings) -> str:
     (another worker holds the job now) or 'not-claimed' (a duplicate delivery)."""
     import torch
 
-    torch.set_num_threads(settings.training_threads)  # the same in both engines
+    threads = settings.training_threads  # the same policy in both engines and the CLI
+    torch.set_num_threads(threads)
     db = Database(settings.db_url)
     storage = Storage(settings.objects_url)
     try:
@@ -156,12 +157,13 @@ def execute_job(job_id: str, owner: str, settings: Settings) -> str:
         if claim is None:
             log.info("job %s: nothing to claim (duplicate delivery or finished)", job_id)
             return "not-claimed"
-        return _run(db, storage, settings, claim)
+        return _run(db, storage, settings, claim, threads)
     finally:
         db.dispose()
 
 
-def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> str:
+def _run(db: Database, storage: Storage, settings: Settings, claim: Claim,
+         threads: int) -> str:
     with db.read() as s:
         job = s.scalars(select(Job).where(Job.id == claim.job_id)).one()
         dataset = job_dataset(s, job)  # the version the job was accepted on
@@ -191,7 +193,7 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim) -> st
                 schema=parse_schema(ds.public_schema) if ds.public_schema else None,
                 epochs=options.get("epochs"), batch_size=options.get("batch_size"),
                 device=settings.device, seed=options.get("seed"),
-                accountant=options.get("accountant", "prv"))
+                accountant=options.get("accountant", "prv"), threads=threads, progress=False)
 
         synth = build(dataset)
         # A dataset read from a source: the first attempt reads a snapshot (a new version when

@@ -6,7 +6,6 @@ configuration from :class:`Settings`, so one set of variables configures a whole
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -57,8 +56,8 @@ class Settings(BaseSettings):
     device: str = "auto"
     # Embedded engine: concurrent training subprocesses (one per device); 0: API only.
     local_workers: int = Field(default=1, ge=0)
-    # torch threads per training process, both engines (default: all cores but one; see
-    # training_threads).
+    # torch threads per training process, both engines (default: the cores free when the job
+    # starts, the library's policy; see training_threads).
     train_threads: int | None = Field(default=None, ge=1)
     max_attempts: int = Field(default=3, ge=1)  # claims of one job before it fails
     lease_s: float = Field(default=60.0, gt=0)  # how long a claim holds without a heartbeat
@@ -147,11 +146,15 @@ class Settings(BaseSettings):
 
     @property
     def training_threads(self) -> int:
-        """torch threads of a training process, in either engine. Left at torch's default, a
-        Celery worker's training ran 6x slower than the embedded engine's on the same CPU
-        (130 s against 21 s for the README job): idle OpenMP threads spin against the
-        heartbeat thread and the other processes of the node."""
-        return self.train_threads or max(1, (os.cpu_count() or 2) - 1)
+        """torch threads of a training process, in either engine: ``train_threads``, else the
+        cores free when the job starts (synthgen/threads.py, the policy of ``synthgen run`` and
+        ``Synthesizer``). Left at torch's default, a Celery worker's training ran 6x slower
+        than the embedded engine's on the same CPU (130 s against 21 s for the README job):
+        idle OpenMP threads spin against the heartbeat thread and the other processes of the
+        node."""
+        from synthgen.threads import training_threads
+
+        return training_threads(self.train_threads)
 
     @property
     def heartbeat_s(self) -> float:
