@@ -180,6 +180,16 @@ class JobError(BaseModel):
     message: str
 
 
+class JobWarning(BaseModel):
+    code: str = Field(description="values-folded-into-other, column-dropped, "
+                      "index-column-dropped, delta-above-1-over-10n, or warning.")
+    column: str | None = Field(description="The column it is about, if any.")
+    figure: float | None = Field(description="The share of the column's values folded into "
+                                 "Other (0.3: 30 %), or the DP row estimate behind a delta "
+                                 "warning; null where there is none.")
+    message: str = Field(description="The sentence the report and `synthgen run` print.")
+
+
 class JobLinks(BaseModel):
     self: str
     synthetic_csv: str
@@ -207,6 +217,10 @@ class JobOut(BaseModel):
     epsilon_charged: float | None
     output_rows: int | None
     error: JobError | None
+    warnings: list[JobWarning] = Field(description="What training decided about the data (a "
+                                       "column dropped, rare values folded into Other), from "
+                                       "the job's first training step on; the report lists "
+                                       "the same.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -227,6 +241,7 @@ class JobOut(BaseModel):
             output_rows=j.output_rows,
             error=JobError(code=j.error_code, message=j.error_message or "")
             if j.error_code else None,
+            warnings=[JobWarning(**w) for w in j.warnings or []],
             created_at=iso(j.created_at),  # type: ignore[arg-type]
             started_at=iso(j.started_at), finished_at=iso(j.finished_at),
             links=JobLinks(self=base, synthetic_csv=f"{base}/synthetic.csv",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from synthgen.errors import SynthgenWarning
 from synthgen.signing import InvalidSignature, verify
 
 __all__ = ["ApiError", "Client", "InvalidSignature", "WaitTimeout", "verify_webhook"]
@@ -194,9 +196,14 @@ class Client:
     def wait_job(self, job_id: str, *, timeout: float | None = None, poll_s: float = 2.0,
                  on_update: Callable[[JSON], None] | None = None) -> JSON:
         """Poll until the job ends (any end: check ``status``); :class:`WaitTimeout` after
-        ``timeout`` seconds."""
-        return self._wait(lambda: self.get_job(job_id), JOB_END, "job", timeout, poll_s,
-                          on_update)
+        ``timeout`` seconds. What training decided about the data (``job["warnings"]``: a
+        column dropped, values folded into ``Other``) is also issued as
+        :class:`~synthgen.SynthgenWarning` warnings, as ``Synthesizer.fit`` does."""
+        job = self._wait(lambda: self.get_job(job_id), JOB_END, "job", timeout, poll_s,
+                         on_update)
+        for record in job.get("warnings") or []:
+            warnings.warn(record["message"], SynthgenWarning, stacklevel=2)
+        return job
 
     def download_synthetic(self, job_id: str, dest: str | Path) -> Path:
         return self._download(f"/v1/jobs/{job_id}/synthetic.csv", dest)

@@ -6,6 +6,9 @@ API) and a sentence that says what to do, in the manner of pydantic's error code
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 
 class SynthgenError(Exception):
     """Base class of every error synthgen raises on purpose."""
@@ -57,3 +60,35 @@ class ConditionError(SynthgenError):
     column or category, a share outside (0, 1), contradictory conditions, too rare a case)."""
 
     code = "invalid-condition"
+
+
+# What fit decided about the data, as the report lists it (one sentence each), and the same
+# as records a program can act on: a stable code, the column, the figure.
+_WARNING_FORMS: list[tuple[str, re.Pattern[str]]] = [
+    ("values-folded-into-other", re.compile(
+        r"^column (?P<column>'[^']*'|\"[^\"]*\"): (?P<figure>\d+)% of its values fold into")),
+    ("column-dropped", re.compile(r"^column (?P<column>'[^']*'|\"[^\"]*\") dropped: ")),
+    ("index-column-dropped", re.compile(r"^the first column of .* has no name")),
+    ("delta-above-1-over-10n", re.compile(
+        r"^the default delta .* about (?P<figure>[\d,]+) rows \(a DP estimate\)")),
+]
+
+
+def warning_record(message: str) -> dict[str, Any]:
+    """``{"code", "column", "figure", "message"}`` of one of fit's warnings: ``figure`` is the
+    share folded into ``Other`` (0.3 for 30 %), or the DP row estimate behind a delta warning;
+    None where there is none (a dropped column)."""
+    for code, form in _WARNING_FORMS:
+        found = form.match(message)
+        if found is None:
+            continue
+        groups = found.groupdict()
+        column = groups.get("column")
+        figure: float | None = None
+        if groups.get("figure"):
+            figure = float(groups["figure"].replace(",", ""))
+            if code == "values-folded-into-other":
+                figure /= 100
+        return {"code": code, "column": column[1:-1] if column else None, "figure": figure,
+                "message": message}
+    return {"code": "warning", "column": None, "figure": None, "message": message}

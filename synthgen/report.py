@@ -115,7 +115,55 @@ def composition(ledger: PrivacyLedger, spent: float) -> dict[str, Any]:
         "accountant_delta": ledger.accountant_delta,
         "extra_delta": float(sum(e.extra_delta for e in ledger.entries)),
         "delta": ledger.delta(),
+        "phases": phases(ledger, spent),
     }
+
+
+# The ledger's mechanisms in the order a fit runs them, by phase: what a reader sees as the
+# epsilon at step 0 of the curve is the first two phases composed.
+PHASES = (
+    ("preprocessing", "Sizing the table and releasing its domains (row count, category sets, "
+     "numeric ranges, null rates)", ("gaussian_row_count", "gaussian_histograms")),
+    ("marginals", "Measuring the column tables the generator learns to match (one-way tables, "
+     "which pairs to measure, two-way tables)", ("gaussian_one_way_marginals",
+                                                 "gaussian_pair_selection",
+                                                 "gaussian_two_way_marginals")),
+    ("training", "Training the GAN with DP-SGD (the discriminator's noisy steps)",
+     ("dp_sgd",)),
+)
+
+
+def phases(ledger: PrivacyLedger, spent: float) -> list[dict[str, Any]]:
+    """The budget by phase, in the order spent: each phase's mechanisms and the epsilon composed
+    over everything up to and including it (the last is the reported epsilon). Composed
+    figures, not sums: each phase adds less than its entries' epsilons alone."""
+    history = ledger.history()
+    entries = ledger.entries
+    out: list[dict[str, Any]] = []
+    for name, what, mechanisms in PHASES:
+        upto = [i for i, e in enumerate(entries) if e.mechanism in mechanisms]
+        if not upto:
+            continue
+        last = max(upto)
+        prefix = history[: last + 1]
+        composed = spent if last == len(entries) - 1 else epsilon_of(
+            prefix, ledger.accountant_delta, ledger.accountant)
+        out.append({"phase": name, "what": what,
+                    "mechanisms": [entries[i].mechanism for i in upto],
+                    "epsilon_after": float(composed)})
+    return out
+
+
+def named_ledger(ledger: PrivacyLedger, domains: list[ColumnDomain]) -> list[dict[str, Any]]:
+    """The ledger's entries as the report lists them: where an entry's parameters name column
+    pairs by position among the learned columns (``pairs``), ``pair_columns`` names them."""
+    learned = [d.name for d in domains if d.kind.value != "drop"]
+    entries = ledger.to_dict()["entries"]
+    for entry in entries:
+        pairs = (entry.get("params") or {}).get("pairs")
+        if pairs and all(0 <= i < len(learned) for pair in pairs for i in pair):
+            entry["params"]["pair_columns"] = [[learned[i] for i in pair] for pair in pairs]
+    return list(entries)
 
 
 def epsilon_curve(
@@ -184,7 +232,7 @@ def build_report(synth: FittedModel) -> dict[str, Any]:
         "guarantee": GUARANTEE.format(epsilon=spent, delta=delta, accountant=ledger.accountant),
         "secure_mode": {"enabled": False, "seeded": bool(info.get("seeded", False)),
                         "note": SEEDED_NOTE if info.get("seeded") else SECURE_MODE_NOTE},
-        "ledger": ledger.to_dict()["entries"],
+        "ledger": named_ledger(ledger, synth.domains),
         "rows": info.get("rows"),
         "columns": [
             {"name": d.name, "kind": d.kind.value, "source": d.source, "note": d.note}
@@ -269,7 +317,7 @@ def build_evaluation(
         "notice": evaluation.get("notice", ""),
         "heuristics": HEURISTICS_NOTE,
         "job": {k: report.get(k) for k in ("synthgen_version", "dp", "target_epsilon",
-                                           "epsilon", "delta", "output_rows")},
+                                           "epsilon", "delta", "rows", "output_rows")},
         "holdout": holdout,
         "skipped": evaluation.get("skipped", {}),
     }

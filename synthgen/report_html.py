@@ -163,12 +163,21 @@ def _epsilon_plot(plots: _Plots, report: dict[str, Any]) -> str:
         target = report.get("target_epsilon")
         if target is not None:
             ax.axhline(target, color="#c53030", linewidth=1, label=f"target {target:g}")
-        ax.set_xlabel("DP-SGD steps (the value at 0 is what preprocessing spent)")
+        ax.set_xlabel("DP-SGD steps")
+        start = points[0]
+        if start["step"] == 0 and start["epsilon"] > 0:
+            ax.annotate(f"{start['epsilon']:.3g} at step 0: spent before training\n"
+                        "(preprocessing and marginal tables)",
+                        (0, start["epsilon"]), xytext=(12, -28), textcoords="offset points",
+                        fontsize=8, color="#444444",
+                        arrowprops={"arrowstyle": "->", "color": "#888888"})
         ax.set_ylabel("epsilon spent")
         ax.set_ylim(bottom=0)
         ax.legend(loc="lower right", frameon=False)
         ax.grid(alpha=0.3)
-    return plots.svg(fig, "Epsilon spent as training proceeds, all mechanisms composed")
+    return plots.svg(fig, "Epsilon spent as training proceeds, all mechanisms composed: the "
+                          "curve starts above 0 because preprocessing and the marginal tables "
+                          "are spent before the first step")
 
 
 def _shape_plot(plots: _Plots, quality: dict[str, Any]) -> str:
@@ -260,7 +269,8 @@ def _header(report: dict[str, Any]) -> str:
          "delta spent / target"),
         (_e(str(report.get("accountant", "")).upper()), "accountant (Opacus "
          f"{_e(report.get('opacus_version', '?'))})"),
-        (_num(report.get("rows"), ","), "training rows"),
+        (_num(report.get("rows"), ","), "training rows (a DP estimate: the exact count is "
+         "private)"),
         (_num(report.get("output_rows"), ","), "synthetic rows written"),
     ]
     cards_html = "".join(f'<div class="card"><b>{v}</b><span>{label}</span></div>'
@@ -344,26 +354,63 @@ def _budget(budget: dict[str, Any] | None) -> str:
                   "ledger).</p>")
 
 
+def _param(key: str, value: Any) -> str:
+    if key == "pair_columns" and isinstance(value, list):
+        return (f"column pairs ({len(value)}): "
+                + ", ".join(" \u00d7 ".join(_e(c) for c in pair) for pair in value))
+    shown = _num(value) if isinstance(value, int | float) else _e(value)
+    return f"{_e(key)} = {shown}"
+
+
+def _params(params: dict[str, Any]) -> str:
+    """An entry's parameters; column pairs by name (``pair_columns``), not by position."""
+    named = "pair_columns" in params
+    return "; ".join(_param(k, v) for k, v in params.items() if not (named and k == "pairs"))
+
+
+def _phases(comp: dict[str, Any]) -> str:
+    phases = comp.get("phases") or []
+    if not phases:
+        return ""
+    rows = [(f"{i}. {_e(p['phase'])}", _e(p.get("what", "")),
+             ", ".join(f"<code>{_e(m)}</code>" for m in p.get("mechanisms", [])),
+             _num(p.get("epsilon_after"), ".4g")) for i, p in enumerate(phases, 1)]
+    before = [p for p in phases if p["phase"] != "training"]
+    lead = (f"The budget is spent in {len(phases)} phases, in this order. "
+            + (f"The first {'two' if len(before) == 2 else 'one'} read the table before the "
+               "first training step: that is why the curve of epsilon over training starts at "
+               f"{_num(before[-1]['epsilon_after'], '.3g')} at step 0, not at 0. "
+               if before and len(before) < len(phases) else "")
+            + "Each figure is everything up to that phase composed, so the last is the "
+              "epsilon the guarantee states.")
+    return (f"<p>{_e(lead)}</p>" + _table(("phase", "what it did", "mechanisms (ledger below)",
+                                            "epsilon spent by the end of it"), rows, {3}))
+
+
 def _ledger(report: dict[str, Any]) -> str:
     rows = []
     for e in report.get("ledger", []):
-        params = "; ".join(f"{_e(k)} = {_num(v) if isinstance(v, int | float) else _e(v)}"
-                           for k, v in (e.get("params") or {}).items())
         rows.append((f"<code>{_e(e.get('mechanism'))}</code>", _e(e.get("reads", "")),
                      _num(e.get("noise_multiplier")), _num(e.get("sampling_rate")),
                      _num(e.get("steps"), ","), _num(e.get("epsilon")),
-                     _num(e.get("extra_delta"), ".2g"), params))
+                     _num(e.get("extra_delta"), ".2g"), _params(e.get("params") or {})))
     comp = report.get("composition") or {}
-    out = "<h2>Where the budget went</h2>" + _table(
+    out = "<h2>Where the budget went</h2>" + _phases(comp)
+    out += "<h3>Every mechanism that read the table</h3>" + _table(
         ("mechanism", "what it read", "noise multiplier", "sampling rate", "steps",
-         "epsilon alone", "extra delta", "parameters"), rows, {2, 3, 4, 5, 6})
+         "epsilon if it were alone", "extra delta", "parameters"), rows, {2, 3, 4, 5, 6})
     if comp:
-        out += (f"<p>{_e(comp.get('method', ''))}</p><p>Composed: epsilon = "
-                f"<b>{_num(comp.get('epsilon'))}</b> at delta = "
+        out += (f"<p><b>Why the column of epsilons does not add up to the total.</b> Each "
+                "entry's epsilon is what that mechanism would cost if it were the only one "
+                "(for reading). Privacy loss composes more tightly than a sum: the accountant "
+                f"composes all of them into epsilon = <b>{_num(comp.get('epsilon'))}</b>, "
+                f"where adding the column would claim "
+                f"{_num(comp.get('sum_of_entry_epsilons'))}. The composed figure is the "
+                "guarantee.</p>"
+                f"<p>{_e(comp.get('method', ''))} Composed at delta = "
                 f"{_num(comp.get('accountant_delta'), '.2g')} plus extra delta "
                 f"{_num(comp.get('extra_delta'), '.2g')} (total delta "
-                f"{_num(comp.get('delta'), '.2g')}). Simply adding the entries' epsilons would "
-                f"claim {_num(comp.get('sum_of_entry_epsilons'))}.</p>")
+                f"{_num(comp.get('delta'), '.2g')}).</p>")
     return out
 
 
@@ -452,23 +499,68 @@ def _utility(u: dict[str, Any]) -> str:
             + (f"<ul>{notes}</ul>" if notes else ""))
 
 
-def _audit(plots: _Plots, a: dict[str, Any]) -> str:
+def audit_verdicts(a: dict[str, Any]) -> list[tuple[str, str, str, bool | None, str]]:
+    """(measure, value, reference, passed, what it means) for each audit figure: a verdict
+    that says what it means, and a sentence of guidance."""
     checks = {c["metric"]: c for c in a.get("checks", [])}
 
-    def row(key: str, label: str, ideal: str, fmt: str = ".4f") -> tuple[str, ...]:
-        check = checks.get(key)
-        return (_e(label), _num(a.get(key), fmt), _e(ideal),
-                _badge(check["passed"]) if check else "")
+    def passed(key: str) -> bool | None:
+        return bool(checks[key]["passed"]) if key in checks else None
 
-    rows = [
-        row("dcr_share", "DCR share: synthetic rows closer to a training row than to a "
-            "holdout row", "0.5 (bar: 0.45-0.55)"),
-        row("mia_auc", "membership-inference AUC (distance attack)", "0.5 (bar: at most 0.55)"),
-        row("exact_match_rate", "synthetic rows identical to a training row",
-            f"at most the real reference, {_num(a.get('exact_match_reference'), '.4%')}", ".4%"),
-        row("nndr", "median nearest-neighbour distance ratio (training)",
-            f"close to the holdout's {_num(a.get('nndr_holdout'), '.3f')}", ".3f"),
-    ]
+    out: list[tuple[str, str, str, bool | None, str]] = []
+    dcr = a.get("dcr_share")
+    if isinstance(dcr, int | float):
+        if dcr > 0.55:
+            says = ("Synthetic rows sit closer to training rows than to real rows the model "
+                    "never saw: a sign of memorisation. Do not release this table; train again "
+                    "with a smaller epsilon or fewer epochs, and look for duplicated rows in "
+                    "the input.")
+        elif dcr < 0.45:
+            says = ("Synthetic rows sit farther from the training rows than from real rows the "
+                    "model never saw: no sign of copying. (The model follows the population "
+                    "loosely; that is a matter of quality, not of privacy.)")
+        else:
+            says = ("Synthetic rows are as close to real rows the model never saw as to its "
+                    "training rows: no sign of copying.")
+        out.append(("DCR share: synthetic rows closer to a training row than to a holdout row",
+                    _num(dcr, ".3f"), "0.5 when nothing is copied; above 0.55 fails",
+                    passed("dcr_share"), says))
+    mia = a.get("mia_auc")
+    if isinstance(mia, int | float):
+        says = ("An attacker who guesses 'was in training' for real rows near a synthetic row "
+                "does no better than a coin toss." if mia <= 0.55 else
+                "Real rows near synthetic rows were training rows more often than chance: "
+                "investigate before release (smaller epsilon, fewer epochs, duplicated rows).")
+        out.append(("Membership-inference AUC (distance attack)", _num(mia, ".3f"),
+                    "0.5 is chance; above 0.55 fails", passed("mia_auc"), says))
+    exact, reference = a.get("exact_match_rate"), a.get("exact_match_reference")
+    if isinstance(exact, int | float) and isinstance(reference, int | float):
+        if exact <= reference:
+            says = (f"{exact:.2%} of synthetic rows are identical to a training row, while "
+                    f"{reference:.2%} of the holdout's real rows, which the model never saw, "
+                    "are identical to a training row too: such rows are common in this "
+                    "population, and the synthetic table repeats them no more often than a "
+                    "fresh sample of real rows would. No sign of copying.")
+        else:
+            says = (f"{exact:.2%} of synthetic rows are identical to a training row, more than "
+                    f"the {reference:.2%} of the holdout's real rows that are: the model may "
+                    "repeat training rows. Check which rows repeat before release.")
+        out.append(("Synthetic rows identical to a training row", _num(exact, ".2%"),
+                    f"at most the holdout's own rate, {_num(reference, '.2%')}",
+                    passed("exact_match_rate"), says))
+    nndr, ref = a.get("nndr"), a.get("nndr_holdout")
+    if isinstance(nndr, int | float):
+        out.append(("Median nearest-neighbour distance ratio (training)", _num(nndr, ".3f"),
+                    f"close to the holdout's {_num(ref, '.3f')}", None,
+                    "Near 0 would mean synthetic rows sit on top of single training rows; "
+                    "close to the holdout's figure means they do not."))
+    return out
+
+
+def _audit(plots: _Plots, a: dict[str, Any]) -> str:
+    rows = [(_e(measure), value, _e(reference),
+             _badge(ok) if ok is not None else "", _e(says))
+            for measure, value, reference, ok, says in audit_verdicts(a)]
     return (
         "<h3>Empirical privacy audit</h3>"
         f"<p>Reference sets of {_num(a.get('reference_rows'), ',')} training rows (random) and "
@@ -476,7 +568,7 @@ def _audit(plots: _Plots, a: dict[str, Any]) -> str:
         f"{_num(a.get('synthetic_rows'), ',')} synthetic rows. "
         f"MIA AUC standard error about {_num(a.get('mia_auc_se'), '.3f')}. "
         f"{_e(a.get('distance', ''))}.</p>"
-        + _table(("measure", "value", "ideal", "check"), rows, {1})
+        + _table(("measure", "value", "reference", "check", "what it means"), rows, {1})
         + _dcr_plot(plots, a)
         + "<p>These are tests of the implementation against gross leaks (copies of rows, "
           "overfitting). They are not the privacy guarantee, and an attack that fails here "
@@ -491,11 +583,18 @@ def _owner_only(plots: _Plots, evaluation: dict[str, Any]) -> str:
            f'<div class="banner warn">{_e(notice)}</div>']
     holdout = evaluation.get("holdout")
     if holdout:
-        out.append(f"<p><b>Holdout.</b> {_num(holdout.get('rows'), ',')} real rows "
-                   f"({_num(holdout.get('share'), '.0%')}) were split off before training and "
-                   f"used for: {_e(', '.join(holdout.get('used_for', [])))}. "
-                   f"{_e(holdout.get('note', ''))} The model learned from "
-                   f"{_num(holdout.get('training_rows'), ',')} rows.</p>")
+        job = evaluation.get("job") or {}
+        training, held = holdout.get("training_rows"), holdout.get("rows")
+        total = training + held if isinstance(training, int) and isinstance(held, int) else None
+        estimate = job.get("rows")
+        out.append(f"<p><b>Rows.</b> The input had {_num(total, ',')} rows: "
+                   f"{_num(held, ',')} ({_num(holdout.get('share'), '.0%')}) were split off "
+                   "before training (the holdout, used for: "
+                   f"{_e(', '.join(holdout.get('used_for', [])))}) and the model learned from "
+                   f"the other {_num(training, ',')}. "
+                   + (f"The public report shows {_num(estimate, ',')} training rows: a DP "
+                      "estimate of that count, which is private. " if estimate else "")
+                   + f"{_e(holdout.get('note', ''))}</p>")
     if evaluation.get("compared_with"):
         out.append(f"<p><b>Conditioned output.</b> Compared with {_e(evaluation['compared_with'])}"
                    ".</p>")

@@ -123,7 +123,7 @@ def test_every_section_and_plot_is_on_its_page(public_page: str, owner_page: str
     for text in ("What the guarantee means", "What it does not mean", "Where the budget went",
                  "gaussian_histograms", "dp_sgd", "Epsilon over training"):
         assert text in public_page, text
-    owner_only = ("For the data owner only", "Holdout.", "Statistical quality",
+    owner_only = ("For the data owner only", "Rows.", "Statistical quality",
                   "Machine-learning utility", "Empirical privacy audit",
                   "not evidence of differential privacy")
     for text in owner_only:

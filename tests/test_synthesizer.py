@@ -55,6 +55,14 @@ def test_fit_warns_about_dropped_columns_and_other_folds() -> None:
     assert any("'email' dropped" in m for m in messages)
     assert any("'rel'" in m and "Other" in m for m in messages)
     assert all(w.filename == __file__ for w in caught)  # points at the caller's line
+    # the records the service's job resource lists (code, column, figure)
+    from synthgen.errors import warning_record
+
+    records = {r["code"]: r for r in map(warning_record, messages)}
+    assert records["column-dropped"]["column"] == "email"
+    folded = records["values-folded-into-other"]
+    assert folded["column"] == "rel" and 0.2 < folded["figure"] <= 1
+    assert f"{folded['figure']:.0%}" in folded["message"]
 
 
 def test_fit_takes_the_clis_thread_policy_and_gives_the_threads_back(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from synthgen.cli._common import EXIT_USAGE as EXIT_USAGE
-from synthgen.cli._common import check_output_path, error, usage_error
+from synthgen.cli._common import check_output_path, error, usage_error, warning
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -238,9 +238,17 @@ def wait(
     as_json: JsonOpt = False,
 ) -> None:
     """Wait for a job to end, showing its progress; the exit code says how it ended."""
+    import warnings
+
+    from synthgen.errors import SynthgenWarning
+
     bar, update = _progress_bar(quiet)
-    job = _wait(ctx, bar, lambda client: client.wait_job(job_id, timeout=timeout, poll_s=poll,
-                                                         on_update=update))
+    with warnings.catch_warnings():  # printed below as one line each, as `synthgen run` does
+        warnings.simplefilter("ignore", SynthgenWarning)
+        job = _wait(ctx, bar, lambda client: client.wait_job(
+            job_id, timeout=timeout, poll_s=poll, on_update=update))
+    for record in job.get("warnings") or []:  # what training decided about the data
+        warning(record["message"])
     if job.get("error"):
         error(f"job {job['status']}: {job['error']['message']}", job["error"]["code"])
     _out(job, as_json, job["status"])

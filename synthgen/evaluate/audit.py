@@ -9,7 +9,8 @@ and holdout rows (``H``) it measures:
 
 - ``dcr_share``: share of synthetic rows whose closest record is in ``T`` rather than ``H``
   (distance to closest record; ties count half). A generator that learned the population and
-  not its rows gives 0.5.
+  not its rows gives 0.5; above ``DCR_SHARE_MAX`` fails (memorisation), below 0.5 the synthetic
+  rows sit farther from the training rows than from unseen ones (no sign of copying).
 - ``nndr``: median nearest-neighbour distance ratio (closest / second closest) of synthetic rows
   in ``T``; near 0 means synthetic rows sit on top of single training rows. ``nndr_holdout`` is
   the same in ``H``, the value to compare with.
@@ -41,7 +42,9 @@ from synthgen.evaluate.distances import RESOLUTION, RowEncoder, cross_nearest
 MAX_REFERENCE_ROWS = 10_000
 MAX_SYNTHETIC_ROWS = 10_000
 REFERENCE_DRAWS = 5
-DCR_SHARE_RANGE = (0.45, 0.55)
+# A share above this fails (synthetic rows nearer training rows than unseen ones); a share below
+# 0.5 means they are farther from the training rows: no sign of copying, not a failure.
+DCR_SHARE_MAX = 0.55
 MIA_AUC_MAX = 0.55
 _QUANTILES = np.linspace(0.0, 1.0, 21)
 
@@ -140,8 +143,7 @@ def privacy_audit(
     reference = float(np.isin(row_hashes(holdout, kinds), h_train).mean())
 
     checks = [
-        _check("dcr_share", dcr_share, f"between {DCR_SHARE_RANGE[0]} and {DCR_SHARE_RANGE[1]}",
-               DCR_SHARE_RANGE[0] <= dcr_share <= DCR_SHARE_RANGE[1]),
+        _check("dcr_share", dcr_share, f"at most {DCR_SHARE_MAX}", dcr_share <= DCR_SHARE_MAX),
         _check("mia_auc", mia, f"at most {MIA_AUC_MAX}", mia <= MIA_AUC_MAX),
         _check("exact_match_rate", exact, "at most exact_match_reference", exact <= reference),
     ]

@@ -66,7 +66,7 @@ def job_finished(session: Session, job_id: str, state: str) -> None:
         enqueue_event(session, job.tenant_id, f"job.{state}", {
             "job_id": job.id, "status": state, "dataset_id": job.dataset_id,
             "batch_id": job.batch_id, "epsilon_charged": job.charged_epsilon,
-            "error_code": job.error_code})
+            "error_code": job.error_code, "warnings": len(job.warnings or [])})
     if job.batch_id is None:
         return
     counter = getattr(Batch, state)

@@ -184,6 +184,9 @@ class Job(Base):
     # The mechanisms that read the table so far: {"accountant", "accountant_delta",
     # "history": [[noise_multiplier, sampling_rate, steps], ...], "extra_delta"}.
     ledger: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # What fit decided about the data (synthgen.errors.warning_record), set once training has
+    # read the table: [{"code", "column", "figure", "message"}, ...].
+    warnings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
     settled: Mapped[bool] = mapped_column(Boolean, default=False)
     charged_epsilon: Mapped[float | None] = mapped_column(Float, nullable=True)

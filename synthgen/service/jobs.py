@@ -99,7 +99,7 @@ def record_progress(db: Database, claim: Claim, **values: Any) -> bool:
     with db.write() as s:
         done = s.execute(update(Job).where(Job.id == claim.job_id, Job.lease_owner == claim.owner,
                                            Job.state == "running")
-                         .values(**{f"progress_{k}" if k != "ledger" else k: v
+                         .values(**{f"progress_{k}" if k not in ("ledger", "warnings") else k: v
                                     for k, v in values.items()}))
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -116,6 +116,7 @@ def settle(
     output_rows: int | None = None,
     expired_before: float | None = None,
     output_attempt: int | None = None,
+    warnings: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Move a job to a terminal state and turn its reservation into a charge, exactly once.
 
@@ -138,7 +139,8 @@ def settle(
             state=state, settled=True, charged_epsilon=charged, ledger=ledger, finished_at=t,
             lease_owner=None, lease_until=None,
             error_code=error[0] if error else None, error_message=error[1] if error else None,
-            output_rows=output_rows, output_attempt=output_attempt))
+            output_rows=output_rows, output_attempt=output_attempt,
+            **({"warnings": warnings} if warnings is not None else {})))
         ok = done.rowcount == 1  # type: ignore[attr-defined]
         if ok:
             job_finished(s, job_id, state)

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from synthgen.errors import SynthgenError, SynthgenWarning
+from synthgen.errors import SynthgenError, SynthgenWarning, warning_record
 from synthgen.service.budget import ledger_epsilon, ledger_summary, sgd_steps
 from synthgen.service.connections import check_destination, snapshot_for_job, write_destination
 from synthgen.service.db import Database, Dataset, Job
@@ -227,11 +227,16 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim,
             if not (resumed or beat.checkpointed()):
                 return
             progress["step"] = p.step
+            # What fit decided about the data, on the job from the first step on (the job
+            # resource lists them while it runs; `synthgen remote jobs wait` prints them).
+            told = {} if progress.get("warned") else {"warnings": [
+                warning_record(w) for w in synth.info.get("warnings", [])]}
             # The per-step figure is an RDP upper bound of the PRV epsilon, which calibration
             # keeps under the target: the smaller of the two is still an upper bound.
-            record_progress(db, claim, step=p.step, total=p.total_steps, epoch=p.epoch,
-                            epsilon=min(p.epsilon, job.epsilon),
-                            ledger=_current_ledger(synth, p.step))
+            if record_progress(db, claim, step=p.step, total=p.total_steps, epoch=p.epoch,
+                               epsilon=min(p.epsilon, job.epsilon),
+                               ledger=_current_ledger(synth, p.step), **told):
+                progress["warned"] = True
 
         with warnings.catch_warnings():
             # fit()'s warnings are DP outputs: the report carries them, a log line would be a
@@ -264,7 +269,8 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim,
         outcome = "succeeded"
         if not settle(db, job.id, outcome, owner=claim.owner, ledger=ledger,
                       charged=float(report["epsilon"]), output_rows=written,
-                      output_attempt=claim.attempt):
+                      output_attempt=claim.attempt,
+                      warnings=[warning_record(w) for w in report["warnings"]]):
             outcome = "lost"
         return outcome
     except Exception as exc:

@@ -4,6 +4,7 @@ cron script can trust (the ``wait`` ones from a real subprocess)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -25,6 +26,7 @@ from synthgen.cli.remote import (
     EXIT_USAGE,
 )
 from synthgen.client import ApiError, Client, WaitTimeout
+from synthgen.errors import SynthgenWarning
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,16 @@ def test_client_round_trip_and_typed_errors(embedded: Service, tenant_a: Api,
                                             tmp_path: Path) -> None:
     own_key = tenant_a.http.headers["Authorization"].removeprefix("Bearer ")
     with Client(embedded.url, own_key) as client:
-        done = client.wait_job(finished_job["job"]["id"], poll_s=0.3)
+        with pytest.warns(SynthgenWarning) as caught:
+            done = client.wait_job(finished_job["job"]["id"], poll_s=0.3)
         assert done["status"] == "succeeded"
+        # what training decided about the 400 rows (no schema): on the job, and issued as the
+        # Python warnings Synthesizer.fit issues
+        told = done["warnings"]
+        assert told and [str(w.message) for w in caught] == [w["message"] for w in told]
+        assert [w["message"] for w in told] == client.get_report(done["id"])["warnings"]
+        folded = [w for w in told if w["code"] == "values-folded-into-other"]
+        assert folded and all(0.2 < w["figure"] <= 1 and w["column"] for w in folded)
         out = client.download_synthetic(done["id"], tmp_path / "synthetic.csv")
         assert abs(len(out.read_text().splitlines()) - 401) < 120  # DP row count
         assert client.get_report(done["id"])["epsilon"] <= 1.0
@@ -113,6 +123,8 @@ def test_remote_jobs_wait_exit_codes(embedded: Service, key: str, tmp_path: Path
     (ok_out, ok_err), (_, failed_err) = (p.communicate(timeout=240) for p in waits)
     assert waits[0].returncode == EXIT_OK, ok_err[-3000:]
     assert ok_out.strip() == "succeeded" and "epsilon" in ok_err  # the progress line
+    # what training decided about the data, one line each, as `synthgen run` prints them
+    assert re.search(r"^warning: column '[\w-]+': \d+% of its values fold into", ok_err, re.M)
     assert waits[1].returncode == EXIT_FAILED, failed_err[-3000:]
     assert "training-failed" in failed_err
 

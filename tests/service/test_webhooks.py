@@ -216,6 +216,9 @@ def test_a_receiver_gets_each_event_once_with_a_valid_signature(
         "batch_id": batch["id"], "status": "partially_failed", "total": 2, "succeeded": 1,
         "failed": 1, "cancelled": 0, "schedule_id": None}
     assert events["job.failed"]["error_code"] == "training-failed"
+    assert events["job.failed"]["warnings"] == 0  # failed before training read the table
+    succeeded = api.http.get(f"/v1/jobs/{events['job.succeeded']['job_id']}").json()
+    assert events["job.succeeded"]["warnings"] == len(succeeded["warnings"]) > 0
     skipped = events["schedule.skipped"]
     assert skipped["schedule_id"] == schedule["id"] and skipped["reason_code"] == (
         "budget-exceeded")
