@@ -113,7 +113,9 @@ class JobCreate(BaseModel):
                            f"least {MIN_EPSILON:g} (prv) or {min_epsilon('rdp'):g} (rdp).")
     delta: Number | None = Field(None, gt=0, le=1e-3, description="Default 1e-6.")
     rows: Count | None = Field(None, ge=1, le=50_000_000, description="Synthetic rows (default: "
-                               "as many as the table; at most the server's "
+                               "about as many as the table, from the DP row count of the "
+                               "training rows and the public holdout share, as synthgen "
+                               "run; at most the server's "
                                "SYNTHGEN_MAX_JOB_ROWS, 10,000,000 unless set).")
     epochs: Number | None = Field(None, gt=0, le=10_000)
     batch_size: Count | None = Field(None, ge=1, le=1_000_000)

@@ -30,6 +30,7 @@ from synthgen.models.trainer import (
     TrainingConfig,
     TrainingProgress,
     default_epochs,
+    env_overrides,
     fresh_seed,
     load_state,
     noise_rng,
@@ -114,7 +115,9 @@ class Synthesizer:
         # a progress bar during fit: None draws one in a terminal or a notebook
         self.progress = progress
         self._threads_used: int | None = None
-        config = config or TrainingConfig(epochs=default_epochs(self.epsilon))
+        if config is None:  # the defaults, and $SYNTHGEN_TRAINING's replacements of them
+            config = TrainingConfig(**{"epochs": default_epochs(self.epsilon),
+                                       **env_overrides()})
         if epochs is not None:
             config = replace(config, epochs=float(epochs))
         if batch_size is not None:
@@ -396,6 +399,17 @@ class Synthesizer:
             raise RuntimeError("call fit() or load() first")
         return self.encoder, self.generator, self.cond
 
+    def default_rows(self, held_out_share: float = 0.0) -> int:
+        """The output size when none is asked for, the one rule of the library, ``synthgen run``
+        and the service: about as many rows as the input, from the DP row count of the rows the
+        model was trained on over the public share kept for training (``held_out_share``, the
+        holdout's share when one was split off: ``synthgen run --report`` and service jobs with
+        an audit or a target). Never an exact count, which is private."""
+        self._require_fitted()
+        if not 0.0 <= held_out_share < 1.0:
+            raise ValueError(f"held_out_share must be in [0, 1), not {held_out_share}")
+        return max(1, int(round(float(self.info.get("rows", 0)) / (1.0 - held_out_share))))
+
     def sample_chunks(
         self, n: int | None = None, *, chunk: int | None = None, seed: int | None = None,
         conditions: ConditionsSpec = None, rebalance: RebalanceSpec = None,
@@ -411,7 +425,7 @@ class Synthesizer:
         self._require_fitted()
         if seed_rows is not None and n is None:
             n = len(seed_rows)
-        n = int(self.info.get("rows", 0)) if n is None else int(n)
+        n = self.default_rows() if n is None else int(n)
         plan = self.sampling_plan(n, conditions, rebalance, seed_rows)
         if seed is None:
             seed = self.seed if self.seed is not None else fresh_seed()
@@ -479,7 +493,7 @@ class Synthesizer:
         conditions: ConditionsSpec = None, rebalance: RebalanceSpec = None,
         seed_rows: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        """``n`` synthetic rows (default: as many as the training table had).
+        """``n`` synthetic rows (default: :meth:`default_rows`).
 
         ``conditions`` fixes values in every row: ``{"sex": "Female", "age": ">=60"}`` (or
         ``["sex=Female", "age>=60"]``). ``rebalance`` sets a categorical column's shares:

@@ -68,8 +68,8 @@ def run(
                                                 "(JSON) here and its HTML beside it, and the "
                                                 "owner-only evaluation beside them "
                                                 "(evaluation.json / .html).")] = None,
-    rows: Annotated[int | None, typer.Option(help="Rows to generate (default: as many as the "
-                                             "input).", min=1)] = None,
+    rows: Annotated[int | None, typer.Option(help="Rows to generate (default: about as many as "
+                                             "the input, from the DP row count).", min=1)] = None,
     delta: Annotated[float | None, typer.Option(
         help="Delta (default 1e-6; give a smaller one for tables over 100,000 rows).")] = None,
     schema: Annotated[Path | None, typer.Option(
@@ -187,9 +187,8 @@ def run(
         if write_schema:  # as soon as it is known: a sampling error does not lose it
             write_schema_file(synth.schema_used(), write_schema)
         t0 = time.perf_counter()
-        if rows is None and asked["seed_rows"] is None:
-            # as many as the input, from the DP row count (the count is private)
-            rows = round(synth.info["rows"] * len(table_in) / max(len(train), 1))
+        if rows is None and asked["seed_rows"] is None:  # the library's rule, as the service's
+            rows = synth.default_rows(plan.held_out_share)
         sampled = (conform(c, source.types) for c in synth.sample_chunks(rows, **asked))
         head, kept = keep_head(sampled, EVALUATION_ROWS if report else 0)
         # both destinations: the rows are needed twice

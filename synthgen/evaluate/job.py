@@ -30,6 +30,11 @@ class EvaluationPlan:
     # a holdout was split off but has too few rows for the audit and the utility test
     too_small: bool = False
 
+    @property
+    def held_out_share(self) -> float:
+        """The public share of rows held out (0 without a holdout): an option, never a count."""
+        return self.holdout.share if self.holdout is not None else 0.0
+
     def training_table(self, table: pd.DataFrame) -> pd.DataFrame:
         return self.holdout.train if self.holdout is not None else table
 

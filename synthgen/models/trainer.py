@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,28 @@ def noise_rng(seed: int | None, *stream: int) -> np.random.Generator:
     if seed is None:
         return np.random.default_rng(secrets.randbits(128))
     return np.random.default_rng([seed, *stream] if stream else seed)
+
+
+TRAINING_ENV = "SYNTHGEN_TRAINING"
+
+
+def env_overrides() -> dict[str, Any]:
+    """``$SYNTHGEN_TRAINING``: a JSON object of :class:`TrainingConfig` fields that replace the
+    defaults (not what a caller passes: ``epochs=`` / ``--epochs`` still win). For quick trial
+    runs and tests, e.g. ``SYNTHGEN_TRAINING='{"epochs": 1, "table_warmup_steps": 20}'``; the
+    report's ``training.config`` shows what ran. Public settings: no budget, no row read."""
+    raw = os.environ.get(TRAINING_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{TRAINING_ENV} is not JSON: {exc}") from None
+    known = {f.name for f in fields(TrainingConfig)}
+    if not isinstance(values, dict) or set(values) - known:
+        raise ValueError(f"{TRAINING_ENV} must be a JSON object of training settings ("
+                         f"{', '.join(sorted(known))}); got {raw!r}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 def default_epochs(epsilon: float) -> float:

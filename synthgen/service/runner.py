@@ -262,7 +262,8 @@ def _run(db: Database, storage: Storage, settings: Settings, claim: Claim,
             def sink(chunks: Any) -> None:
                 beat.ensure_live()
                 write_destination(db, settings, job, chunks, column_types)
-        written = _write_outputs(outputs, job, dataset, synth, report, scratch,
+        written = _write_outputs(outputs, job, dataset, synth, plan.held_out_share, report,
+                                 scratch,
                                  evaluate=lambda doc, synthetic: evaluate_job(
                                      doc, plan, table, synthetic, seed=_split_seed(job)),
                                  sink=sink)
@@ -331,6 +332,7 @@ def _split_seed(job: Job) -> int:
 
 
 def _write_outputs(outputs: _Outputs, job: Job, dataset: Dataset, synth: Any,
+                   held_out_share: float,
                    report: dict[str, Any], scratch: Path,
                    evaluate: Callable[[dict[str, Any], Any], Any],
                    sink: Callable[[Any], None] | None = None) -> int:
@@ -345,8 +347,11 @@ def _write_outputs(outputs: _Outputs, job: Job, dataset: Dataset, synth: Any,
     seed_rows = None
     if options.get("seed_rows"):
         seed_rows = pd.DataFrame(json.loads(outputs.storage.read_bytes(seed_rows_key(job))))
-    # default size: the model's DP row count (the dataset's exact count is not public)
+    # default size: Synthesizer.default_rows, from the DP row count of the training rows and
+    # the public holdout share (the rule of synthgen run too; the exact count is not public)
     rows = job.rows
+    if rows is None and seed_rows is None:
+        rows = synth.default_rows(held_out_share)
     # checked before the output is opened: a condition the model cannot honour writes nothing
     asked = synth.sample_chunks(rows, conditions=options.get("conditions"),
                                 rebalance=options.get("rebalance"), seed_rows=seed_rows)
