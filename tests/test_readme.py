@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from service.svc_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +45,7 @@ def script(port: int) -> str:
     """The README's blocks as one bash script: shell blocks as they are, Python blocks fed to
     ``python`` at their place in the order."""
     parts = ["set -eo pipefail"]
-    skipped = {key: 0 for key in NOT_RUN}
+    skipped = dict.fromkeys(NOT_RUN, 0)
     for i, (language, text) in enumerate(blocks()):
         hit = [key for key in NOT_RUN if key in text]
         if hit:
