@@ -535,7 +535,11 @@ def audit_verdicts(a: dict[str, Any]) -> list[tuple[str, str, str, bool | None, 
                     "0.5 is chance; above 0.55 fails", passed("mia_auc"), says))
     exact, reference = a.get("exact_match_rate"), a.get("exact_match_reference")
     if isinstance(exact, int | float) and isinstance(reference, int | float):
-        if exact <= reference:
+        if exact == 0:
+            says = ("No synthetic row is identical to a training row (the holdout's own rate, "
+                    f"for reference: {reference:.2%} of the real rows the model never saw are "
+                    "identical to a training row).")
+        elif exact <= reference:
             says = (f"{exact:.2%} of synthetic rows are identical to a training row, while "
                     f"{reference:.2%} of the holdout's real rows, which the model never saw, "
                     "are identical to a training row too: such rows are common in this "

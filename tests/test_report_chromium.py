@@ -96,3 +96,71 @@ def test_chromium_renders_the_page_quickly(page: Path, tmp_path: Path) -> None:
     assert result.returncode == 0
     # Browser start, layout and exit together; a generous bound for a shared CI machine.
     assert elapsed < 10.0
+
+
+@pytest.fixture(scope="module")
+def fitted_pages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The public report and the owner-only evaluation of a real (small) fit: a real ledger,
+    with its two-way tables' column pairs, and a real audit."""
+    from conftest import make_people
+
+    from synthgen import Synthesizer
+    from synthgen.evaluate import plan_evaluation
+    from synthgen.evaluate.job import evaluate_job
+    from synthgen.report import write_evaluation, write_report
+
+    table = make_people(1000, seed=3)
+    plan = plan_evaluation(table, holdout_share=0.2, seed=0)
+    train = plan.training_table(table)
+    synth = Synthesizer(epsilon=2.0, epochs=2, seed=0, progress=False).fit(train)
+    doc = synth.report()
+    synthetic = synth.sample()
+    doc["output_rows"] = len(synthetic)
+    evaluation = evaluate_job(doc, plan, train, synthetic, seed=0)
+    folder = tmp_path_factory.mktemp("fitted")
+    public = write_report(doc, folder / "report.json")
+    owner = write_evaluation(evaluation, folder / "evaluation.json")
+    return public, owner
+
+
+def test_a_non_expert_reads_the_report_in_a_browser(
+    fitted_pages: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    """What the browser shows (its DOM after layout) says what issue 24 asked: the budget's
+    phases, why the entries' epsilons do not add up, column pairs by name, one row-count story,
+    verdicts with guidance. The screenshots land in $SYNTHGEN_SCREENSHOTS when it is set, for a
+    person to look at."""
+    import json
+    import os
+    import re
+    import shutil as sh
+
+    public, owner = fitted_pages
+    report = json.loads(public.with_suffix(".json").read_text("utf-8"))
+    two_way = next(e for e in report["ledger"] if e["mechanism"] == "gaussian_two_way_marginals")
+    names = {"age", "income", "city", "member", "joined", "children"}
+    assert all(set(pair) <= names for pair in two_way["params"]["pair_columns"])
+    phases = report["composition"]["phases"]
+    assert [p["phase"] for p in phases] == ["preprocessing", "marginals", "training"]
+    assert phases[-1]["epsilon_after"] == report["epsilon"]
+    assert phases[0]["epsilon_after"] < phases[1]["epsilon_after"] < report["epsilon"]
+
+    dom = chromium(public, tmp_path / "profile", "--dump-dom").stdout
+    first_pair = " \u00d7 ".join(two_way["params"]["pair_columns"][0])
+    assert first_pair in dom  # by name, never "[[0, 1], ...]"
+    assert not re.search(r"pairs = \[\[\d", dom)
+    assert "before the first training step" in dom and "does not add up" in dom
+    assert "a DP estimate: the exact count is private" in dom
+    owner_dom = chromium(owner, tmp_path / "profile", "--dump-dom").stdout
+    assert "The public report shows" in owner_dom and "what it means" in owner_dom
+    assert "holdout's own rate" in owner_dom
+    assert re.search(r"no sign of copying|a sign of memorisation", owner_dom)
+
+    for page in (public, owner):
+        shot = tmp_path / f"{page.stem}.png"
+        result = chromium(page, tmp_path / "profile", "--window-size=1200,4000",
+                          f"--screenshot={shot}")
+        assert result.returncode == 0 and shot.stat().st_size > 10_000
+        assert console_problems(result.stderr) == []
+        if os.environ.get("SYNTHGEN_SCREENSHOTS"):
+            sh.copy(shot, Path(os.environ["SYNTHGEN_SCREENSHOTS"]) / shot.name)
