@@ -1,13 +1,13 @@
 """Every shell block of README.md runs as pasted, in order, in one shell, from a root holding the
 repository's own example files: the README cannot drift from the code.
 
-Three blocks are not run, by name below (NOT_RUN, with the reason): the install (this test runs
-inside the installed environment), the test command (this suite) and the sources-and-destinations
-examples, which name the reader's own database servers and bucket. Everything else runs as written, but for two
-substitutions a shared test machine needs: the server's port (8000 in the README, a free port
-here) and ``$SYNTHGEN_TRAINING``, the documented override of the training defaults (one epoch
-of DP-SGD; the generator's warm-up on the marginal tables is kept, so the model's shares are
-close enough to the data's for the README's conditions).
+Three blocks are not run, by name below (NOT_RUN, with the reason): the install (this test
+runs inside the installed environment), the test command (this suite) and the sources and
+destinations, which name the reader's own database servers and bucket. Everything else runs as
+written, but for two substitutions a shared test machine needs: the server's port (8000 in the
+README, a free port here) and ``$SYNTHGEN_TRAINING``, the documented override of the training
+defaults (one epoch of DP-SGD; the generator's warm-up on the marginal tables is kept, so the
+model's shares are close enough to the data's for the README's conditions).
 """
 
 from __future__ import annotations
