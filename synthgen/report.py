@@ -122,8 +122,10 @@ def composition(ledger: PrivacyLedger, spent: float) -> dict[str, Any]:
 # The ledger's mechanisms in the order a fit runs them, by phase: what a reader sees as the
 # epsilon at step 0 of the curve is the first two phases composed.
 PHASES = (
-    ("preprocessing", "Sizing the table and releasing its domains (row count, category sets, "
-     "numeric ranges, null rates)", ("gaussian_row_count", "gaussian_histograms")),
+    ("preprocessing", "Sizing the table and releasing its domains (row count, cell formats, "
+     "category sets, numeric ranges, null rates)", ("gaussian_row_count",
+                                                    "gaussian_format_votes",
+                                                    "gaussian_histograms")),
     ("marginals", "Measuring the column tables the generator learns to match (one-way tables, "
      "which pairs to measure, two-way tables)", ("gaussian_one_way_marginals",
                                                  "gaussian_pair_selection",

@@ -143,6 +143,8 @@ def test_a_non_expert_reads_the_report_in_a_browser(
     phases = report["composition"]["phases"]
     assert [p["phase"] for p in phases] == ["preprocessing", "marginals", "training"]
     assert phases[-1]["epsilon_after"] == report["epsilon"]
+    assert sorted(m for p in phases for m in p["mechanisms"]) == sorted(
+        e["mechanism"] for e in report["ledger"])  # every mechanism in its phase
     assert phases[0]["epsilon_after"] < phases[1]["epsilon_after"] < report["epsilon"]
 
     dom = chromium(public, tmp_path / "profile", "--dump-dom").stdout
