@@ -192,7 +192,8 @@ def test_a_new_version_is_read_with_the_dataset_budget_policy(
         dataset = s.scalars(select(Dataset)).one()
         add_version(s, dataset, {"name": "v2.csv", "format": "csv", "size_bytes": 2,
                                  "sha256": "1" * 64, "rows": 300, "columns": [],
-                                 "public_schema": None, "storage_key": "k/ds1-v2"})
+                                 "public_schema": None, "storage_key": "k/ds1-v2",
+                                 "csv_options": None})
     fired = tick(db, now_s=T0 + 120)[0]
     if policy == "shared":  # the same people: the spent cap holds across versions
         assert fired.status == "skipped" and fired.reason_code == "budget-exceeded"
