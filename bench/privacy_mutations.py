@@ -31,13 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The privacy tests run against each mutant: fast (well under a minute each on 2 cores).
 TESTS = [
+    "tests/test_release.py",
+    "tests/test_replay.py",
     "tests/test_privacy_pinned.py",
     "tests/test_dpsgd_reference.py",
     "tests/test_mechanisms.py",
     "tests/test_privacy_accounting.py",
     "tests/test_marginals.py",
-    "tests/test_release.py",
-    "tests/test_replay.py",
     "tests/test_formats.py",
 ]
 
