@@ -14,10 +14,20 @@ number; a row removed; a row changed, its number turned into a text), and a tabl
 in common with D but its header (five times the rows, other values, other related pairs, many
 empty cells): small leaks move a discrete decision only when the table moves a lot.
 
+DP-SGD: a step's release is the noisy sum the discriminator's update is made of (the real
+rows' clipped gradients, the fake rows' gradients, the noise). A replayed step samples no row
+and returns the recorded sum; the fake rows' part is a function of the generator and of the
+generator's own draws, which come from a generator apart from the mechanism's (the Poisson
+draws, the real rows' condition columns and the noise are the release's private generator), so
+it is the same in both fits when nothing else differs. So the replay covers everything around
+the step: the sampling rate, the batch size, the number of steps, the weight average, the
+generator's steps. It does not check the release itself (that the noise and clipping are what
+the ledger charges: tests/test_release.py, tests/test_privacy_pinned.py and the audits do).
+
 What it does not cover: reads before the fit (the CLI's and the service's own, e.g. the
 holdout split, which happens before ``fit``), and what a fit publishes while it runs (progress
 events: the displayed discriminator loss includes the real rows' loss unnoised; it goes to the
-data owner's console only).
+data owner's console only). It runs on a CPU (CUDA graphs are not recorded).
 """
 
 from __future__ import annotations
