@@ -12,7 +12,8 @@ fit info) makes them differ, whatever it is called.
 D' is each neighbour of D (a row added, holding a new category, an empty cell and an extreme
 number; a row removed; a row changed, its number turned into a text), and a table with nothing
 in common with D but its header (five times the rows, other values, other related pairs, many
-empty cells): small leaks move a discrete decision only when the table moves a lot.
+empty cells, dates written in another format): small leaks move a discrete decision only when
+the table moves a lot.
 
 DP-SGD: a step's release is the noisy sum the discriminator's update is made of (the real
 rows' clipped gradients, the fake rows' gradients, the noise). A replayed step samples no row
@@ -51,7 +52,7 @@ CONFIG = TrainingConfig(epochs=2.0, d_hidden=(16,), g_hidden=(16,), noise_dim=8,
 
 
 def _table(rows: int, seed: int, related: tuple[str, str] = ("city", "job"),
-           null_share: float = 0.05) -> pd.DataFrame:
+           null_share: float = 0.05, date_format: str = "%Y-%m-%d") -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     city = rng.choice(["Paris", "Lyon", "Nice", "Lille"], rows, p=[0.4, 0.3, 0.2, 0.1])
     job = rng.choice(["nurse", "cook", "clerk"], rows)
@@ -64,8 +65,11 @@ def _table(rows: int, seed: int, related: tuple[str, str] = ("city", "job"),
     if related == ("age", "income"):
         income = np.round(np.nan_to_num(age, nan=40.0) * 1000.0 + rng.normal(0, 50, rows), 2)
     member = rng.random(rows) < 0.3
+    # written as text in a format its column's vote elects
+    joined = (pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 3000, rows), "D")
+              ).strftime(date_format)
     return pd.DataFrame({"city": city, "job": job, "age": age, "income": income,
-                         "member": member})
+                         "member": member, "joined": joined})
 
 
 def _fit(df: pd.DataFrame, **fit_args: Any) -> Synthesizer:
@@ -103,7 +107,8 @@ def recorded(base: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 def _neighbours(base: pd.DataFrame) -> dict[str, pd.DataFrame]:
     added = pd.concat([base, pd.DataFrame({"city": ["Atlantis"], "job": [None],
                                            "age": [1e9], "income": [-5.0],
-                                           "member": [True]})], ignore_index=True)
+                                           "member": [True], "joined": ["1900-02-29?"]})],
+                      ignore_index=True)
     changed = base.astype({"age": object}).copy()
     changed.loc[7, "age"] = "unknown"
     changed.loc[7, "city"] = "Lille"
@@ -112,7 +117,8 @@ def _neighbours(base: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "removed": base.iloc[1:].reset_index(drop=True),
         "changed": changed,
         # only the header in common
-        "unrelated": _table(2000, seed=9, related=("age", "income"), null_share=0.4),
+        "unrelated": _table(2000, seed=9, related=("age", "income"), null_share=0.4,
+                            date_format="%d/%m/%Y"),
     }
 
 
