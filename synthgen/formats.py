@@ -270,8 +270,6 @@ def _number_key(m: re.Match[str]) -> int | None:
     group, dec, frac, suf = m["group"] or "", m["dec"], m["frac"] or "", m["suf"] or ""
     if group and dec == group:
         return None
-    if group == "," and dec is None and not pre and not suf:
-        pass  # "1,234": thousands, as in the US
     if not group and dec == "," and len(frac) == 3 and not suf:
         group, dec, frac = ",", None, ""  # "1,234" again
     if group == " ":
