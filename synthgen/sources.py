@@ -129,14 +129,20 @@ def is_sql_url(location: str) -> bool:
 
 
 def _with_driver(url: str) -> str:
-    """``postgresql://`` as SQLAlchemy's psycopg (3) dialect when psycopg2 is not installed."""
-    scheme = url.split("://", 1)[0]
+    """``postgresql://`` as SQLAlchemy's psycopg (3) dialect when psycopg2 is not installed;
+    ``mysql://`` and ``mariadb://`` through PyMySQL when mysqlclient is not."""
+    scheme, _, rest = url.partition("://")
     if scheme in ("postgresql", "postgres"):
         try:
             import psycopg2  # noqa: F401
         except ImportError:
-            return "postgresql+psycopg://" + url.split("://", 1)[1]
-        return "postgresql://" + url.split("://", 1)[1]
+            return "postgresql+psycopg://" + rest
+        return "postgresql://" + rest
+    if scheme in ("mysql", "mariadb"):
+        try:
+            import MySQLdb  # noqa: F401
+        except ImportError:
+            return f"{scheme}+pymysql://{rest}"
     return url
 
 
@@ -204,7 +210,7 @@ def _engine(url: str) -> Any:
     args: dict[str, Any] = {}
     if full.startswith("postgresql"):
         args["connect_timeout"] = CONNECT_TIMEOUT_S
-    elif full.startswith("mysql"):
+    elif full.startswith(("mysql", "mariadb")):
         args["connect_timeout"] = CONNECT_TIMEOUT_S
     try:
         # NullPool: a connection is closed when released (a read-only setting never leaks)
@@ -259,7 +265,7 @@ def read_sql(url: str, *, table: str | None = None, query: str | None = None,
                                          not_null=[c.name for c in reflected.columns
                                                    if not c.nullable])
                 limits.check(name, 0, len(types))
-                chosen = select(*_as_read(reflected.columns))
+                chosen = select(*_as_read(reflected.columns, dialect))
                 if dialect == "postgresql" and hasattr(conn.connection.driver_connection,
                                                        "cursor"):
                     frame = _copy_frame(conn, chosen, types, limits, name, chunk_rows)
@@ -441,15 +447,29 @@ def _frame_of(result: Any, types: dict[str, Any], limits: ReadLimits, name: str,
     return pd.DataFrame(out, copy=False)
 
 
-def _as_read(columns: Any) -> list[Any]:
+def _as_read(columns: Any, dialect: str) -> list[Any]:
     """The columns to select: a ``NUMERIC`` as a double (the database converts it, not a
-    Python ``Decimal`` per cell; its scale is kept in the type, and applied on output)."""
+    Python ``Decimal`` per cell; its scale is kept in the type, and applied on output) where
+    the database has that cast (MySQL and MariaDB have no ``CAST(... AS FLOAT(53))``: their
+    ``Decimal`` values are converted in :func:`_column`)."""
     from sqlalchemy import Float, cast
     from sqlalchemy import types as t
 
+    if dialect not in ("postgresql", "sqlite"):
+        return list(columns)
     return [cast(c, Float(53)).label(c.name)
             if isinstance(c.type, t.Numeric) and not isinstance(c.type, t.Float) else c
             for c in columns]
+
+
+def is_boolean(sql_type: Any) -> bool:
+    """A ``BOOLEAN``, or MySQL/MariaDB's ``TINYINT(1)`` (what their ``BOOLEAN`` is: the
+    convention their drivers and tools follow; a value other than 0 reads as true)."""
+    from sqlalchemy import types as t
+
+    return isinstance(sql_type, t.Boolean) or (
+        isinstance(sql_type, t.Integer) and type(sql_type).__name__ == "TINYINT"
+        and getattr(sql_type, "display_width", None) == 1)
 
 
 def _column(values: list[Any], sql_type: Any) -> pd.Series:
@@ -458,6 +478,9 @@ def _column(values: list[Any], sql_type: Any) -> pd.Series:
 
     if isinstance(sql_type, t.Boolean):
         return pd.Series(pd.array(values, dtype="boolean"))
+    if is_boolean(sql_type):  # TINYINT(1): 0, 1 (or any other number), None
+        return pd.Series(pd.array([None if v is None else bool(v) for v in values],
+                                  dtype="boolean"))
     if isinstance(sql_type, t.Date) and not isinstance(sql_type, t.DateTime):
         try:  # date objects and None: numpy converts them at C speed
             return pd.Series(np.array(values, dtype="datetime64[D]").astype("datetime64[ns]"))
@@ -498,7 +521,7 @@ def public_schema(types: dict[str, Any], *, keys: Iterable[str] = (),
         elif isinstance(sql_type, t.Enum) and sql_type.enums:
             specs.append(ColumnSpec(name=name, kind=ColumnKind.CATEGORICAL,
                                     categories=list(sql_type.enums), nullable=nullable))
-        elif isinstance(sql_type, t.Boolean):
+        elif is_boolean(sql_type):
             specs.append(ColumnSpec(name=name, kind=ColumnKind.BOOLEAN, nullable=nullable))
         elif isinstance(sql_type, t.Date | t.DateTime):
             specs.append(ColumnSpec(name=name, kind=ColumnKind.DATETIME, nullable=nullable))
@@ -694,8 +717,10 @@ def write_sql(chunks: Iterable[pd.DataFrame], url: str, table: str, *,
               if_exists: str = "fail", types: dict[str, Any] | None = None,
               source_dialect: str | None = None) -> int:
     """Write chunks of a table to a database table, in one transaction (a failed write leaves
-    the database as it was). ``types``: the source's SQLAlchemy column types (kept on the same
-    database kind, their generic form on another); other columns typed from their dtype.
+    the database as it was; on MySQL/MariaDB ``CREATE`` and ``DROP TABLE`` commit at once, so
+    there a failed replace leaves the new table empty). ``types``: the source's SQLAlchemy
+    column types (kept on the same database kind, their generic form on another); other
+    columns typed from their dtype.
     ``if_exists``: fail, replace (drop and create) or append (to a table with these columns)."""
     from sqlalchemy import Column, MetaData, Table, inspect
     from sqlalchemy.exc import SQLAlchemyError
@@ -761,6 +786,8 @@ def _destination_type(source_type: Any, column: pd.Series, same_dialect: bool) -
             return source_type
         if isinstance(source_type, t.Enum):  # its name: a native enum type where there is one
             return t.Enum(*source_type.enums, name=source_type.name or f"{column.name}_enum")
+        if is_boolean(source_type):
+            return t.Boolean()
         try:
             return source_type.as_generic()
         except NotImplementedError:
@@ -873,7 +900,7 @@ def types_to_json(types: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for name, ty in types.items():
         if isinstance(ty, t.Enum):
             out[name] = {"type": "enum", "labels": list(ty.enums), "name": ty.name}
-        elif isinstance(ty, t.Boolean):
+        elif is_boolean(ty):
             out[name] = {"type": "boolean"}
         elif isinstance(ty, t.DateTime):
             out[name] = {"type": "timestamp", "timezone": bool(ty.timezone)}
