@@ -239,6 +239,23 @@ MUTATIONS = [
         "            parts['number'] = counted[spec.name].parts['number'].astype(np.float64)\n"
         "        texts = cast(Keys, next(noisy_values))",
     ),
+    # Code columns weighted in the joint histogram (issue 21's ZIP codes): each row adds w to
+    # its key, the sensitivity and the column's release threshold must say so.
+    Mutation(
+        "code-weight-outside-sensitivity",
+        "a weighted code column's rows add w to its key but the sensitivity counts them as 1",
+        "synthgen/privacy/domains.py",
+        "sensitivity = math.sqrt(k + 1 + sum(w**2 - 1 for w in weights.values()))",
+        "sensitivity = math.sqrt(k + 1)",
+    ),
+    Mutation(
+        "code-threshold-unscaled",
+        "a weighted code column's keys released above the unweighted threshold (a key only "
+        "one row has counts w, not 1)",
+        "synthgen/privacy/domains.py",
+        "thresholds = {name: w * partition_threshold(sigma / w, plan.threshold_delta,",
+        "thresholds = {name: partition_threshold(sigma, plan.threshold_delta,",
+    ),
 ]
 
 

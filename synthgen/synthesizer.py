@@ -229,6 +229,8 @@ class Synthesizer:
                          # stored nowhere
                          "seeded": self.seed is not None,
                          "preprocessing_share": share,
+                         # the code columns' weighting, paid out of the marginals' part
+                         "code_extra": estimate.code_extra,
                          "rows_estimate": max(estimate.rows_estimate, 1.0)}
             if self.delta is None and estimate.rows_estimate * delta > 0.1:
                 self.info["warnings"].append(
@@ -374,7 +376,8 @@ class Synthesizer:
                         max(0.0, 0.9 - plan.preprocessing_share))
         if share <= 0:
             return MarginalRelease()
-        multipliers = marginal_multipliers(plan, share, self.ledger.accountant_delta)
+        multipliers = marginal_multipliers(plan, share, self.ledger.accountant_delta,
+                                           float(self.info.get("code_extra", 0.0)))
         numeric = [d.kind not in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) for d in learned]
         measured = measure_marginals(
             slots, [d.kind for d in learned], [d.frequencies for d in learned],

@@ -68,8 +68,13 @@ def _table(rows: int, seed: int, related: tuple[str, str] = ("city", "job"),
     # written as text in a format its column's vote elects
     joined = (pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 3000, rows), "D")
               ).strftime(date_format)
+    # ZIP codes with leading zeros, each too thin for an unweighted histogram: the vote makes
+    # it a code column, weighted in the histograms (its weight sized by DP counts only)
+    zips = np.array([f"{z:05d}" for z in [*rng.integers(500, 9999, 8),
+                                          *rng.integers(10000, 99999, 4)]])
+    zip_code = rng.choice(zips, rows)
     return pd.DataFrame({"city": city, "job": job, "age": age, "income": income,
-                         "member": member, "joined": joined})
+                         "member": member, "joined": joined, "zip": zip_code})
 
 
 def _fit(df: pd.DataFrame, **fit_args: Any) -> Synthesizer:
@@ -107,7 +112,8 @@ def recorded(base: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 def _neighbours(base: pd.DataFrame) -> dict[str, pd.DataFrame]:
     added = pd.concat([base, pd.DataFrame({"city": ["Atlantis"], "job": [None],
                                            "age": [1e9], "income": [-5.0],
-                                           "member": [True], "joined": ["1900-02-29?"]})],
+                                           "member": [True], "joined": ["1900-02-29?"],
+                                           "zip": ["00001"]})],
                       ignore_index=True)
     changed = base.astype({"age": object}).copy()
     changed.loc[7, "age"] = "unknown"

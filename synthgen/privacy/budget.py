@@ -121,20 +121,59 @@ def marginal_share(rows_estimate: float, columns: int) -> float:
 
 
 def marginal_multipliers(
-    plan: BudgetPlan, share: float, accountant_delta: float
+    plan: BudgetPlan, share: float, accountant_delta: float, code_extra: float = 0.0
 ) -> tuple[float, float, float]:
     """Noise multipliers (per unit of L2 sensitivity) of the one-way tables, the pair selection
     and the two-way tables, so that the domain histograms and these three compose, as Gaussian
     mechanisms do (1/sigma^2 adds up), to exactly one Gaussian release of (preprocessing +
-    marginal share) of epsilon. DP-SGD is then calibrated on the whole ledger for the rest."""
+    marginal share) of epsilon. ``code_extra``: what the domain histograms spent beyond the
+    preprocessing share on weighted code columns (1/sigma^2, at most :func:`code_budget`),
+    taken out of the marginals' part. DP-SGD is then calibrated on the whole ledger for the
+    rest."""
     if share <= 0:
         return 0.0, 0.0, 0.0
     domain = gaussian_noise_multiplier(plan.preprocessing_epsilon, accountant_delta)
     joint = gaussian_noise_multiplier(plan.epsilon * (plan.preprocessing_share + share),
                                       accountant_delta)
-    rest = 1.0 / joint**2 - 1.0 / domain**2
+    rest = 1.0 / joint**2 - 1.0 / domain**2 - code_extra
     one_way, select, two_way = (1.0 / math.sqrt(part * rest) for part in plan.marginal_split)
     return one_way, select, two_way
+
+
+# Code columns (issue 21): a column the format vote calls ``code`` (digit strings with leading
+# zeros: ZIP codes, account or county codes) is nothing without its codes, a code is written
+# only when released, and on a small table each code holds a few dozen rows, below what a text
+# needs in the joint histogram (a 2,000-row CRM export's ZIP codes: at most 98 rows each against
+# about 157). Its histogram is weighted there (privacy/domains.py): each row adds w to its key,
+# so its counts carry the noise sigma / w while the other columns keep theirs, and the larger
+# release is paid out of the DP marginals' part of the budget (the fit's total is unchanged).
+# w is sized for a code held by CODE_VALUE_SHARE of the column's cells (the vote's DP count) to
+# clear the threshold, and all the code columns together take at most CODE_MAX_SHARE of the
+# least the marginals get under the plan.
+CODE_VALUE_SHARE = 0.03
+CODE_MAX_SHARE = 0.25
+
+
+def marginal_floor(plan: BudgetPlan) -> float:
+    """The smallest share of epsilon the DP marginals can get under ``plan``: the declared
+    share, or the rule's (never below 0.5) capped at 0.9 less the domain share, as the fit
+    sets it (Synthesizer._measure_marginals)."""
+    if plan.marginal_share is not None:
+        return plan.marginal_share
+    return min(0.5, max(0.0, 0.9 - plan.preprocessing_share))
+
+
+def code_budget(plan: BudgetPlan, accountant_delta: float) -> float:
+    """The most the weighted code columns may add to the domain histograms' release, in
+    Gaussian terms (1/sigma^2): CODE_MAX_SHARE of the marginals' least part under ``plan``.
+    From the plan alone (public options and the DP domain share)."""
+    floor = marginal_floor(plan)
+    if floor <= 0:
+        return 0.0
+    domain = gaussian_noise_multiplier(plan.preprocessing_epsilon, accountant_delta)
+    joint = gaussian_noise_multiplier(plan.epsilon * (plan.preprocessing_share + floor),
+                                      accountant_delta)
+    return CODE_MAX_SHARE * (1.0 / joint**2 - 1.0 / domain**2)
 
 
 # The domain histograms' share of epsilon adapts to the table: the smallest share in

@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from synthgen.errors import SchemaError
 from synthgen.formats import BOOL as BOOL_FORMAT
@@ -35,7 +36,7 @@ from synthgen.formats import CODE, CellFormat, decide, from_pattern
 from synthgen.formats import DATE as DATE_FORMAT
 from synthgen.formats import NUMBER as NUMBER_FORMAT
 from synthgen.privacy.accountant import gaussian_noise_multiplier
-from synthgen.privacy.budget import BudgetPlan
+from synthgen.privacy.budget import CODE_VALUE_SHARE, BudgetPlan, code_budget
 from synthgen.privacy.cells import (
     BOOLEAN,
     DATE,
@@ -574,6 +575,9 @@ class DomainEstimate:
     rows_estimate: float
     # the format vote, released before the histograms (None: no undeclared column)
     vote_entry: LedgerEntry | None = None
+    # what weighting code columns added to the histograms' release beyond the preprocessing
+    # share (1/sigma^2), which the marginals' part gives up (privacy/budget.py)
+    code_extra: float = 0.0
 
 
 def estimate_domains(
@@ -597,13 +601,14 @@ def estimate_domains(
     multiplier = gaussian_noise_multiplier(plan.preprocessing_epsilon, plan.accountant_delta)
     voters = [spec for spec in learned if spec.kind is ColumnKind.AUTO]
     formats: dict[str, CellFormat | None] = {}
+    cells: dict[str, float] = {}
     vote_entry = None
     if voters:
         # The format vote and the histograms compose (1/sigma^2 adds up) to the one Gaussian
         # release the preprocessing share pays for: the vote takes 1/FORMAT_VOTE_RATIO^2 of it.
         vote_multiplier = FORMAT_VOTE_RATIO * multiplier
         multiplier = 1.0 / math.sqrt(1.0 / multiplier**2 - 1.0 / vote_multiplier**2)
-        formats, vote_entry = _vote_formats(df, voters, vote_multiplier, release)
+        formats, cells, vote_entry = _vote_formats(df, voters, vote_multiplier, release)
     counted = {spec.name: _measure(spec, df[spec.name], formats.get(spec.name))
                for spec in learned}
     # the joint vector (k histograms and the row count) has L2 sensitivity sqrt(k + 1)
@@ -611,11 +616,29 @@ def estimate_domains(
     sigma = multiplier * sensitivity
     discovered = [c for c in learned if discovers_texts(c)]
     threshold = partition_threshold(sigma, plan.threshold_delta, len(discovered))
+    weights = code_weights(
+        {name: cells[name] for name, f in formats.items() if f is not None and f.family == CODE},
+        sigma, plan, len(discovered))
+    thresholds: dict[str, float] = {}
+    code_extra = 0.0
+    if weights:
+        # each row adds w to one key of a weighted column: the others keep their sigma, the
+        # multiplier shrinks, the release costs code_extra more (out of the marginals' part)
+        sensitivity = math.sqrt(k + 1 + sum(w**2 - 1 for w in weights.values()))
+        multiplier = sigma / sensitivity
+        code_extra = sum(w**2 - 1 for w in weights.values()) / sigma**2
+        # a key only the added row has counts w: P(w + noise > w T(sigma / w)) = P(1 + noise
+        # / w > T(sigma / w)), the partition threshold's failure probability
+        thresholds = {name: w * partition_threshold(sigma / w, plan.threshold_delta,
+                                                    len(discovered))
+                      for name, w in weights.items()}
     # the row count, then each learned column's public keys by part and its discovered texts
     exact: list[Value] = [np.array([rows])]
     for spec in learned:
         hist = counted[spec.name]
-        exact += [*hist.parts.values(), Keys(hist.labels, hist.texts)]
+        w = weights.get(spec.name, 1.0)
+        exact += [*(w * part for part in hist.parts.values()),
+                  Keys(hist.labels, w * hist.texts, thresholds.get(spec.name))]
     noisy_values = iter(release.gaussian(
         "gaussian_histograms",
         f"one histogram per learned column ({k}): kinds, null counts, category sets and "
@@ -627,6 +650,8 @@ def estimate_domains(
             "discovered_category_columns": len(discovered),
             "numeric_bin_threshold": significance_threshold(sigma, NumberGrid(
                 OCTAVE_EDGES, True, True).size),
+            **({"code_weights": weights, "code_thresholds": thresholds,
+                "code_extra": code_extra} if weights else {}),
         }))
     rows_estimate = float(cast(np.ndarray, next(noisy_values))[0])
 
@@ -637,9 +662,12 @@ def estimate_domains(
         if spec.kind is ColumnKind.DROP:
             domains.append(_dropped(spec, "declared or named as an identifier"))
             continue
-        parts = {name: cast(np.ndarray, next(noisy_values)) for name in counted[spec.name].parts}
+        w = weights.get(spec.name, 1.0)  # a weighted column's counts, back in rows
+        parts = {name: cast(np.ndarray, next(noisy_values)) / w
+                 for name in counted[spec.name].parts}
         texts = cast(Keys, next(noisy_values))
-        noisy = _Noisy(spec, parts, texts.counts, texts.labels, sigma, threshold,
+        noisy = _Noisy(spec, parts, texts.counts / w, texts.labels, sigma / w,
+                       thresholds.get(spec.name, w * threshold) / w,
                        max(rows_estimate, 1.0), formats.get(spec.name))
         domain = _domain(noisy)
         if domain.source == "dropped":
@@ -656,7 +684,7 @@ def estimate_domains(
     release.annotate("gaussian_histograms", rows_estimate=rows_estimate,
                      decided_by_counts=decided_by_counts)
     entry = release.ledger.entries[-1]
-    return DomainEstimate(domains, entry, warnings, rows_estimate, vote_entry)
+    return DomainEstimate(domains, entry, warnings, rows_estimate, vote_entry, code_extra)
 
 
 # The format vote's noise multiplier against the preprocessing share's: it costs 1/ratio^2 of
@@ -671,12 +699,34 @@ CODE_SHARE = 0.05
 VOTE_STREAM = "format_votes"
 
 
-def _vote_formats(df: pd.DataFrame, voters: list[ColumnSpec], multiplier: float,
-                  release: Releaser) -> tuple[dict[str, CellFormat | None], LedgerEntry]:
+def code_weights(cells: dict[str, float], sigma: float, plan: BudgetPlan,
+                 discovered: int) -> dict[str, float]:
+    """The weight of each code column (``cells``: the vote's noisy count of its non-empty
+    cells) in the joint histogram, whose noise is ``sigma``: enough for a code held by
+    CODE_VALUE_SHARE of its cells to clear the partition threshold, all together within the
+    plan's code budget (privacy/budget.py); none for a column whose codes clear it already.
+    From DP outputs and the plan only."""
+    z = float(norm.isf(plan.threshold_delta / max(discovered, 1)))
+    want: dict[str, float] = {}
+    for name, n in cells.items():
+        target = (CODE_VALUE_SHARE * n - 1.0) / z  # the sigma at which such a code clears
+        if target > 0 and sigma > target:
+            want[name] = (sigma / target) ** 2 - 1.0
+    budget = code_budget(plan, plan.accountant_delta) * sigma**2
+    if not want or budget <= 0:
+        return {}
+    scale = min(1.0, budget / sum(want.values()))
+    return {name: math.sqrt(1.0 + extra * scale) for name, extra in want.items()}
+
+
+def _vote_formats(
+    df: pd.DataFrame, voters: list[ColumnSpec], multiplier: float, release: Releaser,
+) -> tuple[dict[str, CellFormat | None], dict[str, float], LedgerEntry]:
     """Each undeclared column's format, elected by a Gaussian vote: every non-empty cell adds
     1 to the one candidate its text is written in (or to ``text``), so a row moves the joint
     vector of votes by sqrt(columns) in L2. Decided before the histograms, which then read each
-    column's text in its format (sequential composition)."""
+    column's text in its format (sequential composition). Also each column's noisy count of
+    non-empty cells (the sum of its significant votes)."""
     sensitivity = math.sqrt(len(voters))
     sigma = multiplier * sensitivity
     counts: list[Value] = [format_counts(df[spec.name]) for spec in voters]
@@ -696,4 +746,8 @@ def _vote_formats(df: pd.DataFrame, voters: list[ColumnSpec], multiplier: float,
                for spec, votes in zip(voters, noisy, strict=True)}
     release.annotate("gaussian_format_votes",
                      formats={name: f.pattern if f else None for name, f in formats.items()})
-    return formats, release.ledger.entries[-1]
+    # the votes that clear the threshold: the noise of a few dozen empty candidates, clipped
+    # at zero, would add thousands
+    cells = {spec.name: float(np.where(cast(np.ndarray, votes) > threshold, votes, 0.0).sum())
+             for spec, votes in zip(voters, noisy, strict=True)}
+    return formats, cells, release.ledger.entries[-1]

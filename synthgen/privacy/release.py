@@ -31,10 +31,13 @@ from synthgen.privacy.ledger import LedgerEntry, PrivacyLedger
 class Keys:
     """Counts over keys found in the data (a column's texts). Released by Gaussian partition
     selection: a key is released, with its noisy count, only when that count clears the
-    release's threshold; the rest, and how many there were, are not."""
+    release's threshold (or ``threshold``, the set's own: a column whose rows add more than 1
+    to their key has a threshold scaled to match); the rest, and how many there were, are
+    not."""
 
     labels: np.ndarray
     counts: np.ndarray
+    threshold: float | None = None
 
 
 Value = np.ndarray | Keys
@@ -93,7 +96,7 @@ class Releaser:
         deviation ``noise_multiplier * sensitivity`` on every value; records its ledger entry
         and returns the noisy values, in the order given (the draws follow that order)."""
         sigma = noise_multiplier * sensitivity
-        if any(isinstance(x, Keys) for x in exact) and threshold is None:
+        if any(isinstance(x, Keys) and x.threshold is None for x in exact) and threshold is None:
             raise ValueError(f"{mechanism}: discovered keys need a release threshold")
         if self._replay is not None:
             out = self._replayed(mechanism, exact)
@@ -104,7 +107,8 @@ class Releaser:
                 if isinstance(x, Keys):
                     noisy = x.counts.astype(np.float64) + rng.normal(0.0, sigma,
                                                                      size=x.counts.shape)
-                    keep = noisy > cast(float, threshold)
+                    keep = noisy > cast(float, threshold if x.threshold is None
+                                        else x.threshold)
                     out.append(Keys(x.labels[keep], noisy[keep]))
                 else:
                     x = np.asarray(x)
