@@ -748,6 +748,6 @@ def _vote_formats(
                      formats={name: f.pattern if f else None for name, f in formats.items()})
     # the votes that clear the threshold: the noise of a few dozen empty candidates, clipped
     # at zero, would add thousands
-    cells = {spec.name: float(np.where(cast(np.ndarray, votes) > threshold, votes, 0.0).sum())
-             for spec, votes in zip(voters, noisy, strict=True)}
+    cells = {spec.name: float(np.where(v > threshold, v, 0.0).sum())
+             for spec, v in zip(voters, (cast(np.ndarray, x) for x in noisy), strict=True)}
     return formats, cells, release.ledger.entries[-1]
