@@ -227,8 +227,9 @@ MUTATIONS = [
         "rest-window-from-exact-rows",
         "a declared number's rest (the window beside its atom) sized by the exact row count",
         "synthgen/privacy/domains.py",
-        "texts.labels, sigma, threshold,\n                       max(rows_estimate, 1.0),",
-        "texts.labels, sigma, threshold,\n                       float(rows),",
+        "thresholds.get(spec.name, w * threshold) / w,\n                       "
+        "max(rows_estimate, 1.0),",
+        "thresholds.get(spec.name, w * threshold) / w,\n                       float(rows),",
     ),
     Mutation(
         "declared-bounds-counts-exact",
