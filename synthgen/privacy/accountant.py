@@ -8,6 +8,7 @@ release with L2 sensitivity S and noise sigma is ``(sigma / S, 1.0, 1)``. Opacus
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -45,10 +46,19 @@ def prv_error(epsilon: float) -> float:
 
 def epsilon_of(history: History, delta: float, accountant: str = "prv") -> float:
     """The epsilon of a composed history at ``delta`` (an upper bound for PRV)."""
-    steps = [(float(s), float(q), int(t)) for s, q, t in history if t > 0]
+    steps = tuple((float(s), float(q), int(t)) for s, q, t in history if t > 0)
     if not steps:
         return 0.0
     check_accountant(accountant)
+    return _composed(steps, float(delta), accountant)
+
+
+# A PRV call costs 0.3-1 s and a fit asks the same questions again: the progress grid's points
+# come back in the report's epsilon curve, the ledger's total is the grid's last point, and runs
+# with the same plan calibrate the same noise. The figure is a pure function of its arguments
+# (see below), so it is computed once per process.
+@functools.lru_cache(maxsize=1024)
+def _composed(steps: tuple[tuple[float, float, int], ...], delta: float, accountant: str) -> float:
 
     def compute(eps_error: float | None) -> float:
         acc = create_accountant(accountant)
