@@ -16,7 +16,10 @@ Per column: kept (any non-empty synthetic cell), the input's format (the first o
 regular expressions that >= 95 % of its non-empty cells match) and the share of non-empty
 synthetic cells in it, the null-share gap, the share of values outside the real range (numbers,
 money, dates), the top value's share gap (the real column's most frequent value, its share of the
-non-empty cells in each), and the 1st / 99th percentiles, real and synthetic. For the CRM the
+non-empty cells in each), the 1st / 99th percentiles, real and synthetic, for dates the total
+variation distance of the month-of-year shares (``mTVD``), and the distinct values per
+non-empty cell, synthetic over real (``dist``: a column decoded at a few positions per bin
+shows as a few values repeated). For the CRM the
 issue's bars, each PASS or FAIL. ``--peer mst`` runs smartnoise-synth's MST on the same tables
 (its categorical-ish columns: at most 100 distinct values; bench/peers.py, in
 ``--peer-python``) in the same run, with the same checks.
@@ -204,6 +207,12 @@ class ColumnCheck:
     p1_syn: float | None
     p99_real: float | None
     p99_syn: float | None
+    # dates: the total variation distance of the month-of-year shares (where in the year the
+    # dates fall; a year-wide bin decoded at one position piles them on a few days)
+    month_tvd: float | None = None
+    # distinct non-empty synthetic values over the real column's (per non-empty cell): a
+    # column decoded at a few positions shows as a few values repeated
+    distinct: float | None = None
 
 
 def _text(path: Path) -> pd.DataFrame:
@@ -231,6 +240,17 @@ def check_columns(table: str, model: str, real: pd.DataFrame, syn: pd.DataFrame
             p1r, p99r = (float(v) for v in rv.quantile([0.01, 0.99]))
             if len(sv_num):
                 p1s, p99s = (float(v) for v in sv_num.quantile([0.01, 0.99]))
+        month_tvd = distinct = None
+        if fmt_name in ("ISO date", "ISO date-time", "mm/dd/yyyy") and len(s_cells):
+            def months(cells: pd.Series, fmt: str = fmt_name) -> pd.Series:
+                days = _values(cells, fmt)
+                assert days is not None
+                stamps = pd.Timestamp("1970-01-01") + pd.to_timedelta(days.dropna(), "D")
+                return stamps.dt.month.value_counts(normalize=True)
+            month_tvd = 0.5 * float(months(r_cells).subtract(months(s_cells), fill_value=0)
+                                    .abs().sum())
+        if len(s_cells) and len(r_cells):
+            distinct = (s_cells.nunique() / len(s_cells)) / (r_cells.nunique() / len(r_cells))
         top = r_cells.value_counts(normalize=True)
         top_value = str(top.index[0]) if len(top) else ""
         top_real = float(top.iloc[0]) if len(top) else 0.0
@@ -239,7 +259,8 @@ def check_columns(table: str, model: str, real: pd.DataFrame, syn: pd.DataFrame
             table, model, column, kept=len(s_cells) > 0, fmt=fmt_name, format_share=share,
             null_real=float(r.isna().mean()), null_gap=float(s.isna().mean() - r.isna().mean()),
             outside=outside, top_value=top_value, top_gap=top_syn - top_real,
-            p1_real=p1r, p1_syn=p1s, p99_real=p99r, p99_syn=p99s))
+            p1_real=p1r, p1_syn=p1s, p99_real=p99r, p99_syn=p99s, month_tvd=month_tvd,
+            distinct=distinct))
     return out
 
 
@@ -339,7 +360,8 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 
 def print_checks(checks: list[ColumnCheck]) -> None:
     head = (f"{'column':<13} {'kept':<4} {'format':<15} {'fmt%':>6} {'null':>5} {'gap':>6} "
-            f"{'out%':>6} {'top':>14} {'topgap':>6} {'p1 real/syn':>21} {'p99 real/syn':>21}")
+            f"{'out%':>6} {'top':>14} {'topgap':>6} {'p1 real/syn':>21} {'p99 real/syn':>21} "
+            f"{'mTVD':>5} {'dist':>5}")
     print(head)
     for c in checks:
         dates = c.fmt in ("ISO date", "ISO date-time", "mm/dd/yyyy")
@@ -355,7 +377,8 @@ def print_checks(checks: list[ColumnCheck]) -> None:
               f"{c.null_real:5.2f} {c.null_gap:+6.3f} "
               f"{_fmt(c.outside, '6.1%') if c.outside is not None else '     -'} "
               f"{c.top_value[:14]:>14} {c.top_gap:+6.3f} "
-              f"{q(c.p1_real) + '/' + q(c.p1_syn):>21} {q(c.p99_real) + '/' + q(c.p99_syn):>21}")
+              f"{q(c.p1_real) + '/' + q(c.p1_syn):>21} {q(c.p99_real) + '/' + q(c.p99_syn):>21} "
+              f"{_fmt(c.month_tvd, '5.3f'):>5} {_fmt(c.distinct, '5.2f'):>5}")
 
 
 def main() -> None:

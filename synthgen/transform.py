@@ -114,8 +114,8 @@ def _bin_positions(d: ColumnDomain, grid: BinGrid,
         if stray.any():  # past a point inside an interval: back to that interval
             before = np.maximum.accumulate(np.where(grid.point, -1, np.arange(len(grid.lo))))
             idx = np.where(stray & (before[idx] >= 0), before[idx], idx)
-    if grid.whole:  # a whole number v stands for [v, v + 1): decoding floors
-        x = x + 0.5
+    if grid.whole:  # a whole number v stands for [v, v + 1) (a day: a day): decoding floors
+        x = x + 0.5 * grid.unit
     tx = _slog(x) if d.log_scale else x
     with np.errstate(invalid="ignore", divide="ignore"):
         inside = (tx - grid.tlo[idx]) / grid.safe_width[idx]
@@ -390,7 +390,11 @@ class TableEncoder:
             _slog_inv(x, out=x, scratch=u)
         if grid.whole:
             assert grid.first is not None and grid.last is not None
+            if grid.unit != 1.0:
+                x /= grid.unit
             np.floor(x, out=x)
+            if grid.unit != 1.0:
+                x *= grid.unit
             # np.clip(x, first, last) as a maximum and a minimum: one scratch array, and
             # both are several times faster than clip with array bounds (first <= last)
             np.maximum(x, np.take(grid.first, idx, out=u, mode="clip"), out=x)
@@ -479,22 +483,28 @@ class BinGrid:
     # Integer columns whose bins have whole-number edges: bin [a, b) holds a..b-1, value v is
     # encoded as v + 1/2 and decoded by flooring into [first, last] of its bin, so a generator
     # at either end of a bin never lands on its neighbour's value.
+    # Dates written as whole days, in bins with midnight edges, the same in days (unit 86,400
+    # seconds): a date at the top of a year's bin is that year's December 31, never the next
+    # January 1 (outside the real range when the year is the last: 2025-01-01 for a column
+    # that ends in 2024).
     whole: bool = False
     first: np.ndarray | None = None
     last: np.ndarray | None = None
+    unit: float = 1.0
 
     @staticmethod
     def of(d: ColumnDomain) -> BinGrid:
         lo = np.array([b[0] for b in d.bins], dtype=np.float64)
         hi = np.array([b[1] for b in d.bins], dtype=np.float64)
-        whole = d.kind is ColumnKind.INTEGER and bool(
-            np.all(lo == np.round(lo)) and np.all(hi == np.round(hi)))
+        unit = 86400.0 if d.kind is ColumnKind.DATETIME and d.whole_days else 1.0
+        whole = (d.kind is ColumnKind.INTEGER or unit > 1.0) and bool(
+            np.all(lo / unit == np.round(lo / unit)) and np.all(hi / unit == np.round(hi / unit)))
         point = ~(hi > lo)
         if whole:  # a point bin [v, v] is [v, v + 1) once shifted
-            hi = np.where(point, lo + 1, hi)
+            hi = np.where(point, lo + unit, hi)
         tlo, thi = (_slog(lo), _slog(hi)) if d.log_scale else (lo, hi)
         width = thi - tlo
         if whole:
             return BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0),
-                           np.zeros(len(lo), bool), True, lo, np.maximum(hi - 1, lo))
+                           np.zeros(len(lo), bool), True, lo, np.maximum(hi - unit, lo), unit)
         return BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0), ~(width > 0))

@@ -46,6 +46,7 @@ class DeviceDecoder:
                                     dtype=torch.bool, device=device)
         # whole-number bins floor into their own values (see BinGrid.whole); others round
         self.whole = torch.tensor([g.whole for g in grids], dtype=torch.bool, device=device)
+        self.unit = torch.tensor([g.unit for g in grids], dtype=f64, device=device)
         first = [g.first if g.first is not None else np.full(len(g.tlo), -np.inf) for g in grids]
         last = [g.last if g.last is not None else np.full(len(g.tlo), np.inf) for g in grids]
         self.first = torch.tensor(np.concatenate(first) if grids else [], dtype=f64,
@@ -66,7 +67,8 @@ class DeviceDecoder:
         # would leave the CPU's sticky overflow flag set for numpy to trip over later
         log = torch.copysign(torch.expm1(t.abs().clamp(max=700.0)), t)
         x = torch.where(self.log_scale, log, t)
-        whole = torch.minimum(torch.maximum(torch.floor(x), self.first[index]), self.last[index])
+        whole = torch.minimum(torch.maximum(torch.floor(x / self.unit) * self.unit,
+                                            self.first[index]), self.last[index])
         x = torch.where(self.whole, whole, torch.where(self.integer, torch.round(x), x))
         x = torch.where(null.index_select(1, self.numeric), torch.nan, x)
         return codes, x
