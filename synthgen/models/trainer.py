@@ -32,6 +32,7 @@ from synthgen.models.dpsgd import private_discriminator_step
 from synthgen.models.networks import Discriminator, Generator
 from synthgen.privacy.marginals import Marginal
 from synthgen.privacy.release import GradientRelease
+from synthgen.timing import StageClock
 from synthgen.transform import EncodedTable, Span, TableEncoder
 
 
@@ -156,6 +157,9 @@ class TrainingState:
     # DP-SGD's private generator (Poisson draws, real rows' condition columns, gradient noise);
     # None in checkpoints written before it had one of its own
     private_rng: torch.Tensor | None = None
+    # the generated rows the next discriminator step reads (GANTrainer._discriminator_step);
+    # None before the first generator step and in older checkpoints
+    fakes: torch.Tensor | None = None
 
 
 class ConditionSampler:
@@ -325,6 +329,10 @@ class GANTrainer:
                                           dtype=torch.long, device=device)
         self.uses_cuda_graphs = False
         self._resume_cuda_rng: torch.Tensor | None = None
+        # wall and CPU seconds of the warm-up and the DP-SGD steps (synthgen/timing.py)
+        self.timings: dict[str, float] = {}
+        # the last generator step's rows and conditions: the next DP step's generated rows
+        self._fakes: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------- steps
 
@@ -340,7 +348,9 @@ class GANTrainer:
 
     def _generator_loss(self, batch: int) -> torch.Tensor:
         fake, raw, cond, chosen = self._fake(batch)
-        logits = self.discriminator(torch.cat([fake, cond], dim=1))
+        rows = torch.cat([fake, cond], dim=1)
+        self._keep_fakes(rows.detach())
+        logits = self.discriminator(rows)
         loss = F.softplus(-logits).mean()
         loss = loss + self._condition_loss(raw, cond, chosen)
         if self.config.marginal_weight and not self._tables:  # the tables hold the 1-way
@@ -354,9 +364,7 @@ class GANTrainer:
         """KL from the DP-measured tables to the generator's: the generator's slot
         probabilities given each row's noise are its exact conditional distribution (sampling
         draws from them), so their batch means are unbiased estimates of its marginals."""
-        segments = self.generator.segments
-        probs = segments.softmax(raw.index_select(1, segments.columns))
-        return self._tables.loss(probs)
+        return self._tables.loss(self.generator.segments.softmax_raw(raw))
 
     def _table_warmup(self, batch: int) -> None:
         """Generator-only steps that fit the DP marginals (and the conditional vectors'
@@ -381,7 +389,7 @@ class GANTrainer:
         if not self.cond.spans:
             return raw.new_zeros(())
         segments = self.generator.segments
-        lse = segments.logsumexp(raw.index_select(1, segments.columns))
+        lse = segments.logsumexp_raw(raw)
         chosen_lse = lse.gather(1, self._cond_segment[chosen].unsqueeze(1)).squeeze(1)
         target = self.cond.source_cols[cond.argmax(1)]
         return (chosen_lse - raw.gather(1, target.unsqueeze(1)).squeeze(1)).mean()
@@ -403,15 +411,29 @@ class GANTrainer:
         rows.index_copy_(1, self.scalar_columns, self._scalars[index])
         return rows
 
+    def _keep_fakes(self, rows: torch.Tensor) -> None:
+        """Keep the generator step's rows (with their conditions) for the next
+        discriminator step, in one buffer (a CUDA graph replays its copy into it)."""
+        if self._fakes is None or self._fakes.shape != rows.shape:
+            self._fakes = rows.clone()
+        else:
+            self._fakes.copy_(rows)
+
     def _discriminator_step(
         self, real: torch.Tensor, real_weight: torch.Tensor | None, batch: int,
     ) -> torch.Tensor:
-        """The only read of real rows: the fused DP step (clipped real rows, noise)."""
+        """The only read of real rows: the fused DP step (clipped real rows, noise).
+
+        Its generated rows are the previous generator step's (one update older than the
+        generator now, as the one step before it): generating as many again was a quarter
+        of a step on a CPU. The first step generates its own."""
         assert self._sgd is not None
         real_cond = self.cond.from_rows(real, self._private_rng)
-        with torch.no_grad():
-            fake, _, fake_cond, _ = self._fake(batch)
-        rows = torch.cat([torch.cat([real, real_cond], 1), torch.cat([fake, fake_cond], 1)])
+        if self._fakes is None:
+            with torch.no_grad():
+                fake, _, fake_cond, _ = self._fake(batch)
+            self._fakes = torch.cat([fake, fake_cond], 1)
+        rows = torch.cat([torch.cat([real, real_cond], 1), self._fakes])
         return private_discriminator_step(
             self.discriminator, self.opt_d, rows, real.shape[0],
             release=self._sgd,
@@ -506,8 +528,10 @@ class GANTrainer:
         self._hot = torch.from_numpy(data.slots).to(self.device).long() + starts
         self._scalars = torch.from_numpy(np.ascontiguousarray(data.scalars)).to(self.device)
         q = sampling_rate
+        clock = StageClock(self.timings)
         if self.step == 0:
             self._table_warmup(batch)
+        clock.lap("warmup")
         ema_decay = max(min(self.config.ema_decay, 1 - 10 / total_steps), 0.0)
         step_args = (batch, ema_decay)
         start = time.monotonic()
@@ -522,6 +546,7 @@ class GANTrainer:
                              should_stop, checkpoint, checkpoint_every_s, every, start)
         if stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(stream)
+        clock.lap("dpsgd")
         self._rng = self.gen
         self._private_rng = release.generator
         del self._hot, self._scalars
@@ -605,6 +630,7 @@ class GANTrainer:
                       and self.device.type == "cuda" else None),
             private_rng=(self._private_rng.get_state() if self._private_rng is not None
                          else None),
+            fakes=self._fakes.detach().cpu().clone() if self._fakes is not None else None,
         )
 
     def load_state(self, state: TrainingState) -> None:
@@ -618,6 +644,7 @@ class GANTrainer:
             self.ema.load_state_dict(state.ema)
         self._resume_cuda_rng = state.cuda_rng
         self._resume_private_rng = state.private_rng
+        self._fakes = state.fakes.to(self.device) if state.fakes is not None else None
 
 
 
