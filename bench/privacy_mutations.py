@@ -181,6 +181,21 @@ MUTATIONS = [
         "accountant_delta=delta - delta * BudgetPlan.threshold_delta_share)",
         "accountant_delta=delta)",
     ),
+    # Issue 26: the accountant composes the full-batch Gaussians as one before PRV.
+    Mutation(
+        "merged-gaussians-keep-the-least-noise",
+        "the releases before DP-SGD composed as the one with the least noise (not all of them)",
+        "synthgen/privacy/accountant.py",
+        "sigma = sum(t / s**2 for s, t in full) ** -0.5",
+        "sigma = min(s for s, _ in full)",
+    ),
+    Mutation(
+        "merged-gaussians-ignore-repeats",
+        "a full-batch release run t times counted once in the merged Gaussian",
+        "synthgen/privacy/accountant.py",
+        "sigma = sum(t / s**2 for s, t in full) ** -0.5",
+        "sigma = sum(1 / s**2 for s, t in full) ** -0.5",
+    ),
     Mutation(
         "truncated-poisson-batch",
         "a Poisson batch cut at the expected batch size",

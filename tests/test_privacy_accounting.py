@@ -45,6 +45,30 @@ def test_composition_is_tighter_than_adding_and_looser_than_the_largest_part() -
 
 
 @pytest.mark.parametrize("accountant", ["prv", "rdp"])
+def test_full_batch_gaussians_merge_into_one_without_changing_epsilon(accountant: str) -> None:
+    """epsilon_of composes the releases before DP-SGD as one Gaussian (exact for Gaussians):
+    the figure is Opacus's on the history as recorded, to PRV's discretisation (RDP: equal),
+    and a release with more noise still counts (not only the smallest noise)."""
+    from opacus.accountants import create_accountant
+
+    from synthgen.privacy.accountant import merge_gaussians
+
+    history = [(163.2, 1.0, 1), (146.2, 1.0, 1), (37.7, 1.0, 1), (12.45, 1.0, 1),
+               (13.9, 1.0, 2), (8.4, 1.0, 1), (11.7, 0.125, 240)]
+    (sigma, q, t), sgd = merge_gaussians(history)
+    assert (q, t) == (1.0, 1) and sgd == history[-1]
+    assert sigma == pytest.approx((sum(t / s**2 for s, _, t in history[:-1])) ** -0.5, rel=1e-12)
+    acc = create_accountant(accountant)
+    acc.history = list(history)
+    unmerged = acc.get_epsilon(delta=1e-6, **({"eps_error": 0.01} if accountant == "prv"
+                                              else {}))
+    merged = epsilon_of(history, 1e-6, accountant)
+    assert merged == pytest.approx(unmerged, rel=1e-9 if accountant == "rdp" else 1e-4)
+    # the 8.4 release alone spends less than all of them together
+    assert epsilon_of([(8.4, 1.0, 1), history[-1]], 1e-6, accountant) < merged - 1e-3
+
+
+@pytest.mark.parametrize("accountant", ["prv", "rdp"])
 def test_calibrated_noise_lands_at_the_target_and_never_above(accountant: str) -> None:
     prior = [(gaussian_noise_multiplier(0.1, 1e-6), 1.0, 1)]
     sigma = calibrate_sgd_noise(prior, 0.05, 300, 1.0, 1e-6, accountant)
