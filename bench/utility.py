@@ -147,12 +147,17 @@ def main() -> None:
                 seconds = time.perf_counter() - t0
                 synthetic = pd.read_csv(out)
                 rep = json.loads(report.read_text())
+                # the run's own wall and CPU seconds per stage (owner-only evaluation file)
+                owner = report.with_name(report.stem + "-evaluation.json")
+                stages = (json.loads(owner.read_text()).get("timings", {}) if owner.is_file()
+                          else {})
                 auc, f1 = tstr(synthetic, test)
                 score, shapes, pairs = quality(train, synthetic)
                 rows.append({"model": "synthgen", "epsilon": eps, "seed": seed, "auc": auc,
                              "f1": f1, "quality": score, "shapes": shapes, "pairs": pairs,
                              "spent": rep["epsilon"], "train_rows": len(train),
-                             "seconds": seconds})
+                             "seconds": seconds,
+                             "stages": {k: round(v, 2) for k, v in stages.items()}})
                 print(json.dumps(rows[-1]), flush=True)
                 if args.peer:
                     peer_out = Path(tmp) / f"peer{eps}.csv"
@@ -176,6 +181,14 @@ def main() -> None:
         diff = (ours[["auc", "quality", "pairs"]] - peer[["auc", "quality", "pairs"]])
         print(f"synthgen minus {args.peer}, mean over seeds:")
         print(diff.groupby("epsilon").mean().to_string(float_format=lambda v: f"{v:+.3f}"))
+        # issue 26's bar reads this ratio (same table, epsilon and machine, one after the other)
+        ratio = ours["seconds"] / peer["seconds"]
+        for (eps, seed), r in ratio.items():
+            print(f"wall time synthgen / {args.peer}: epsilon {eps:g} seed {seed}: "
+                  f"{ours['seconds'][(eps, seed)]:.1f} s / {peer['seconds'][(eps, seed)]:.1f} s"
+                  f" = {r:.3f}")
+        print(f"wall time synthgen / {args.peer}, all runs: "
+              f"{ours['seconds'].sum() / peer['seconds'].sum():.3f}")
     print(json.dumps({"rows": args.rows, "results": rows, "numpy": np.__version__}))
 
 

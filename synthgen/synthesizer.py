@@ -365,6 +365,7 @@ class Synthesizer:
         for total, parts in (("preprocessing", ("domains", "encoding", "marginals")),):
             for unit in ("_s", "_cpu_s"):
                 timings[total + unit] = sum(timings[p + unit] for p in parts)
+        timings["threads"] = float(torch.get_num_threads())  # what the stages ran on
         self.info["timings"] = timings
         if ckpt is not None and ckpt.exists():
             ckpt.unlink()

@@ -8,6 +8,7 @@ on Adult").
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -30,3 +31,15 @@ class StageClock:
             cpu - self._cpu)
         self._wall, self._cpu = wall, cpu
         return spent
+
+
+def process_age() -> float:
+    """Wall seconds since this process started (Linux; 0.0 where /proc does not say): the
+    interpreter's start and the imports before a run's first stage."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME)
+                   - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
