@@ -32,8 +32,10 @@ code counts it (nothing is re-implemented here). DP-SGD's noise is vectorised by
 4 columns and to the row count (sqrt(5), as charged); its discovered text is a frequent one, so
 its key clears the threshold in both arms. Marginals: every base row sits in one cell and the
 canary in the opposite one, so each one-way and two-way table moves by 1 in one cell and each
-selection score (the L1 distance from independence) by 4 n / (n + 1), 0.998 of the charged 4 at
-n = 500. DP-SGD: the canary's clipped gradient has norm ``max_grad_norm``.
+selection score (the L1 distance from the released one-way tables' product) by 1, the charged 1
+(scored, in both arms, against the same released tables: the selection given the one-way
+release, as the accountant composes them). DP-SGD: the canary's clipped gradient has norm
+``max_grad_norm``.
 
 **The bound.** The score of a trial is ``(release - mean without canary) . v / |v|``. The first
 fifth of each arm's trials plans the test: a normal law fitted to each arm's scores there
@@ -401,7 +403,7 @@ SLOTS = 3  # per column: two values and the null slot
 def marginal_slots(canary: bool) -> np.ndarray:
     """The encoded table: every base row in slot 0 of every column, the canary in slot 1 of
     every column (a cell of its own in each one-way and two-way table; every pair's distance
-    from independence moves from 0 to 4 n / (n + 1))."""
+    from the base rows' one-way tables' product moves from 0 to 1)."""
     slots = np.zeros((MARGINAL_ROWS + int(canary), MARGINAL_COLUMNS), dtype=np.int64)
     if canary:
         slots[-1] = 1
@@ -417,15 +419,24 @@ def marginal_release(canary: bool, rng: TrialsRNG, plant: str | None = None
                      ) -> dict[str, Release]:
     """The three marginal releases of :func:`marginal_slots`, ``rng.trials`` times each. Every
     candidate pair is measured (in both arms: the audit of the two-way release given its
-    selection)."""
+    selection), and every pair is scored against the same one-way tables in both arms (the
+    base rows', all in slot 0: the audit of the selection given the one-way release; the
+    arms' own released tables differ by the canary's count, which the one-way entry pays for)."""
     multiplier = gaussian_noise_multiplier(AUDIT_EPSILON, ACCOUNTANT_DELTA)
+    real_distance = marginals.released_distance
+    base = [np.eye(SLOTS)[0]] * MARGINAL_COLUMNS
 
     def every_pair(candidates: list[tuple[int, int]], *_: Any) -> list[tuple[int, int]]:
         return list(candidates)
 
+    def same_margins(slots: np.ndarray, groups: list[list[int]], _: Any, rows: float,
+                     pair: tuple[int, int]) -> float:
+        return real_distance(slots, groups, base, rows, pair)
+
     planted = next((m for m, name in MARGINAL_ENTRIES.items() if name == plant), None)
     with gaussian_trials(rng, planted) as recorded, \
-            patched((marginals, "_choose_pairs", every_pair)):
+            patched((marginals, "_choose_pairs", every_pair),
+                    (marginals, "released_distance", same_margins)):
         marginals.measure_marginals(
             marginal_slots(canary), [ColumnKind.CATEGORICAL] * MARGINAL_COLUMNS,
             [[1.0 / SLOTS] * SLOTS] * MARGINAL_COLUMNS, [0] * MARGINAL_COLUMNS,

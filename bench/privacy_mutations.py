@@ -122,17 +122,26 @@ MUTATIONS = [
     ),
     Mutation(
         "selection-sensitivity-under-recorded",
-        "the pair-selection score's sensitivity taken as 2 (it is up to 4), in noise and ledger",
+        "the pair-selection score's sensitivity taken as 0.5 (it is 1), in noise and ledger",
         "synthgen/privacy/marginals.py",
-        "SCORE_SENSITIVITY = 4.0",
-        "SCORE_SENSITIVITY = 2.0",
+        "SCORE_SENSITIVITY = 1.0",
+        "SCORE_SENSITIVITY = 0.5",
     ),
     Mutation(
         "selection-without-score-sensitivity",
-        "the selection scores released with sensitivity sqrt(pairs), not 4 sqrt(pairs)",
+        "the selection scores released with sensitivity 1, not sqrt(pairs)",
         "synthgen/privacy/marginals.py",
         "sensitivity=SCORE_SENSITIVITY * math.sqrt(len(candidates)),",
-        "sensitivity=math.sqrt(len(candidates)),",
+        "sensitivity=SCORE_SENSITIVITY,",
+    ),
+    Mutation(
+        "selection-scored-against-own-margins",
+        "each pair scored against its own exact one-way counts (moves by up to 4 a row) while "
+        "charged as if scored against the released tables (1)",
+        "synthgen/privacy/marginals.py",
+        "    expected = rows * np.outer(margins[a], margins[b])\n",
+        "    grid = counts.reshape(shape)\n"
+        "    expected = np.outer(grid.sum(1), grid.sum(0)) / max(float(grid.sum()), 1.0)\n",
     ),
     Mutation(
         "one-way-tables-outside-the-release",
@@ -171,8 +180,8 @@ MUTATIONS = [
         "pair-selection-on-exact-scores",
         "the pairs chosen on the exact independence scores, the noisy ones discarded",
         "synthgen/privacy/marginals.py",
-        "selected = _choose_pairs(candidates, cast(np.ndarray, noisy), pair_groups,",
-        "selected = _choose_pairs(candidates, scores, pair_groups,",
+        "excess = cast(np.ndarray, noisy) - null",
+        "excess = scores - null",
     ),
     Mutation(
         "ledger-composed-at-full-delta",

@@ -10,12 +10,16 @@ read the encoded table here, each one entry of the ledger:
    sensitivity sqrt(columns).
 2. **Pair selection** (as MST and AIM select, with Gaussian noise so that the accountant
    composes it): for every candidate pair of columns, the L1 distance between its two-way counts
-   and the product of its own one-way counts (:func:`independence_distance`: each score moves by
-   less than 4 when a row is added or removed, the vector of P scores by 4 sqrt(P) in L2).
-   Measured against the pair's own margins, not the released one-way tables, so that a
-   column's one-way noise does not make all its pairs look related. Which pairs to measure is
-   post-processing of the noisy scores: a spanning tree and then the largest expected gains
-   over the measurement's own error, as MST and AIM weigh candidates.
+   and what the released one-way tables and the DP row count give under independence
+   (:func:`released_distance`: the expected table is public, so each score moves by at most 1
+   when a row is added or removed, the vector of P scores by sqrt(P) in L2). A column's
+   one-way noise makes all its pairs look a little related: what an independent pair would
+   score under that noise (:func:`null_scores`, simulated from public figures) is subtracted.
+   Which pairs to measure is post-processing of the noisy scores: a spanning tree and then the
+   largest expected gains over the measurement's own error, as MST and AIM weigh candidates.
+   (Scored against each pair's own margins instead, a score moved by up to 4: at 1,000 rows
+   and epsilon 1 its noise, 850 rows, drowned every pair but the strongest, and the selection
+   measured 40 pairs at random.)
 3. **Two-way tables** of the selected pairs: L2 sensitivity sqrt(pairs).
 
 Each noisy table is projected onto the probability simplex (Euclidean projection: the
@@ -42,8 +46,18 @@ from synthgen.privacy.release import Releaser
 from synthgen.schema import ColumnKind
 
 PAIR_GROUPS = 12
-# L2 sensitivity of one pair's selection score (see independence_distance)
-SCORE_SENSITIVITY = 4.0
+# L2 sensitivity of one pair's selection score (see released_distance)
+SCORE_SENSITIVITY = 1.0
+# The L1 error of a measured two-way table after projection, in noise deviations times the
+# square root of its cells (:func:`_choose_pairs`): simulated on the 1,000-row coded table, a
+# sparse 136-cell table (education by education-num) erred by 1.5-1.9 sigma sqrt(cells), dense
+# ones by 1.8-2.4; a cost linear in the cells (0.4 sigma a cell) never let such a table in.
+PAIR_ERROR_PER_ROOT_CELL = 2.0
+# A pair's gain must clear this many of the selection noise's deviations as well (a pair that
+# only noise lifts costs every measured table precision).
+SELECTION_MARGIN = 0.5
+# Draws of the one-way noise behind an independent pair's expected score (null_scores).
+NULL_DRAWS = 4
 # Pairs measured at most: a few per column is where the measured gain stops paying for the noise
 # every extra table adds to all the others.
 MAX_PAIRS_PER_COLUMN = 2.0
@@ -244,16 +258,25 @@ def _measure_all(
     ]
     if not candidates:
         return out
-    scores = np.array([independence_distance(slots, pair_groups, pair) for pair in candidates])
+    margins = [np.bincount(g, weights=p, minlength=max(g) + 1)
+               for g, p in zip(pair_groups, released, strict=True)]
+    scores = np.array([released_distance(slots, pair_groups, margins, n, pair)
+                       for pair in candidates])
+    select_sigma = select_multiplier * SCORE_SENSITIVITY * math.sqrt(len(candidates))
     (noisy,) = release.gaussian(
         "gaussian_pair_selection",
         f"for each of {len(candidates)} column pairs, the L1 distance of its two-way counts "
-        "from the product of its one-way counts",
+        "from the released one-way tables' product",
         [scores], noise_multiplier=select_multiplier,
         sensitivity=SCORE_SENSITIVITY * math.sqrt(len(candidates)),
         params={"tables": len(candidates), "candidates": len(candidates)})
-    selected = _choose_pairs(candidates, cast(np.ndarray, noisy), pair_groups, columns,
-                             two_way_multiplier)
+    # post-processing: what an independent pair scores under the one-way noise, and a margin
+    # for the selection's own noise, come off before the pairs are weighed
+    null = null_scores(one_way, one_groups, frequencies, pair_groups, candidates, n,
+                       one_sigma)
+    excess = cast(np.ndarray, noisy) - null
+    gains = excess - SELECTION_MARGIN * select_sigma
+    selected = _choose_pairs(candidates, gains, pair_groups, columns, two_way_multiplier)
 
     # 3. the selected pairs' two-way tables
     if selected:
@@ -314,19 +337,43 @@ def significant_cells(noisy: np.ndarray, sigma: float,
     return (supported & adjacent(over)) | (noisy > 3 * sigma)
 
 
-def independence_distance(slots: np.ndarray, groups: list[list[int]],
-                          pair: tuple[int, int]) -> float:
-    """sum |N_ab - N_a N_b / n| over the pair's cells: how far its two-way counts are from
-    what its own one-way counts give under independence. Adding a row moves N_ab by 1 in one
-    cell and the product term by less than 3 in L1 ((3n + 1) / (n + 1)): a sensitivity below
-    ``SCORE_SENSITIVITY``."""
+def released_distance(slots: np.ndarray, groups: list[list[int]], margins: list[np.ndarray],
+                      rows: float, pair: tuple[int, int]) -> float:
+    """sum |N_ab - n p_a p_b| over the pair's cells, where p_a and p_b are the released
+    one-way tables (grouped as the pair's table is) and n the DP row count: how far its two-way
+    counts are from what the releases so far give under independence. The expected table is
+    public, so adding or removing a row moves one count by 1 and the score by at most 1
+    (``SCORE_SENSITIVITY``)."""
     a, b = pair
     shape = (max(groups[a]) + 1, max(groups[b]) + 1)
     counts = np.bincount(_cells(slots, groups, pair), minlength=shape[0] * shape[1])
-    counts = counts.reshape(shape).astype(np.float64)
-    rows = max(float(counts.sum()), 1.0)
-    expected = np.outer(counts.sum(1), counts.sum(0)) / rows
-    return float(np.abs(counts - expected).sum())
+    expected = rows * np.outer(margins[a], margins[b])
+    return float(np.abs(counts.reshape(shape) - expected).sum())
+
+
+def null_scores(one_way: list[Marginal], one_groups: list[list[int]],
+                frequencies: list[list[float]], pair_groups: list[list[int]],
+                candidates: list[tuple[int, int]], rows: float, sigma: float) -> np.ndarray:
+    """Per candidate pair, about what :func:`released_distance` gives for an independent pair:
+    the released one-way tables taken as the truth, the expected score of a table of ``rows``
+    rows drawn under independence against one-way tables released again with the one-way
+    noise (``sigma``), over ``NULL_DRAWS`` draws. Post-processing of public figures, from a
+    generator of its own (no secret seed, no row): a column whose one-way table is noisy (many
+    cells) otherwise makes all its pairs look related."""
+    rng = np.random.default_rng(0)
+    truth = [np.bincount(g, weights=np.asarray(spread(m.target, o, f)), minlength=max(g) + 1)
+             for m, o, f, g in zip(one_way, one_groups, frequencies, pair_groups, strict=True)]
+    draws = [[np.bincount(g, weights=np.asarray(spread(project_to_simplex(
+        np.asarray(m.target) + rng.normal(0.0, sigma / rows, len(m.target))).tolist(), o, f)),
+        minlength=max(g) + 1) for _ in range(NULL_DRAWS)]
+        for m, o, f, g in zip(one_way, one_groups, frequencies, pair_groups, strict=True)]
+    out = np.zeros(len(candidates))
+    for i, (a, b) in enumerate(candidates):
+        expected = rows * np.outer(truth[a], truth[b])
+        out[i] = np.mean([np.abs(rng.poisson(expected) - rows * np.outer(draws[a][d],
+                                                                          draws[b][d])).sum()
+                          for d in range(NULL_DRAWS)])
+    return out
 
 
 def _size(groups: list[list[int]], cols: tuple[int, ...]) -> int:
@@ -342,19 +389,20 @@ def _choose_pairs(
 ) -> list[tuple[int, int]]:
     """The pairs to measure (post-processing of the noisy scores).
 
-    A pair's expected gain is its noisy L1 distance from independence minus the L1 error its
-    measurement would carry after projection (about half of sqrt(2/pi) sigma per cell: the
-    projection zeroes most noise-only cells). First a maximum spanning tree over the gains (as
-    MST does: every column tied to its most telling partner), then further pairs by gain, while
-    the gain stays positive; sigma grows with the number of tables, so each count is checked
-    with its own sigma.
+    A pair's expected gain is its noisy (and debiased: see _measure_all) L1 distance from
+    independence minus the L1 error its measurement would carry after projection (about
+    ``PAIR_ERROR_PER_ROOT_CELL`` sigma sqrt(cells): the projection zeroes most noise-only
+    cells, so a sparse table errs far less than sigma a cell). First a maximum spanning tree
+    over the gains (as MST does: every column tied to its most telling partner), then further
+    pairs by gain, while the gain stays positive; sigma grows with the number of tables, so
+    each count is checked with its own sigma.
     """
     limit = max(1, int(MAX_PAIRS_PER_COLUMN * columns))
     sizes = np.array([_size(groups, c) for c in candidates], dtype=np.float64)
     best: list[tuple[int, int]] = []
     for k in range(1, min(limit, len(candidates)) + 1):
         sigma = measure_multiplier * math.sqrt(k)
-        gains = noisy_scores - 0.5 * math.sqrt(2 / math.pi) * sigma * sizes
+        gains = noisy_scores - PAIR_ERROR_PER_ROOT_CELL * sigma * np.sqrt(sizes)
         chosen = _tree_then_best(candidates, gains, columns, k)
         if len(chosen) < k or min(gains[candidates.index(p)] for p in chosen) <= 0:
             break
