@@ -71,12 +71,55 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, int,
     return wall, usage.ru_maxrss / 1024, status, f"{before:.1f} / {os.getloadavg()[0]:.1f}"
 
 
+def write_pair(source: str, target: str, csv: Path) -> None:
+    """Write the table read from ``source`` to a CSV file, then to ``target`` through COPY and
+    through batched INSERTs (the path every other database takes), in chunks of 50,000 rows
+    as a run writes them; check that both tables hold the same rows."""
+    import synthgen.sources as sources
+    from synthgen.io import write_csv
+
+    table = sources.read_source(source, table="people")
+    chunks = [sources.conform(table.frame.iloc[i:i + 50_000], table.types)
+              for i in range(0, len(table.frame), 50_000)]
+    walls = {}
+    t0 = time.perf_counter()
+    write_csv(iter(chunks), csv)
+    walls["CSV file"] = time.perf_counter() - t0
+    for name, copy in (("PostgreSQL table, COPY", True), ("PostgreSQL table, INSERT", False)):
+        copyable = sources._copyable
+        if not copy:
+            sources._copyable = lambda target: False
+        t0 = time.perf_counter()
+        sources.write_sql(iter(chunks), target, "people_copy" if copy else "people_insert",
+                          types=table.types, source_dialect=table.dialect)
+        walls[name] = time.perf_counter() - t0
+        sources._copyable = copyable
+    cols = "id, born, member, balance, plan::text, city, visits, income"
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(target.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        apart = conn.execute(text(
+            f"SELECT (SELECT count(*) FROM (SELECT {cols} FROM people_copy EXCEPT ALL "
+            f"SELECT {cols} FROM people_insert) a) + (SELECT count(*) FROM (SELECT {cols} FROM "
+            f"people_insert EXCEPT ALL SELECT {cols} FROM people_copy) b)")).scalar()
+    engine.dispose()
+    print(f"\n| write {len(table.frame):,} rows (load {os.getloadavg()[0]:.1f}) | wall s |")
+    print("| --- | ---: |")
+    for name, wall in walls.items():
+        print(f"| {name} | {wall:.1f} |")
+    print(f"\nrows that differ between the COPY and the INSERT tables: {apart}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--read-only", action="store_true", help="only the reading part")
+    parser.add_argument("--write-only", action="store_true",
+                        help="only the writing part: the table to a CSV file, to a PostgreSQL "
+                        "table through COPY and through INSERTs (one process)")
     args = parser.parse_args()
 
     pg = PostgresServer()
@@ -99,6 +142,9 @@ def main() -> None:
         export_s = time.perf_counter() - t0
         print(f"table: {args.rows:,} rows x 8 columns; filled in {fill_s:.1f} s; CSV "
               f"{csv.stat().st_size / 1e6:.1f} MB exported in {export_s:.1f} s")
+        if args.write_only:
+            write_pair(pg.url(source), pg.url(target), work / "written.csv")
+            return
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         py = sys.executable
         reads = {

@@ -262,3 +262,26 @@ def test_a_bucket_folder_in_and_parquet_out(s3: object, pg: PostgresServer, sour
     with fsspec.open(f"s3://{bucket}/out/synthetic.parquet", "rb") as handle:
         back = pd.read_parquet(handle)
     assert len(back) == 50 and list(back.columns) == list(people.columns)
+
+
+def test_a_postgresql_destination_gets_the_same_rows_through_copy(
+        pg: PostgresServer, source_db: str) -> None:
+    # write_sql sends PostgreSQL chunks through COPY ... FROM STDIN as text: every value must
+    # arrive as the source holds it (booleans, dates, decimals, the enum, NULLs, empty text)
+    table = read_source(pg.url(source_db), table="people")
+    frame = table.frame.copy()
+    frame["visits"] = frame["visits"].astype("float64")  # as a sample may give an integer
+    frame.loc[frame["city"].isna(), "city"] = None
+    frame["city"] = frame["city"].astype(object)
+    frame.loc[3, "city"] = ""  # an empty string stays one, apart from NULL
+    frame.loc[5, "city"] = 'a "quoted", two-line\nvalue'
+    target = pg.create_database()
+    chunks = [conform(frame.iloc[i:i + 150], table.types) for i in range(0, ROWS, 150)]
+    assert write_sql(chunks, pg.url(target), "people_copy", types=table.types,
+                     source_dialect=table.dialect) == ROWS
+    columns = "id, born, member, balance, mood::text, visits"
+    assert pg.rows(target, f"SELECT {columns} FROM people_copy ORDER BY id") == pg.rows(
+        source_db, f"SELECT {columns} FROM people ORDER BY id")
+    cities = {r[0]: r[1] for r in pg.rows(target, "SELECT id, city FROM people_copy")}
+    assert cities[frame.loc[3, "id"]] == "" and cities[frame.loc[5, "id"]] == frame.loc[5, "city"]
+    assert sum(v is None for v in cities.values()) == frame["city"].isna().sum()
