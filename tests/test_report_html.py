@@ -167,10 +167,13 @@ def test_a_non_private_report_says_so_and_claims_no_guarantee() -> None:
 def test_render_time_of_an_adult_sized_report_is_under_two_seconds() -> None:
     big, evaluation = make_report(columns=15, accountant="rdp")
     render_html(big)  # the first call imports matplotlib, once per process
-    started = time.perf_counter()
+    # The CPU time of this process, not the wall clock: rendering is single-threaded work of
+    # its own, and on a shared machine (the suite beside other suites, load 10+) the wall clock
+    # measured the neighbours and failed now and then; a slow renderer still fails.
+    started = time.process_time()
     render_html(big)
     render_evaluation_html(evaluation)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 def test_the_header_names_the_input_the_time_and_the_command() -> None:
