@@ -21,7 +21,7 @@ COPY pyproject.toml README.md ./
 COPY synthgen ./synthgen
 COPY api ./api
 COPY workers ./workers
-RUN pip install ".[evaluate,s3]" "psycopg[binary]>=3.1" \
+RUN pip install ".[evaluate,s3]" "psycopg[binary]>=3.1" "pymysql>=1.1" \
     && useradd --system --uid 10001 --home /var/lib/synthgen synthgen \
     && mkdir -p /var/lib/synthgen && chown synthgen /var/lib/synthgen
 
