@@ -223,12 +223,11 @@ def test_a_small_declared_date_column_stays_inside_its_years() -> None:
         assert max(years) - min(years) >= 5, (seed, years)
 
 
-def test_a_date_column_is_measured_within_its_years_and_decodes_inside_its_bins() -> None:
-    """Each kept year is cut into whole-day pieces (about months) that the one-way marginal
-    measures, so where dates fall inside a year is a DP count, not where the generator's one
-    scalar lands in a year-wide bin (a 2,000-row CRM's last-order dates came out 75 % in
-    December, the rest on January 1). A whole-day date decodes inside its piece: the top of
-    the last year is its December 31, not the next January 1 (outside the real range)."""
+def test_a_whole_day_date_decodes_inside_its_bin() -> None:
+    """A whole-day date decodes like a whole number (half a day in, floored, clamped to its
+    bin's last day): a generator at the top of the last year's bin writes that year's
+    December 31, not the next January 1, which is outside the real range (dates300 put 35 %
+    of its dates there)."""
     rng = np.random.default_rng(0)
     n = 2000
     when = pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 3 * 365, n), "D")
@@ -236,10 +235,6 @@ def test_a_date_column_is_measured_within_its_years_and_decodes_inside_its_bins(
     encoder = _encoder(df)
     domain = encoder.learned[0]
     assert domain.kind is ColumnKind.DATETIME and domain.whole_days
-    starts = [pd.Timestamp(lo, unit="s") for lo, _ in domain.bins]
-    assert len(domain.bins) >= 30  # 3 years, about 12 pieces each
-    assert all(s == s.normalize() for s in starts)  # midnight edges
-    assert len(set(domain.bin_groups)) <= 5  # measured by year in the domain histograms
     k = len(domain.bins)
     slots = np.zeros((2 * k, 2), dtype=np.int64)
     slots[:, 0] = np.tile(np.arange(k), 2)

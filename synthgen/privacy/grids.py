@@ -29,9 +29,6 @@ MAX_NUMERIC_BINS = 64
 # from DP counts, not only from the discriminator.
 SUB_BINS = 8
 INTEGER_PIECES = 16
-# Whole-day pieces per kept calendar year of an undeclared date column (about months), fewer
-# when that would pass MAX_NUMERIC_BINS.
-YEAR_PIECES = 12
 # Octaves up to this edge are cut into unit pieces when the table is large enough (each would
 # expect two sigma of mass): the round values people report (40 hours, 50 hours, age 30) are
 # then slots measured by the one-way marginal, not a position inside a wider piece that DP-SGD
@@ -60,10 +57,9 @@ class NumberGrid:
     points: bool
     log_scale: bool
     timed: bool = False  # dates: the bins come twice, whole days and times of day
-    years: bool = False  # dates on calendar years: a kept year is cut into whole-day pieces
 
     def untimed(self) -> NumberGrid:
-        return NumberGrid(self.edges, self.points, self.log_scale, years=self.years)
+        return NumberGrid(self.edges, self.points, self.log_scale)
 
     @property
     def bins(self) -> int:
@@ -114,7 +110,7 @@ def date_grid(spec: ColumnSpec) -> NumberGrid:
     if spec.kind is ColumnKind.DATETIME and spec.lower is not None and spec.upper is not None:
         return NumberGrid(np.linspace(float(spec.lower), float(spec.upper), 33), False, False,
                           timed=True)
-    return NumberGrid(YEAR_EDGES, False, False, timed=True, years=True)
+    return NumberGrid(YEAR_EDGES, False, False, timed=True)
 
 
 def significance_threshold(sigma: float, keys: int) -> float:
@@ -223,13 +219,6 @@ def number_bins(
         if public and kind is ColumnKind.INTEGER and point_values:
             # a declared bin around an atom: the whole numbers on either side of it
             split = _cut_points(lo, hi, point_values)
-        elif grid.years:
-            # whole-day pieces of a year (up to 12, fewer when many years are kept): the
-            # one-way marginal measures them, so the dates spread over the year as measured
-            # rather than where the generator's one scalar lands in a year-wide bin (a
-            # 2,000-row CRM's last-order dates came out 75 % in December)
-            split = _split_days(lo, hi, max(1, min(YEAR_PIECES,
-                                                   MAX_NUMERIC_BINS // int(keep.sum()))))
         elif kind is ColumnKind.INTEGER and grid.log_scale:
             # whole-number pieces (unit bins up to 64 where each would expect two sigma of
             # the octave's noisy mass, else 16 equal pieces an octave), so a piece holds whole
@@ -445,18 +434,6 @@ def _split_integer_bin(lo: float, hi: float, parts: int) -> list[tuple[float, fl
         return [(lo, hi)] if b > a else []
     points = np.unique(np.round(np.linspace(a, b, min(parts, b - a) + 1)))
     return [(float(x), float(y)) for x, y in zip(points[:-1], points[1:], strict=True)]
-
-
-def _split_days(lo: float, hi: float, parts: int) -> list[tuple[float, float]]:
-    """[lo, hi) (seconds, whole-day edges) cut at midnights into ``parts`` pieces of about
-    equal length."""
-    days = round((hi - lo) / 86400.0)
-    if parts <= 1 or days <= 1:
-        return [(lo, hi)]
-    cuts = np.unique(np.round(np.linspace(0, days, min(parts, days) + 1)))
-    points = lo + cuts * 86400.0
-    points[-1] = hi
-    return [(float(a), float(b)) for a, b in zip(points[:-1], points[1:], strict=True)]
 
 
 def split_bin(lo: float, hi: float, parts: int, log_scale: bool) -> list[tuple[float, float]]:
