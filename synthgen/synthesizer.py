@@ -198,6 +198,7 @@ class Synthesizer:
         resume = load_state(ckpt) if ckpt is not None and ckpt.exists() else None
 
         marginals: list[Marginal]
+        rows_sd: float | None = None  # the DP row count's noise deviation
         if resume is not None:  # the DP releases were paid for already: never measure again
             extra = resume.extra
             self.ledger = PrivacyLedger.from_dict(extra["ledger"])
@@ -227,6 +228,7 @@ class Synthesizer:
                                          discovers(c) for c in schema.learned))
             plan = BudgetPlan(self.epsilon, delta, share, marginal_share=self.marginal_share)
             estimate = estimate_domains(df, schema, plan, release)
+            rows_sd = estimate.rows_sd
             self.domains = estimate.domains
             self.info = {"warnings": [*read_warnings(df), *estimate.warnings],
                          # the report says so (keep the seed secret); the seed itself is
@@ -254,7 +256,7 @@ class Synthesizer:
         data = self.encoder.encode(df)
         clock.lap("encoding")
         if resume is None:
-            marginals = self._measure_marginals(data.slots, plan, release).marginals
+            marginals = self._measure_marginals(data.slots, plan, release, rows_sd).marginals
         clock.lap("marginals")
 
         ledger = self.ledger
@@ -372,7 +374,8 @@ class Synthesizer:
         return self
 
     def _measure_marginals(
-        self, slots: np.ndarray, plan: BudgetPlan, release: Releaser
+        self, slots: np.ndarray, plan: BudgetPlan, release: Releaser,
+        rows_sd: float | None = None,
     ) -> MarginalRelease:
         """The DP marginal tables (privacy/marginals.py), recorded in the ledger."""
         assert self.ledger is not None and self.encoder is not None
@@ -395,6 +398,7 @@ class Synthesizer:
                     for d, num in zip(learned, numeric, strict=True)],
             public=[num and d.source == "public" for d, num in zip(learned, numeric,
                                                                     strict=True)],
+            rows_sd=rows_sd,
         )
         # The one-way tables measured every slot with more budget than the domain histograms:
         # the generator's conditional vectors are drawn from them (post-processing).

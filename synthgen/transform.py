@@ -16,7 +16,7 @@ Everything is vectorised over rows (numpy / pandas), one pass per column.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -113,7 +113,9 @@ def _bin_positions(d: ColumnDomain, grid: BinGrid,
         stray = ~exact & grid.point[idx] & (grid.lo[idx] != x)
         if stray.any():  # past a point inside an interval: back to that interval
             before = np.maximum.accumulate(np.where(grid.point, -1, np.arange(len(grid.lo))))
-            idx = np.where(stray & (before[idx] >= 0), before[idx], idx)
+            inside = (before[idx] >= 0) & (x < grid.hi[np.maximum(before[idx], 0)])
+            idx = np.where(stray & inside, before[idx], idx)
+    idx = _nearer_next(d, grid, x, idx)
     if grid.whole:  # a whole number v stands for [v, v + 1) (a day: a day): decoding floors
         x = x + 0.5 * grid.unit
     tx = _slog(x) if d.log_scale else x
@@ -123,6 +125,28 @@ def _bin_positions(d: ColumnDomain, grid: BinGrid,
     offset = np.clip(u, 0.0, 1.0) * 2 - 1
     slot = np.where(null, len(d.bins) + len(d.codes), idx)
     return slot, np.where(null, 0.0, offset).astype(np.float32)
+
+
+def _nearer_next(d: ColumnDomain, grid: BinGrid, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """A value in a gap between two bins (past bin ``idx``'s end, before the next one's start)
+    takes the nearer of the two, in the space positions are taken in (sign-log for octaves).
+    The released bins need not cover the data: Adult's capital-gain at 3,000 rows and epsilon
+    1 released 0 and a window of 4,096-8,191 (kinds only), and the gains of 594-4,095 (a
+    third of the non-zero ones) were encoded as 0, so the one-way table and the generator
+    learned a non-zero share of 3 % for a real 8.3 %. Encoding only: which bins exist is the
+    domain histograms' release."""
+    n = len(grid.lo)
+    if n < 2:
+        return idx
+    nxt = np.minimum(idx + 1, n - 1)
+    end = grid.hi[idx]
+    past = (x > end) | ((x == end) & ~grid.point[idx])
+    gap = past & (idx + 1 < n) & (x < grid.lo[nxt])
+    if not gap.any():
+        return idx
+    tx, tend, tnext = ((_slog(x), _slog(end), _slog(grid.lo[nxt])) if d.log_scale
+                       else (x, end, grid.lo[nxt]))
+    return np.where(gap & (tnext - tx < tx - tend), nxt, idx)
 
 
 def _code_slots(d: ColumnDomain, slot: np.ndarray, code: np.ndarray) -> np.ndarray:
@@ -491,6 +515,8 @@ class BinGrid:
     first: np.ndarray | None = None
     last: np.ndarray | None = None
     unit: float = 1.0
+    # value space: each bin's end (exclusive; a point's own value, or v + unit in a whole grid)
+    hi: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @staticmethod
     def of(d: ColumnDomain) -> BinGrid:
@@ -506,5 +532,6 @@ class BinGrid:
         width = thi - tlo
         if whole:
             return BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0),
-                           np.zeros(len(lo), bool), True, lo, np.maximum(hi - unit, lo), unit)
-        return BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0), ~(width > 0))
+                           np.zeros(len(lo), bool), True, lo, np.maximum(hi - unit, lo), unit,
+                           hi)
+        return BinGrid(lo, tlo, width, np.where(width > 0, width, 1.0), ~(width > 0), hi=hi)

@@ -578,6 +578,8 @@ class DomainEstimate:
     # what weighting code columns added to the histograms' release beyond the preprocessing
     # share (1/sigma^2), which the marginals' part gives up (privacy/budget.py)
     code_extra: float = 0.0
+    # the noise deviation of rows_estimate (public: the mechanism's sigma)
+    rows_sd: float | None = None
 
 
 def estimate_domains(
@@ -684,7 +686,8 @@ def estimate_domains(
     release.annotate("gaussian_histograms", rows_estimate=rows_estimate,
                      decided_by_counts=decided_by_counts)
     entry = release.ledger.entries[-1]
-    return DomainEstimate(domains, entry, warnings, rows_estimate, vote_entry, code_extra)
+    return DomainEstimate(domains, entry, warnings, rows_estimate, vote_entry, code_extra,
+                          sigma)
 
 
 # The format vote's noise multiplier against the preprocessing share's: it costs 1/ratio^2 of

@@ -181,7 +181,7 @@ def number_bins(
         points = pts > t
         offered = np.zeros_like(points)
         if points.sum() >= 2:
-            points = _grow(points, pts > sigma)
+            points = _grow_pairs(_grow(points, pts > sigma), pts, sigma)
             offered = _beyond(points)
             points |= offered
         # an octave's points that are not significant alone are measured together
@@ -425,6 +425,33 @@ def _grow(keep: np.ndarray, plausible: np.ndarray) -> np.ndarray:
         if not add.any():
             return keep
         keep |= add
+
+
+def _grow_pairs(keep: np.ndarray, noisy: np.ndarray, sigma: float) -> np.ndarray:
+    """A run of kept points, extended at each end over the next two values together while
+    their noisy sum is plausible (over one sigma of the pair), then over single plausible
+    values again. Thin values at a run's ends are each about one sigma on a small table
+    (Adult's education-num 15 and 16: 47 and 52 of 3,000 rows under noise of deviation 32):
+    one of them alone falls short a third of the time and the run stopped at 14; the pair is
+    three sigma. The one-way table measures them again (a noise-only pair passes this test
+    16 % of the time and is trimmed there). A value inside the run is offered too (it lies
+    between released values; with its octave's other values grown into the run, it was no
+    longer plausible alone and left a hole)."""
+    keep = keep.copy()
+    pair = sigma * math.sqrt(2.0)
+    while True:
+        kept = np.flatnonzero(keep)
+        if not kept.size:
+            return keep
+        keep[kept[0]:kept[-1] + 1] = True
+        grown = False
+        for a, b in ((kept[-1] + 1, kept[-1] + 2), (kept[0] - 1, kept[0] - 2)):
+            if 0 <= min(a, b) and max(a, b) < len(keep) and noisy[a] + noisy[b] > pair:
+                keep[[a, b]] = True
+                grown = True
+        if not grown:
+            return keep
+        keep = _grow(keep, noisy > sigma)
 
 
 def _split_integer_bin(lo: float, hi: float, parts: int) -> list[tuple[float, float]]:

@@ -188,6 +188,7 @@ def measure_marginals(
     release: Releaser | np.random.Generator,
     points: Sequence[Sequence[bool] | None] | None = None,
     public: Sequence[bool] | None = None,
+    rows_sd: float | None = None,
 ) -> MarginalRelease:
     """Measure the one-way tables, select pairs, measure their two-way tables (see the module
     docstring). ``points`` says, per numeric column, which of its bins are single values;
@@ -204,13 +205,15 @@ def measure_marginals(
     multipliers (per unit of L2 sensitivity) of the three releases: a release of T tables adds
     noise of standard deviation ``multiplier * sqrt(T)`` to each cell. ``release`` is the fit's
     releaser (a bare generator: one of its own, outside a fit); :attr:`MarginalRelease.entries`
-    are the entries it recorded.
+    are the entries it recorded. ``rows_sd`` is the noise deviation of ``rows_estimate``:
+    given, the row count the tables are projected with pools it with the one-way tables' own
+    totals (:func:`pooled_rows`).
     """
     if not isinstance(release, Releaser):
         release = Releaser.scratch(release)
     recorded = len(release.ledger.entries)
     out = _measure_all(slots, kinds, frequencies, bins, rows_estimate, multipliers, release,
-                       points, public)
+                       points, public, rows_sd)
     out.entries = release.ledger.entries[recorded:]
     return out
 
@@ -219,6 +222,7 @@ def _measure_all(
     slots: np.ndarray, kinds: list[ColumnKind], frequencies: list[list[float]], bins: list[int],
     rows_estimate: float, multipliers: tuple[float, float, float], release: Releaser,
     points: Sequence[Sequence[bool] | None] | None, public: Sequence[bool] | None = None,
+    rows_sd: float | None = None,
 ) -> MarginalRelease:
     one_way_multiplier, select_multiplier, two_way_multiplier = multipliers
     columns = len(kinds)
@@ -239,11 +243,14 @@ def _measure_all(
     evidence = [np.bincount(g, weights=(np.asarray(f) > 0).astype(np.float64)) > 0
                 if num and not even else None
                 for f, g, num, even in zip(frequencies, one_groups, numeric, fixed, strict=True)]
-    one_way = _measure(
+    tables = [(c,) for c in range(columns)]
+    noisy_one = _release(
         release, "gaussian_one_way_marginals",
         f"the one-way table of each learned column ({columns}) at the encoder's resolution",
-        slots, one_groups, [(c,) for c in range(columns)], n, one_way_multiplier, {},
-        sparse=evidence)
+        slots, one_groups, tables, one_way_multiplier, {})
+    if rows_sd is not None:
+        n = pooled_rows(n, rows_sd, noisy_one, one_sigma)
+    one_way = _project(noisy_one, one_groups, tables, n, one_sigma, evidence)
     out.marginals += one_way
     out.frequencies = [spread(m.target, g, f) for m, g, f
                        in zip(one_way, one_groups, frequencies, strict=True)]
@@ -298,28 +305,93 @@ def _measure(
     beyond the outermost significant ones (see :func:`significant_cells`) count as empty: a
     generated value in a noise-only bin at the end of the range is an outlier the real table
     never had."""
-    sigma = multiplier * math.sqrt(len(tables))
+    noisy = _release(release, mechanism, reads, slots, groups, tables, multiplier, params)
+    return _project(noisy, groups, tables, n, multiplier * math.sqrt(len(tables)), sparse)
+
+
+def _release(
+    release: Releaser, mechanism: str, reads: str, slots: np.ndarray, groups: list[list[int]],
+    tables: Sequence[tuple[int, ...]], multiplier: float, params: dict[str, Any],
+) -> list[np.ndarray]:
+    """The noisy counts of several tables, one Gaussian release (L2 sensitivity
+    sqrt(tables))."""
     counts = [np.bincount(_cells(slots, groups, cols), minlength=_size(groups, cols))
               for cols in tables]
     released = release.gaussian(mechanism, reads, counts, noise_multiplier=multiplier,
                                 sensitivity=math.sqrt(len(tables)),
                                 params={"tables": len(tables), **params})
+    return [cast(np.ndarray, r) for r in released]
+
+
+def _project(
+    released: list[np.ndarray], groups: list[list[int]], tables: Sequence[tuple[int, ...]],
+    n: float, sigma: float, sparse: Sequence[np.ndarray | None] | None = None,
+) -> list[Marginal]:
+    """Each noisy table trimmed to its range (``sparse``, see :func:`_measure`) and projected
+    onto the simplex at ``n`` rows: post-processing."""
     out = []
     for i, cols in enumerate(tables):
         size = _size(groups, cols)
-        noisy = cast(np.ndarray, released[i])
+        noisy = released[i]
         evidence = sparse[i] if sparse is not None else None
         if evidence is not None:
-            # zero the tails beyond the outermost significant cells (the range); inside it a
-            # cell keeps its noisy count, clipped at 0 by the projection
+            # zero the tails beyond the range (the outermost significant cells, extended over
+            # a significant block of thin cells beside them); inside it a cell keeps its noisy
+            # count, clipped at 0 by the projection
             kept = np.flatnonzero(significant_cells(noisy, sigma, evidence))
             if kept.size >= 2:  # else too little signal to tell a range: the domain's bins
+                first, last = tail_blocks(noisy, sigma, evidence, int(kept[0]), int(kept[-1]))
                 inside = np.zeros(size, dtype=bool)
-                inside[kept[0] : kept[-1] + 1] = True
+                inside[first : last + 1] = True
                 noisy = np.where(inside, noisy, 0.0)
         out.append(Marginal(columns=list(cols), groups=[groups[c] for c in cols],
                             target=project_to_simplex(noisy / n).tolist()))
     return out
+
+
+# A block of cells beside the range extends it when its noisy sum is this many of its sigmas.
+TAIL_BLOCK_SIGMAS = 2.0
+
+
+def tail_blocks(noisy: np.ndarray, sigma: float, evidence: np.ndarray, first: int,
+                last: int) -> tuple[int, int]:
+    """The range [first, last] of significant cells, extended at each end over the block of
+    cells beyond it (cells the domain histograms gave mass, ``evidence``) whose noisy sum
+    stands highest above its noise, when that is over ``TAIL_BLOCK_SIGMAS``: a tail spread
+    thinly over several cells, none significant alone, is kept where it is significant
+    together. At 3,000 rows and epsilon 1 (one-way deviation ~44 rows) Adult's hours-per-week
+    over 51 (300 rows in six cells of 5-126) and education-num under 9 (349 rows in three
+    cells) were cut, the 99th percentile of hours at 50 (real 80), education-num's 1st at 9
+    (real 3). The block maximising sum / sqrt(cells) stops where the real mass ends: a
+    noise-only cell beyond it lowers the score on average. Post-processing of the noisy
+    counts."""
+    def extend(cells: np.ndarray) -> int:
+        if not cells.size:
+            return -1
+        sums = np.cumsum(noisy[cells])
+        score = sums / (sigma * np.sqrt(np.arange(1, cells.size + 1)))
+        best = int(np.argmax(score))
+        return int(cells[best]) if score[best] > TAIL_BLOCK_SIGMAS else -1
+
+    index = np.arange(len(noisy))
+    up = extend(index[(index > last) & evidence[: len(noisy)]])
+    down = extend(index[(index < first) & evidence[: len(noisy)]][::-1])
+    return (down if down >= 0 else first), (up if up >= 0 else last)
+
+
+def pooled_rows(rows: float, rows_sd: float, one_way: list[np.ndarray], sigma: float) -> float:
+    """The row count the tables are projected with: the DP row count pooled, by inverse
+    variance, with each one-way table's noisy total (every row adds 1 to one cell of each
+    table, so a table of c cells is the row count plus noise of deviation sigma sqrt(c)).
+
+    A column whose mass is mostly one cell (a money column's zero) gets the rest of its rows
+    as the projection's total less that cell: with the DP row count alone (deviation 146 rows
+    at 3,000 rows when the domain histograms take a tenth of epsilon) Adult's capital-loss
+    declared 0-4,356 came out non-zero in 5.8-9.6 % of rows for a real 5.1 %; pooled with 15
+    tables' totals the deviation is about 30 rows. Post-processing of DP outputs."""
+    weights = [1.0 / rows_sd**2] + [1.0 / (sigma**2 * len(t)) for t in one_way]
+    totals = [rows] + [float(np.sum(t)) for t in one_way]
+    return max(float(np.dot(weights, totals) / np.sum(weights)), 1.0)
 
 
 def significant_cells(noisy: np.ndarray, sigma: float,
