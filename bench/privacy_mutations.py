@@ -256,6 +256,13 @@ MUTATIONS = [
         "thresholds.get(spec.name, w * threshold) / w,\n                       float(rows),",
     ),
     Mutation(
+        "pooled-rows-exact",
+        "the tables projected at the exact row count instead of one pooled from released totals",
+        "synthgen/privacy/marginals.py",
+        "        n = pooled_rows(n, rows_sd, noisy_one, one_sigma)",
+        "        n = float(len(slots))",
+    ),
+    Mutation(
         "declared-bounds-counts-exact",
         "a column with declared bounds (public keys, atoms among them) read from exact counts",
         "synthgen/privacy/domains.py",
