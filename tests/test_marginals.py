@@ -320,6 +320,10 @@ def test_a_thin_tail_is_kept_where_its_cells_are_significant_together() -> None:
     no_mass = evidence.copy()
     no_mass[3:] = False
     assert tail_blocks(noisy, sigma, no_mass, 0, 2) == (0, 2)
+    # a cell without domain mass ends the block: noise past it is not reached
+    gap = evidence.copy()
+    gap[3] = False
+    assert tail_blocks(noisy, sigma, gap, 0, 2) == (0, 2)
     # and downwards, the same rule
     assert tail_blocks(noisy[::-1].copy(), sigma, evidence, 9, 11) == (3, 11)
 

@@ -363,8 +363,10 @@ def tail_blocks(noisy: np.ndarray, sigma: float, evidence: np.ndarray, first: in
     over 51 (300 rows in six cells of 5-126) and education-num under 9 (349 rows in three
     cells) were cut, the 99th percentile of hours at 50 (real 80), education-num's 1st at 9
     (real 3). The block maximising sum / sqrt(cells) stops where the real mass ends: a
-    noise-only cell beyond it lowers the score on average. Post-processing of the noisy
-    counts."""
+    noise-only cell beyond it lowers the score on average. The block is contiguous: a cell
+    without domain mass (a value offered beyond a run) ends it, so two noise-only cells past
+    such a gap never extend the range (education-num 18-31 came out in 3 % of the rows in one
+    run when they did). Post-processing of the noisy counts."""
     def extend(cells: np.ndarray) -> int:
         if not cells.size:
             return -1
@@ -373,9 +375,13 @@ def tail_blocks(noisy: np.ndarray, sigma: float, evidence: np.ndarray, first: in
         best = int(np.argmax(score))
         return int(cells[best]) if score[best] > TAIL_BLOCK_SIGMAS else -1
 
+    def run(cells: np.ndarray) -> np.ndarray:  # up to the first cell without domain mass
+        gap = np.flatnonzero(~evidence[cells])
+        return cells[: gap[0]] if gap.size else cells
+
     index = np.arange(len(noisy))
-    up = extend(index[(index > last) & evidence[: len(noisy)]])
-    down = extend(index[(index < first) & evidence[: len(noisy)]][::-1])
+    up = extend(run(index[last + 1:]))
+    down = extend(run(index[:first][::-1]))
     return (down if down >= 0 else first), (up if up >= 0 else last)
 
 
