@@ -102,6 +102,7 @@ def test_chromium_renders_the_page_quickly(page: Path, tmp_path: Path) -> None:
 def fitted_pages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The public report and the owner-only evaluation of a real (small) fit: a real ledger,
     with its two-way tables' column pairs, and a real audit."""
+    import numpy as np
     from conftest import make_people
 
     from synthgen import Synthesizer
@@ -110,6 +111,11 @@ def fitted_pages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from synthgen.report import write_evaluation, write_report
 
     table = make_people(1000, seed=3)
+    # A strong dependency for the pair selection to find: since the selection subtracts what an
+    # independent pair would score (3904e2a), make_people's weak age/income link selects none,
+    # and a report without two-way tables has no pairs to name.
+    flip = np.random.default_rng(3).random(len(table)) < 0.1
+    table["member"] = (table["city"] == "Lyon") ^ flip
     plan = plan_evaluation(table, holdout_share=0.2, seed=0)
     train = plan.training_table(table)
     synth = Synthesizer(epsilon=2.0, epochs=2, seed=0, progress=False).fit(train)
