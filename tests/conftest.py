@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,21 @@ import pytest
 import torch
 
 from synthgen import Synthesizer
+from synthgen.models.trainer import TRAINING_ENV
 
 # The test models are tiny and the suite shares 2 cores with the servers and workers it starts:
 # spinning OpenMP threads would only fight each other (see synthgen/threads.py). The variable
 # reaches Synthesizer.fit (whose default is the free cores) and the processes tests start.
 torch.set_num_threads(1)
 os.environ.setdefault("SYNTHGEN_TRAIN_THREADS", "1")
+# The generator's warm-up on the DP marginal tables (300 generator-only steps by default) is
+# most of a small test fit's time (the README sample at epsilon 1, 1 epoch: 5.6 of 6.8 s CPU; its
+# DP-SGD 0.3 s). It is post-processing (it reads no row, spends nothing): the tests, like the
+# service tests (tests/service/svc_helpers.py) and the README test, run 20 steps of it through
+# the documented override. Tests that check what the warm-up learns ask for the default with
+# the ``full_warmup`` fixture. Fits given a ``config=`` are not affected.
+QUICK_TRAINING = json.dumps({"table_warmup_steps": 20})
+os.environ.setdefault(TRAINING_ENV, QUICK_TRAINING)
 
 # UCI Adult's training file (CC BY 4.0, https://archive.ics.uci.edu/dataset/2/adult: 32,561
 # rows; gzipped, with a header row), shipped with the tests: no download, no path outside the
@@ -45,6 +56,12 @@ def make_people(n: int = 500, seed: int = 0) -> pd.DataFrame:
     df.loc[rng.random(n) < 0.05, "city"] = None
     df.loc[rng.random(n) < 0.05, "children"] = np.nan
     return df
+
+
+@pytest.fixture
+def full_warmup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default warm-up (300 steps), for a test that checks what it learns."""
+    monkeypatch.delenv(TRAINING_ENV, raising=False)
 
 
 @pytest.fixture
@@ -85,3 +102,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = (f"skipped, but SYNTHGEN_NO_SKIP=1 (what .ci/run installs should be "
                            f"here): {report.longrepr}")
+
+
+# Each test's CPU seconds (this process and the children it waited for: setup, call and teardown,
+# so a session fixture's fit counts in the first test that uses it), the slowest printed at the
+# end. Wall time (pytest's --durations) measures the neighbours on a shared machine; CPU time is
+# what a test costs CI's two cores. Processes a test starts and leaves running (a service's
+# server, its training subprocesses) count only when waited for.
+CPU_TOP = 25
+_cpu: list[tuple[float, str]] = []
+
+
+def _cpu_seconds() -> float:
+    own, children = (resource.getrusage(who) for who in
+                     (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    start = _cpu_seconds()
+    yield
+    _cpu.append((_cpu_seconds() - start, item.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _cpu:
+        return
+    total = sum(seconds for seconds, _ in _cpu)
+    terminalreporter.write_sep("=", f"CPU seconds per test (top {CPU_TOP} of {len(_cpu)}, "
+                                    f"{total:.0f} s in all, this process and waited children)")
+    for seconds, nodeid in sorted(_cpu, reverse=True)[:CPU_TOP]:
+        terminalreporter.write_line(f"{seconds:8.1f}  {nodeid}")
+    if path := os.environ.get("SYNTHGEN_TEST_CPU"):  # every test's figure, to compare runs
+        Path(path).write_text("".join(f"{seconds:.2f}\t{nodeid}\n" for seconds, nodeid in _cpu))

@@ -203,8 +203,9 @@ def test_budget_split_composes_to_the_planned_share() -> None:
 
 
 @pytest.mark.slow
-def test_generator_learns_a_measured_pair() -> None:
-    """Two columns that are always equal: the measured two-way table teaches the generator."""
+def test_generator_learns_a_measured_pair(full_warmup: None) -> None:
+    """Two columns that are always equal: the measured two-way table teaches the generator
+    (in its warm-up on the tables above all: the default 300 steps)."""
     rng = np.random.default_rng(2)
     a = rng.choice(list("pqrs"), 4000)
     df = pd.DataFrame({"a": a, "b": a, "c": rng.choice(list("xyz"), 4000)})
