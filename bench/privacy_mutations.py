@@ -288,6 +288,17 @@ MUTATIONS = [
         "thresholds = {name: w * partition_threshold(sigma / w, plan.threshold_delta,",
         "thresholds = {name: partition_threshold(sigma, plan.threshold_delta,",
     ),
+    # Issue 21's dates and tails: which bins the one-way table measures as cells of their own
+    # (a date range's ends, an offered octave, an empty key) is read off the domain
+    # histograms' released frequencies, never the encoded rows.
+    Mutation(
+        "lone-bins-from-exact-counts",
+        "the one-way table's cells of their own chosen where the exact rows leave a bin empty",
+        "synthgen/synthesizer.py",
+        "            points=[d.lone_bins() if num else None",
+        "            points=[(np.bincount(slots[:, learned.index(d)], minlength=len(d.bins))"
+        "[:len(d.bins)] == 0).tolist() if num else None",
+    ),
 ]
 
 

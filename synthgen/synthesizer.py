@@ -394,7 +394,7 @@ class Synthesizer:
             slots, [d.kind for d in learned], [d.frequencies for d in learned],
             [len(d.bins) if num else 0 for d, num in zip(learned, numeric, strict=True)],
             rows_estimate, multipliers, release,
-            points=[[lo == hi for lo, hi in d.bins] if num else None
+            points=[d.lone_bins() if num else None
                     for d, num in zip(learned, numeric, strict=True)],
             public=[num and d.source == "public" for d, num in zip(learned, numeric,
                                                                     strict=True)],
@@ -462,7 +462,8 @@ class Synthesizer:
             yield from self._conditioned_chunks(plan, chunk, seed, threads, decoder)
             return
         for slots, scalars in generate_slots(generator, cond, n, encoder.nullable, chunk=chunk,
-                                             gen=gen, decoder=decoder):
+                                             gen=gen, decoder=decoder,
+                                             drawn=encoder.drawn_positions):
             yield encoder.decode(slots, scalars, threads=threads, predecoded=on_gpu)
 
     def sampling_plan(

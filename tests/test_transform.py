@@ -290,3 +290,107 @@ def test_a_run_of_points_grows_over_a_plausible_pair_at_its_ends() -> None:
     assert (12.0, 12.0) in bins and (13.0, 13.0) in bins
     assert (14.0, 14.0) in bins  # offered beyond the grown run
     assert (8.0, 8.0) in bins and (7.0, 7.0) not in bins  # 8 offered, the noise pair not grown
+
+
+def test_a_continuous_tail_past_the_kept_octaves_is_offered_to_the_one_way_table() -> None:
+    """The transactions' amounts: octaves 8-256 kept, the 72 rows of 256-511 (p99 460) under
+    the domain histogram's noise. The octave above the kept ones, and the one below, are
+    offered as single bins with no mass (the one-way table alone keeps them, as cells of
+    their own); the top kept octave is then not cut as a falling tail (the amounts stopped at
+    about 200). An integer column is offered nothing (its tails are grids._grow_pairs' and
+    the falling tail's)."""
+    from synthgen.privacy.domains import ColumnDomain
+    from synthgen.privacy.grids import OCTAVE_EDGES, NumberGrid, number_bins
+
+    grid = NumberGrid(OCTAVE_EDGES, True, True)
+    noisy = np.zeros(grid.size)
+    for value, count in ((10.0, 230.0), (20.0, 860.0), (40.0, 900.0), (80.0, 600.0),
+                         (160.0, 150.0), (300.0, 20.0)):
+        octave = int(np.searchsorted(OCTAVE_EDGES, value, side="right") - 1)
+        noisy[grid.point_keys + grid.bins + octave] = count  # fractions: two decimals
+    bins, weights, groups = number_bins(grid, noisy, ColumnKind.CONTINUOUS, 28.6, public=False)
+    offered = [b for b, w in zip(bins, weights, strict=True) if w == 0]
+    assert offered == [(4.0, 8.0), (256.0, 512.0)]
+    top = [w for b, w in zip(bins, weights, strict=True) if 128 <= b[0] < 256]
+    assert len(top) == 8 and min(top) > 0  # not a falling tail cut at ~200
+    domain = ColumnDomain("amount", ColumnKind.CONTINUOUS, "float64", "dp", bins=bins,
+                          bin_groups=groups, log_scale=True,
+                          frequencies=[*(np.array(weights) / sum(weights)), 0.0])
+    lone = domain.lone_bins()
+    assert [b for b, single in zip(bins, lone, strict=True) if single] == offered
+    # the one-way table measures each offered bin as a cell of its own
+    from synthgen.privacy.marginals import one_way_groups
+
+    cells = one_way_groups(domain.frequencies, True, len(bins), 3000.0, 21.0, lone)
+    for i in (0, len(bins) - 1):
+        assert cells.count(cells[i]) == 1
+    # an integer column: nothing offered
+    bins, weights, _ = number_bins(grid, noisy, ColumnKind.INTEGER, 28.6, public=False)
+    assert all(w > 0 for b, w in zip(bins, weights, strict=True) if b[0] >= 256)
+
+
+def test_a_dp_date_range_ends_are_one_way_cells_of_their_own() -> None:
+    """300 rows over 2015-2024: the window of years kept 2025 too (a year's domain deviation,
+    34 rows, is above its 30 real rows), and grouped with 2022-2024 in the one-way table it
+    got a share of their mass by its noisy domain count: 4-6 % of the dates outside the real
+    range. The first and last years, and a year with no domain mass, are measured as cells of
+    their own, kept only where the one-way test finds them; declared (public) bins are every
+    one a cell anyway."""
+    from synthgen.privacy.domains import ColumnDomain
+
+    years = [pd.Timestamp(f"{y}-01-01").timestamp() for y in range(2015, 2027)]
+    bins = list(zip(years[:-1], years[1:], strict=True))
+    freqs = [0.12, 0.13, 0.0, 0.16, 0.17, 0.03, 0.1, 0.14, 0.01, 0.08, 0.06, 0.0]
+    domain = ColumnDomain("when", ColumnKind.DATETIME, "object", "dp", bins=bins,
+                          bin_groups=list(range(len(bins))), frequencies=freqs,
+                          whole_days=True)
+    assert domain.lone_bins() == [True, False, True, *[False] * 7, True]
+    many = ColumnDomain("x", ColumnKind.CONTINUOUS, "float64", "dp",
+                        bins=[(1.0, 1.5), (1.5, 2.0), (2.0, 4.0)], bin_groups=[0, 0, 1],
+                        frequencies=[0.0, 0.5, 0.5, 0.0])
+    assert many.lone_bins() == [False, False, False]  # a split key's empty piece is no cell
+
+
+def test_sampled_dates_spread_inside_their_bins() -> None:
+    """DP-SGD drives a date's tanh scalar to -1: every date of a year came out on its January
+    1 (a 300-row table: 10 distinct dates in 300 rows). Sampling draws a date's position in
+    its bin uniformly (from the sampling seed's generator): the dates spread over the year,
+    and a seeded sample repeats. A continuous column's octave-wide bin is drawn too, its
+    eight pieces of a kept octave are not."""
+    import warnings
+
+    from synthgen import Synthesizer
+    from synthgen.models.trainer import TrainingConfig
+
+    rng = np.random.default_rng(0)
+    n = 300
+    day = pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 3652, n), "D")
+    df = pd.DataFrame({"when": day.strftime("%Y-%m-%d"), "seg": rng.choice(list("abc"), n)})
+    config = TrainingConfig(epochs=2.0, d_hidden=(16,), g_hidden=(16,), noise_dim=8,
+                            table_warmup_steps=20, table_rows=128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        synth = Synthesizer(epsilon=1.0, seed=0, device="cpu", config=config).fit(df)
+    assert synth.encoder is not None
+    (scalar, span, which), = synth.encoder.drawn_positions
+    assert (scalar, span) == (0, 0) and all(which[:len(synth.domains[0].bins)])
+    out = synth.sample(400, seed=1)
+    when = pd.to_datetime(out["when"].dropna().astype(str), format="%Y-%m-%d")
+    assert when.nunique() > 200
+    assert (when.dt.dayofyear == 1).mean() < 0.05
+    assert out.equals(synth.sample(400, seed=1))
+
+
+def test_only_wide_bins_draw_their_position() -> None:
+    from synthgen.privacy.domains import ColumnDomain
+
+    amount = ColumnDomain("amount", ColumnKind.CONTINUOUS, "float64", "dp",
+                          bins=[(4.0, 8.0), (8.0, 8.7), (8.7, 9.5), (0.0, 0.0), (256.0, 512.0)],
+                          bin_groups=[0, 1, 1, 2, 3], log_scale=True,
+                          frequencies=[0.1, 0.3, 0.3, 0.2, 0.1, 0.0])
+    count = ColumnDomain("n", ColumnKind.INTEGER, "int64", "dp", bins=[(0.0, 64.0)],
+                         bin_groups=[0], log_scale=True, frequencies=[1.0, 0.0])
+    seg = ColumnDomain("seg", ColumnKind.CATEGORICAL, "object", "dp", categories=["a"],
+                       frequencies=[1.0, 0.0])
+    encoder = TableEncoder([seg, count, amount])
+    assert encoder.drawn_positions == [(1, 2, [True, False, False, False, True, False])]

@@ -49,7 +49,7 @@ from synthgen.models.conditions import (
     match_label,
 )
 from synthgen.models.networks import FoldedGenerator, Generator
-from synthgen.models.sampling import gumbel_slots
+from synthgen.models.sampling import draw_positions, gumbel_slots
 from synthgen.models.trainer import ConditionSampler
 from synthgen.privacy.domains import ColumnDomain, numeric_values
 from synthgen.schema import ColumnKind
@@ -600,6 +600,7 @@ class _Draw:
             at += s.width
         self.sub = sub
         self.nullable = [encoder.nullable[k] for k in self.checked]
+        self.drawn = encoder.drawn_positions  # positions drawn uniformly (sampling.py)
         self.columns = torch.tensor(columns, dtype=torch.long, device=device)
         self._head = self.folded.head(self.columns)
         self.starts = torch.tensor([spans[k].start for k in self.checked], device=device)
@@ -655,7 +656,7 @@ class _Draw:
         scalars = torch.tanh(raw.index_select(1, self.folded.tanh_columns))
         slots = gumbel_slots(raw, self.folded.softmax_spans, nullable, gen)
         slots[:, self.checked_t] = first
-        return slots, scalars
+        return slots, draw_positions(scalars, slots, self.drawn, gen)
 
 
 def _ranges_hold(df: pd.DataFrame, ranges: dict[str, Range], encoder: TableEncoder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -85,19 +85,38 @@ def default_chunk(device: torch.device, width: int = 256) -> int:
     return 1 << max(rows.bit_length() - 1, 12)  # a power of two, at least 4,096
 
 
+def draw_positions(scalars: torch.Tensor, slots: torch.Tensor,
+                   drawn: Sequence[tuple[int, int, Sequence[bool]]],
+                   gen: torch.Generator | None) -> torch.Tensor:
+    """``scalars`` with a uniform draw in [-1, 1) in place of the generator's scalar wherever
+    ``drawn`` says (``TableEncoder.drawn_positions``: per scalar, its span in ``slots`` and
+    which of that span's slots): a position inside the bin that the generator's collapsed
+    scalar no longer decides. In place; every drawn column takes a draw for every row, so a
+    seeded sample repeats."""
+    for j, k, which in drawn:
+        mask = torch.tensor(list(which), dtype=torch.bool, device=scalars.device)
+        hit = mask[slots[:, k].long()]
+        uniform = torch.rand(scalars.shape[0], generator=gen, device=scalars.device,
+                             dtype=scalars.dtype)
+        scalars[:, j] = torch.where(hit, uniform * 2 - 1, scalars[:, j])
+    return scalars
+
+
 @torch.no_grad()
 def draw_slots(
     folded: FoldedGenerator, cond: ConditionSampler, m: int, nullable: list[bool],
-    gen: torch.Generator | None,
+    gen: torch.Generator | None, drawn: Sequence[tuple[int, int, Sequence[bool]]] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``m`` rows, their conditional vectors drawn from the DP frequencies, on the model's
     device: (slot per one-hot span, int32; tanh scalars). A span whose column cannot hold
-    nulls never draws its null slot."""
+    nulls never draws its null slot; the positions ``drawn`` are uniform draws
+    (:func:`draw_positions`)."""
     position = cond.positions(m, gen)
     z = torch.randn(m, folded.noise_dim, generator=gen, device=cond.device)
     raw = folded.logits(z, position)
     scalars = torch.tanh(raw.index_select(1, folded.tanh_columns))
-    return gumbel_slots(raw, folded.softmax_spans, nullable, gen), scalars
+    slots = gumbel_slots(raw, folded.softmax_spans, nullable, gen)
+    return slots, draw_positions(scalars, slots, drawn, gen)
 
 
 def gumbel_slots(
@@ -124,12 +143,14 @@ def generate_slots(
     chunk: int | None = None,
     gen: torch.Generator | None = None,
     decoder: DeviceDecoder | None = None,
+    drawn: Sequence[tuple[int, int, Sequence[bool]]] = (),
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Synthetic rows in chunks, as (slot per one-hot span, tanh scalars); no real row is read.
 
     A slot is drawn from the span's softmax with the Gumbel-max trick (what CTGAN's hard
     Gumbel-softmax does), on the model's device, so only small integer arrays cross to the CPU.
-    A span whose column cannot hold nulls never draws its null slot.
+    A span whose column cannot hold nulls never draws its null slot; the positions ``drawn``
+    (``TableEncoder.drawn_positions``) are uniform draws.
 
     On CUDA the next chunk is generated and copied (to pinned memory, asynchronously) while the
     caller decodes the current one, so the GPU and the CPU work at the same time. With a
@@ -143,7 +164,7 @@ def generate_slots(
     folded = FoldedGenerator(generator)
 
     def produce(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
-        slots, scalars = draw_slots(folded, cond, m, nullable, gen)
+        slots, scalars = draw_slots(folded, cond, m, nullable, gen, drawn)
         if decoder is not None:
             slots, scalars = decoder(slots, scalars)
         # Column-major on the host: decoding reads one column at a time, and a column of a

@@ -140,6 +140,29 @@ class ColumnDomain:
             return None
         return [*self.bin_groups, *(-2 - i for i in range(len(self.codes))), -1]
 
+    def lone_bins(self) -> list[bool]:
+        """Numeric: the bins the one-way marginal measures as cells of their own, never
+        grouped with their neighbours by mass (privacy/marginals.one_way_groups), so that its
+        test alone keeps or trims them: a single value (a code, an integer released as itself);
+        a bin offered with no domain mass (frequency 0, its grid key split into no other bin:
+        an octave beyond a continuous column's kept range, grids.number_bins); and a DP date
+        range's first and last bins. A year at a range's end was grouped with its neighbours
+        and got a share of their measured mass by its own noisy domain count: on a 300-row
+        table over 2015-2024 (30 rows a year, a year's domain deviation 34) the year 2025 was
+        kept by the window of years and came out in 4-6 % of the rows, outside the real range.
+        A cell of its own is kept only where the one-way test finds it. Reads the domain
+        histograms' frequencies: call it before the one-way tables replace them."""
+        lone = [lo == hi for lo, hi in self.bins]
+        groups = self.bin_groups if len(self.bin_groups) == len(self.bins) else list(
+            range(len(self.bins)))
+        shared = {g for g in groups if groups.count(g) > 1}
+        for i, g in enumerate(groups):
+            if i < len(self.frequencies) and self.frequencies[i] <= 0 and g not in shared:
+                lone[i] = True
+        if self.kind is ColumnKind.DATETIME and self.source == "dp" and len(lone) > 2:
+            lone[0] = lone[-1] = True
+        return lone
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["kind"] = self.kind.value
