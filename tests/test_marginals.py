@@ -386,3 +386,21 @@ def test_the_projection_total_pools_the_released_row_counts() -> None:
     finally:
         globals_["pooled_rows"] = real_pooled
     assert got and got[0] != rows and abs(got[0] - rows) < 200
+
+
+def test_a_significant_null_cell_does_not_stretch_the_range_of_the_bins() -> None:
+    """The one-way table's range is its bins': a column's null cell (after them, heavy: the
+    CRM's score is 15 % empty) was the last significant cell, so every bin cell before it was
+    inside the range and kept its noise (the score's octave 16-32 offered beyond its real
+    maximum 10 got 2 % of the rows). Noise-only top bins are trimmed, the null cell kept."""
+    rng = np.random.default_rng(0)
+    rows = 3000
+    weights = np.r_[np.full(6, 400.0), np.zeros(4), 600.0]  # bins 6-9 empty, then null
+    slots = rng.choice(11, rows, p=weights / weights.sum())[:, None]
+    domain = [[0.08] * 10 + [0.2]]  # the domain histograms gave every bin some mass
+    for seed in range(3):  # (a noise-only cell over three deviations stays: seed 3)
+        release = measure_marginals(slots, [ColumnKind.CONTINUOUS], domain, [10], rows,
+                                    (30.0, 30.0, 30.0), np.random.default_rng(seed))
+        freq = np.asarray(release.frequencies[0])
+        assert freq[6:10].sum() == 0, (seed, freq)
+        assert freq[10] == pytest.approx(0.2, abs=0.03)

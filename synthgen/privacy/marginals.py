@@ -239,10 +239,12 @@ def _measure_all(
     one_groups = [list(range(len(f))) if even else one_way_groups(f, num, b, n, one_sigma, p)
                   for f, num, b, p, even in zip(frequencies, numeric, bins,
                                                 points or [None] * columns, fixed, strict=True)]
-    # a numeric column's cells the domain histograms gave mass to (see significant_cells)
+    # a numeric column's bin cells the domain histograms gave mass to (see significant_cells);
+    # its codes' and null cells come after them, outside any range
     evidence = [np.bincount(g, weights=(np.asarray(f) > 0).astype(np.float64)) > 0
                 if num and not even else None
                 for f, g, num, even in zip(frequencies, one_groups, numeric, fixed, strict=True)]
+    bin_cells = [max(g[:b], default=-1) + 1 for g, b in zip(one_groups, bins, strict=True)]
     tables = [(c,) for c in range(columns)]
     noisy_one = _release(
         release, "gaussian_one_way_marginals",
@@ -250,7 +252,7 @@ def _measure_all(
         slots, one_groups, tables, one_way_multiplier, {})
     if rows_sd is not None:
         n = pooled_rows(n, rows_sd, noisy_one, one_sigma)
-    one_way = _project(noisy_one, one_groups, tables, n, one_sigma, evidence)
+    one_way = _project(noisy_one, one_groups, tables, n, one_sigma, evidence, bin_cells)
     out.marginals += one_way
     out.frequencies = [spread(m.target, g, f) for m, g, f
                        in zip(one_way, one_groups, frequencies, strict=True)]
@@ -326,9 +328,11 @@ def _release(
 def _project(
     released: list[np.ndarray], groups: list[list[int]], tables: Sequence[tuple[int, ...]],
     n: float, sigma: float, sparse: Sequence[np.ndarray | None] | None = None,
+    bin_cells: Sequence[int] | None = None,
 ) -> list[Marginal]:
-    """Each noisy table trimmed to its range (``sparse``, see :func:`_measure`) and projected
-    onto the simplex at ``n`` rows: post-processing."""
+    """Each noisy table trimmed to its range (``sparse``, see :func:`_measure`; the range of
+    its first ``bin_cells`` cells, default all) and projected onto the simplex at ``n`` rows:
+    post-processing."""
     out = []
     for i, cols in enumerate(tables):
         size = _size(groups, cols)
@@ -337,11 +341,19 @@ def _project(
         if evidence is not None:
             # zero the tails beyond the range (the outermost significant cells, extended over
             # a significant block of thin cells beside them); inside it a cell keeps its noisy
-            # count, clipped at 0 by the projection
-            kept = np.flatnonzero(significant_cells(noisy, sigma, evidence))
+            # count, clipped at 0 by the projection. The range is the bins' cells': a
+            # number's code and null cells, after them, never stretch it, and keep their
+            # count where the domain histograms gave them mass (a column's significant null
+            # cell, the last, made every bin cell inside: the CRM's score, 15 % empty, kept
+            # noise in its octave 16-32 offered beyond the real maximum 10, and 6 % of its
+            # values over it)
+            bins = bin_cells[i] if bin_cells is not None else size
+            kept = np.flatnonzero(significant_cells(noisy[:bins], sigma, evidence[:bins]))
             if kept.size >= 2:  # else too little signal to tell a range: the domain's bins
-                first, last = tail_blocks(noisy, sigma, evidence, int(kept[0]), int(kept[-1]))
-                inside = np.zeros(size, dtype=bool)
+                first, last = tail_blocks(noisy[:bins], sigma, evidence[:bins],
+                                          int(kept[0]), int(kept[-1]))
+                inside = evidence.copy()
+                inside[:bins] = False
                 inside[first : last + 1] = True
                 noisy = np.where(inside, noisy, 0.0)
         out.append(Marginal(columns=list(cols), groups=[groups[c] for c in cols],
