@@ -8,7 +8,9 @@ outputs or public facts); it never fits anything to the raw table. Per learned c
   scalar in [-1, 1], the position inside the bin (in sign-log space for octave bins). This plays
   the role of CTGAN's mode-specific normalisation, with bins from a DP histogram instead of a GMM
   fit. A zero-width bin is a point (an integer code); a number with codes (N, -, ...) has a slot
-  per released code and decodes to text, numbers and codes as the file wrote them.
+  per released code and decodes to text, numbers and codes as the file wrote them. Sampling
+  draws the position uniformly for a date's bins and a continuous column's octave-wide bins
+  (:attr:`TableEncoder.drawn_positions`: DP-SGD collapses those scalars to -1).
 
 Everything is vectorised over rows (numpy / pandas), one pass per column.
 """

@@ -131,7 +131,9 @@ def one_way_groups(frequencies: list[float], numeric: bool, bins: int, rows: flo
     a single value (``points``: a code, an integer released as itself) stays a cell of its own,
     so the one-way test alone decides it: grouped with its neighbour, a code offered beyond a
     run of codes got a share of the group's mass from its noisy domain count (6 runs in 40 of
-    the 1,000-row coded table generated such a code)."""
+    the 1,000-row coded table generated such a code). The synthesizer passes as ``points``
+    every bin meant to be a cell of its own (``ColumnDomain.lone_bins``: single values, bins
+    offered with no domain mass, a DP date range's first and last years)."""
     width = len(frequencies)
     if not numeric or bins <= 1:
         return list(range(width))
