@@ -263,6 +263,17 @@ MUTATIONS = [
         "        n = float(len(slots))",
     ),
     Mutation(
+        "coded-cells-from-exact-counts",
+        "a run of codes' end read as vouched for by the exact counts (a cell with rows), not by "
+        "the domain's bins and released frequencies",
+        "synthgen/privacy/marginals.py",
+        "    coded = [_coded_cells(g, b, u) if e is not None else None\n",
+        "    coded = [np.bincount(np.asarray(g)[slots[:, c]], minlength=max(g) + 1) > 0\n"
+        "             if e is not None else None for c, (g, e) in enumerate(zip(one_groups,\n"
+        "                                                                      evidence))]\n"
+        "    _unused = [_coded_cells(g, b, u) if e is not None else None\n",
+    ),
+    Mutation(
         "declared-bounds-counts-exact",
         "a column with declared bounds (public keys, atoms among them) read from exact counts",
         "synthgen/privacy/domains.py",

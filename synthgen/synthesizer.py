@@ -399,6 +399,10 @@ class Synthesizer:
             public=[num and d.source == "public" for d, num in zip(learned, numeric,
                                                                     strict=True)],
             rows_sd=rows_sd,
+            # a bin holding one whole value: a point (2), or an integer column's unit piece (1)
+            single=[[2 if lo == hi else int(d.kind is ColumnKind.INTEGER and hi - lo == 1
+                                            and float(lo).is_integer()) for lo, hi in d.bins]
+                    if num else None for d, num in zip(learned, numeric, strict=True)],
         )
         # The one-way tables measured every slot with more budget than the domain histograms:
         # the generator's conditional vectors are drawn from them (post-processing).
