@@ -81,8 +81,23 @@ MUTATIONS = [
         "no-clipping",
         "the DP step clips nothing (infinite norm)",
         "synthgen/models/dpsgd.py",
-        "clipped_gradients(disc, rows, n_real, release.max_grad_norm, real_weight)",
-        "clipped_gradients(disc, rows, n_real, float('inf'), real_weight)",
+        "clipped_gradients(disc, rows, n_real, release.max_grad_norm, real_weight,",
+        "clipped_gradients(disc, rows, n_real, float('inf'), real_weight,",
+    ),
+    Mutation(
+        "fake-weight-after-clipping",
+        "the generated rows' weight (B / generated rows) scales every row after clipping, "
+        "the real rows' too (sensitivity fake_weight * max_grad_norm)",
+        "synthgen/models/dpsgd.py",
+        "        scaled = b * coef.unsqueeze(1)\n",
+        "        scaled = b * coef.unsqueeze(1) * fake_weight\n",
+    ),
+    Mutation(
+        "row-norm-not-squared",
+        "the per-row gradient norm adds the input norms unsquared (a wrong clipping norm)",
+        "synthgen/models/dpsgd.py",
+        "(torch.linalg.vector_norm(a, dim=1).square() + 1.0) * b_sq",
+        "(torch.linalg.vector_norm(a, dim=1) + 1.0) * b_sq",
     ),
     Mutation(
         "zero-noise",

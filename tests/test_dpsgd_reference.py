@@ -225,3 +225,32 @@ def test_padded_rows_with_zero_weight_change_nothing() -> None:
     assert_all_close(p_grads, grads, atol=1e-6)
     torch.testing.assert_close(p_norms[:5], norms)
     assert torch.all(p_norms[5:] == 0)
+
+
+def test_weighted_fake_rows_add_their_weighted_gradient_only() -> None:
+    """fake_weight (the trainer's B / generated rows) scales the generated rows' unclipped
+    gradient and nothing else: the real rows' clipped sum and norms are those of weight 1."""
+    disc = make_disc()
+    rows = make_rows(5, 3)
+    grads, norms, _ = clipped_gradients(disc, rows, 5, MAX_GRAD_NORM)
+    real_only, real_norms, _ = clipped_gradients(disc, rows[:5], 5, MAX_GRAD_NORM)
+    w_grads, w_norms, _ = clipped_gradients(disc, rows, 5, MAX_GRAD_NORM, fake_weight=2.5)
+    fake = [g - r for g, r in zip(grads, real_only, strict=True)]
+    assert_all_close(w_grads, [r + 2.5 * f for r, f in zip(real_only, fake, strict=True)],
+                     atol=1e-5)
+    torch.testing.assert_close(w_norms, norms)
+    torch.testing.assert_close(w_norms, real_norms)
+
+
+def test_weighted_fake_rows_leave_a_huge_real_row_clipped() -> None:
+    """With generated rows weighted, a real row's contribution is still at most max_grad_norm
+    (the weight must never reach the real rows after their clipping)."""
+    disc = make_disc()
+    rows = torch.cat([make_rows(1, 0) * 1e3, make_rows(0, 4)])
+    fake_only, _, _ = clipped_gradients(disc, rows[1:], 0, MAX_GRAD_NORM)
+    for weight in (1.0, 3.0):
+        grads, norms, _ = clipped_gradients(disc, rows, 1, MAX_GRAD_NORM, fake_weight=weight)
+        assert float(norms[0]) > 100 * MAX_GRAD_NORM
+        real = torch.cat([(g - weight * f).flatten()
+                          for g, f in zip(grads, fake_only, strict=True)])
+        assert float(real.norm()) == pytest.approx(MAX_GRAD_NORM, rel=1e-4)

@@ -37,19 +37,24 @@ def clipped_gradients(
     n_real: int,
     max_grad_norm: float,
     real_weight: torch.Tensor | None = None,
+    fake_weight: float = 1.0,
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """The summed gradient with the first ``n_real`` rows clipped; per-row norms; the loss.
 
     ``real_weight`` (0 or 1 per real row) marks padding in a fixed-size batch: a padded row's
     loss is multiplied by 0, so its backprop, norm and gradient are exactly zero and the sum is
     that of the unpadded batch. Fixed shapes are what lets a CUDA graph replay the step.
+    ``fake_weight`` multiplies the generated rows' (unclipped) loss: fewer generated rows than
+    real ones can weigh as many. It never reaches the real rows, whose clipping bounds each
+    one's contribution by ``max_grad_norm`` whatever the generated rows are.
 
     Returns one tensor per parameter, in ``disc.parameters()`` order (weight, bias per layer).
     """
     logits, inputs, outputs = disc.forward_with_taps(rows)
     loss = discriminator_loss_terms(logits, n_real)
-    if real_weight is not None:
-        weight = torch.cat([real_weight, real_weight.new_ones(rows.shape[0] - n_real)])
+    if real_weight is not None or fake_weight != 1.0:
+        ones = rows.new_ones(n_real) if real_weight is None else real_weight
+        weight = torch.cat([ones, rows.new_full((rows.shape[0] - n_real,), fake_weight)])
         loss = loss * weight
         shown = loss.sum() / weight.sum().clamp_min(1.0)
     else:
@@ -58,8 +63,9 @@ def clipped_gradients(
     inputs = [a.detach() for a in inputs]  # the clipping arithmetic below must build no graph
     sq_norms = torch.zeros(rows.shape[0], dtype=rows.dtype, device=rows.device)
     for a, b in zip(inputs, backprops, strict=True):
-        b_sq = b.pow(2).sum(1)
-        sq_norms = sq_norms + (a.pow(2).sum(1) + 1.0) * b_sq
+        # squared row norms (one fused reduction each; a.pow(2).sum(1) wrote a squared copy)
+        b_sq = torch.linalg.vector_norm(b, dim=1).square()
+        sq_norms = sq_norms + (torch.linalg.vector_norm(a, dim=1).square() + 1.0) * b_sq
     norms = sq_norms.sqrt()
     coef = torch.ones_like(norms)
     coef[:n_real] = (max_grad_norm / (norms[:n_real] + 1e-6)).clamp(max=1.0)
@@ -101,6 +107,7 @@ def private_discriminator_step(
     expected_batch_size: float,
     generator: torch.Generator | None = None,
     real_weight: torch.Tensor | None = None,
+    fake_weight: float = 1.0,
 ) -> torch.Tensor:
     """One private step of the discriminator; returns the mean loss (for display only).
 
@@ -115,7 +122,8 @@ def private_discriminator_step(
         if noise_multiplier is None or max_grad_norm is None:
             raise ValueError("a private step needs a release, or a noise multiplier and norm")
         release = GradientRelease(noise_multiplier, max_grad_norm, 1.0, rows.device, seed=0)
-    grads, _, loss = clipped_gradients(disc, rows, n_real, release.max_grad_norm, real_weight)
+    grads, _, loss = clipped_gradients(disc, rows, n_real, release.max_grad_norm, real_weight,
+                                        fake_weight)
     update = [g / expected_batch_size for g in release.noisy_sum(grads, generator)]
     for p, g in zip(disc.parameters(), update, strict=True):
         p.grad = g

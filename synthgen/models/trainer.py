@@ -93,6 +93,12 @@ class TrainingConfig:
     lr_d: float = 1e-3
     lr_g: float = 1e-3
     generator_steps: int = 1
+    # Rows a generator step generates, as a share of the expected batch B (at least one row;
+    # the table loss reads the first table_rows of them). The next DP step's generated rows
+    # are these, their loss weighted B / rows so that they weigh as B generated rows would
+    # (post-processing: no real row is read, and each real row is still clipped to
+    # max_grad_norm). Half of B: the generator's side was two thirds of a DP-SGD step on a CPU.
+    generator_share: float = 0.5
     # Exponential moving average of the generator's weights, sampled from at the end
     # (post-processing: it reads no data). 0 turns it off.
     ema_decay: float = 0.95
@@ -346,8 +352,11 @@ class GANTrainer:
         raw, cond, chosen = self._logits(n)
         return self.generator.activate(raw, generator=self._rng), raw, cond, chosen
 
+    def _generator_rows(self, batch: int) -> int:
+        return max(1, min(batch, round(batch * self.config.generator_share)))
+
     def _generator_loss(self, batch: int) -> torch.Tensor:
-        fake, raw, cond, chosen = self._fake(batch)
+        fake, raw, cond, chosen = self._fake(self._generator_rows(batch))
         rows = torch.cat([fake, cond], dim=1)
         self._keep_fakes(rows.detach())
         logits = self.discriminator(rows)
@@ -426,12 +435,13 @@ class GANTrainer:
 
         Its generated rows are the previous generator step's (one update older than the
         generator now, as the one step before it): generating as many again was a quarter
-        of a step on a CPU. The first step generates its own."""
+        of a step on a CPU. The first step generates its own. There are
+        ``generator_share`` * B of them, their loss weighted so that they weigh as B."""
         assert self._sgd is not None
         real_cond = self.cond.from_rows(real, self._private_rng)
         if self._fakes is None:
             with torch.no_grad():
-                fake, _, fake_cond, _ = self._fake(batch)
+                fake, _, fake_cond, _ = self._fake(self._generator_rows(batch))
             self._fakes = torch.cat([fake, fake_cond], 1)
         rows = torch.cat([torch.cat([real, real_cond], 1), self._fakes])
         return private_discriminator_step(
@@ -440,6 +450,7 @@ class GANTrainer:
             expected_batch_size=batch,
             generator=self._private_rng,
             real_weight=real_weight,
+            fake_weight=batch / self._fakes.shape[0],
         )
 
     def _iteration(
