@@ -13,6 +13,9 @@ import torch
 from synthgen import Synthesizer, SynthgenWarning
 from synthgen.models.trainer import TrainingProgress
 
+FIXED_MECHANISMS = ["gaussian_row_count", "gaussian_format_votes", "gaussian_histograms",
+                    "gaussian_one_way_marginals", "gaussian_pair_selection"]
+
 
 def test_fit_and_sample_keep_columns_dtypes_and_budget(people: pd.DataFrame) -> None:
     synth = Synthesizer(epsilon=1.0, epochs=5, seed=0).fit(people)
@@ -31,10 +34,11 @@ def test_fit_and_sample_keep_columns_dtypes_and_budget(people: pd.DataFrame) -> 
     report = synth.report()
     assert report["epsilon"] <= report["target_epsilon"] == 1.0
     assert report["delta"] <= 1e-5
-    assert [e["mechanism"] for e in report["ledger"]] == [
-        "gaussian_row_count", "gaussian_format_votes", "gaussian_histograms",
-        "gaussian_one_way_marginals", "gaussian_pair_selection",
-        "gaussian_two_way_marginals", "dp_sgd"]
+    # the two-way tables are released only for the pairs the DP selection picked: at 500 rows
+    # the people table's weak links may select none (then there is no two-way entry)
+    mechanisms = [e["mechanism"] for e in report["ledger"]]
+    assert mechanisms in ([*FIXED_MECHANISMS, "gaussian_two_way_marginals", "dp_sgd"],
+                          [*FIXED_MECHANISMS, "dp_sgd"])
     assert {"rows", "columns", "accountant", "ledger"} <= set(report)
     assert "timings" not in report  # they grow with the exact row count: not public
     assert synth.sample(37).shape == (37, people.shape[1])
